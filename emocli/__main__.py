@@ -1,0 +1,3 @@
+from emocli.cli import main
+
+main()

@@ -1,0 +1,41 @@
+"""The `emo` command line: a thin layer over the Python API, one module per stage under commands/.
+
+Heavy libraries (torch, transformers, opensmile, ...) are imported inside the commands, so that
+`emo --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from emocli.commands import datasets_cmd, extract_cmd, models_cmd, stubs
+
+app = typer.Typer(
+    name="emo",
+    help="Multimodal emotion recognition: extract features, train and evaluate the registry models, "
+    "predict on raw media.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+app.command("extract")(extract_cmd.extract)
+app.command("train")(stubs.train)
+app.command("evaluate")(stubs.evaluate)
+app.command("predict")(stubs.predict)
+app.command("models")(models_cmd.models)
+app.command("datasets")(datasets_cmd.datasets)
+
+
+def main() -> None:
+    from emocli.errors import EmoError
+
+    try:
+        app()
+    except EmoError as error:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -1,0 +1,32 @@
+"""Dataset adapters, looked up by name. Modules are imported only when an adapter is used."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from emocli.errors import DatasetError
+
+# name -> "module:Class"; the single list `emo datasets`, `emo extract --dataset` and the tests use.
+ADAPTERS: dict[str, str] = {
+    "ravdess": "emocli.datasets.ravdess:RavdessAdapter",
+    "meld": "emocli.datasets.meld:MeldAdapter",
+    "iemocap": "emocli.datasets.iemocap:IemocapAdapter",
+    "mosei": "emocli.datasets.mosei:MoseiAdapter",
+    "nemu": "emocli.datasets.nemu:NemuAdapter",
+    "manifest": "emocli.datasets.manifest:ManifestAdapter",
+}
+
+
+def adapter_class(name: str):
+    try:
+        module, cls = ADAPTERS[name].split(":")
+    except KeyError:
+        raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(ADAPTERS)}") from None
+    return getattr(importlib.import_module(module), cls)
+
+
+def load_dataset(name: str, root: str | Path, **options):
+    """Load dataset `name` from `root` with adapter options; returns a SampleSet."""
+    adapter = adapter_class(name)(**options)
+    return adapter.load(Path(root).expanduser().resolve())

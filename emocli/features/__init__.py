@@ -1,0 +1,30 @@
+"""Feature extractors, looked up by name; modules are imported only when an extractor is built."""
+
+from __future__ import annotations
+
+import importlib
+
+from emocli.errors import ConfigError
+
+# name -> "module:Class"; the one list the CLI, presets and tests use.
+EXTRACTORS: dict[str, str] = {
+    "opensmile": "emocli.features.audio.opensmile:OpenSmileExtractor",
+    "mfcc": "emocli.features.audio.mfcc:MfccExtractor",
+    "hf-text": "emocli.features.text.transformer:TransformerTextExtractor",
+    "glove": "emocli.features.text.glove:GloveExtractor",
+    "clip-table": "emocli.features.visual.table:ClipTableExtractor",
+    "frames": "emocli.features.visual.frames:FrameFeatureExtractor",
+    "clips": "emocli.features.visual.clips:ClipExtractor",
+}
+
+
+def extractor_class(name: str):
+    try:
+        module, cls = EXTRACTORS[name].split(":")
+    except KeyError:
+        raise ConfigError(f"unknown extractor {name!r}; choose one of {', '.join(EXTRACTORS)}") from None
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_extractor(name: str, **params):
+    return extractor_class(name)(**params)

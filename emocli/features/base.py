@@ -1,0 +1,134 @@
+"""What an extractor is: a pure function of one sample's media and a set of parameters.
+
+An extractor declares its parameters as a frozen pydantic model, so its settings serialise to JSON and
+every feature set can say exactly how it was made. The feature store keys work on
+(input fingerprint, extractor name, parameters, library versions): see `Extractor.fingerprint`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+Modality = Literal["text", "audio", "visual"]
+FeatureKind = Literal["vector", "sequence"]
+
+
+@dataclass
+class Features:
+    """Output for one sample: a vector [D], or a sequence [T, D] with frame times [T] in seconds."""
+
+    values: np.ndarray
+    times: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.values = np.asarray(self.values, dtype=np.float32)
+        if self.times is not None:
+            self.times = np.asarray(self.times, dtype=np.float64)
+            if self.values.ndim != 2 or len(self.times) != len(self.values):
+                raise ValueError("a sequence needs values [T, D] and one time per frame")
+
+
+class ExtractorParams(BaseModel):
+    """Base of every extractor's parameters: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def package_versions(*distributions: str) -> dict[str, str]:
+    """Installed versions of the distributions whose code shapes an extractor's output."""
+    versions = {}
+    for name in distributions:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """Cheap identity of a file's content: size and modification time (as audinterface does not)."""
+    stat = os.stat(path)
+    return f"{stat.st_size}-{stat.st_mtime_ns}"
+
+
+def text_fingerprint(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+class Extractor(ABC):
+    """Base class of feature extractors.
+
+    Subclasses set the class attributes and implement `dim`, `extract` (or `extract_batch`),
+    and `input_fingerprint`. CPU extractors are run one sample at a time in worker processes;
+    neural encoders set `batch_size > 1` and are run in batches in the main process.
+    """
+
+    name: ClassVar[str]
+    modality: ClassVar[Modality]
+    kind: ClassVar[FeatureKind]
+    Params: ClassVar[type[ExtractorParams]]
+    batch_size: ClassVar[int] = 1
+    libraries: ClassVar[tuple[str, ...]] = ()  # distributions recorded in the provenance
+
+    def __init__(self, params: ExtractorParams | None = None, **overrides: Any):
+        base = params if params is not None else self.Params()
+        self.params = base.model_copy(update=overrides) if overrides else base
+        self.params = self.Params.model_validate(self.params.model_dump())  # validate overrides too
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Feature width D."""
+
+    def feature_names(self) -> list[str] | None:
+        """Names of the D features, where they have names (openSMILE, action units)."""
+        return None
+
+    def versions(self) -> dict[str, str]:
+        return package_versions(*self.libraries)
+
+    def prepare(self, samples):  # pandas.DataFrame -> pandas.DataFrame
+        """Whole-table hook run once before extraction (e.g. build dialogue context). Default: no-op."""
+        return samples
+
+    @abstractmethod
+    def input_fingerprint(self, sample: Mapping[str, Any]) -> str:
+        """Identity of what this extractor reads from `sample` (file size+mtime, text hash, ...)."""
+
+    def extract(self, sample: Mapping[str, Any]) -> Features:
+        return self.extract_batch([sample])[0]
+
+    def extract_batch(self, samples: Sequence[Mapping[str, Any]]) -> list[Features]:
+        return [self.extract(sample) for sample in samples]
+
+    def spec(self) -> dict[str, Any]:
+        """Everything that determines the output: the provenance stored with the features."""
+        return {
+            "extractor": self.name,
+            "modality": self.modality,
+            "kind": self.kind,
+            "dim": self.dim,
+            "params": self.params.model_dump(mode="json"),
+            "versions": self.versions(),
+        }
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(
+            {k: v for k, v in self.spec().items() if k != "dim"}, sort_keys=True, default=str
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    @property
+    def feature_set_name(self) -> str:
+        """Directory name of this configuration's feature set in a store."""
+        return f"{self.modality}__{self.name}__{self.fingerprint()}"
