@@ -73,6 +73,24 @@ class LabelMap:
 
 
 @dataclass
+class PrecomputedFeatures:
+    """Features that ship with a dataset (MOSEI's aligned GloVe/COVAREP/FACET, NEMu's arrays).
+
+    `values` maps sample_id -> emocli.features.base.Features. The feature store writes them as a feature
+    set named `<modality>__precomputed-<name>__<fingerprint of source>`; `input_name` is the model input
+    they feed (defaults to the modality; NEMu has two text inputs, "comments" and "lyrics").
+    """
+
+    name: str
+    modality: str
+    kind: Literal["vector", "sequence"]
+    dim: int
+    values: dict
+    source: dict  # provenance: file, fingerprint, description
+    input_name: str | None = None
+
+
+@dataclass
 class SampleSet:
     """A dataset as a table of samples plus what is needed to read it."""
 
@@ -82,6 +100,7 @@ class SampleSet:
     labels: LabelMap
     protocols: dict[str, str] = field(default_factory=dict)  # protocol name -> description
     options: dict = field(default_factory=dict)  # the adapter options used, for provenance
+    precomputed: list[PrecomputedFeatures] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.table = normalize_table(self.table, source=self.root)

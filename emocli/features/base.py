@@ -75,7 +75,7 @@ class Extractor(ABC):
 
     name: ClassVar[str]
     modality: ClassVar[Modality]
-    kind: ClassVar[FeatureKind]
+    kind: FeatureKind  # a class attribute, or a property where the parameters decide it
     Params: ClassVar[type[ExtractorParams]]
     batch_size: ClassVar[int] = 1
     libraries: ClassVar[tuple[str, ...]] = ()  # distributions recorded in the provenance
