@@ -1,0 +1,217 @@
+"""The papers' losses, as their released code computes them (ARCHITECTURES.md §1.4, §2.1-2.2, §3.3).
+
+Every loss takes the model's pre-activation logits (models/base.py) unless it says otherwise.
+Plain cross entropy (single-label) and BCE-with-logits (multi-label) are torch's own
+(`F.cross_entropy`, `F.binary_cross_entropy_with_logits`) and are not wrapped here.
+
+- `smoothed_bce`                      SMILE: BCE against targets smoothed to 0.8 / 0.2.
+- `AsymmetricLoss`                    MMER: AsymmetricLossOptimized, ×1000.
+- `kl_consistency`                    MMER: KL between perturbed and clean predictions.
+- `MultiDSCLoss`                      SpikEmo: self-adjusting dice.
+- `soft_hgr_loss`                     MultiEMO/SpikEmo: Soft-HGR correlation across modalities.
+- `SampleWeightedFocalContrastive`    MultiEMO: SWFC (SpikEmo drops it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def smoothed_bce(logits: Tensor, targets: Tensor, smoothing: float = 0.2) -> Tensor:
+    """SMILE's training loss (§1.4): mean BCE against ỹ = |y − smoothing| (positives 0.8, negatives 0.2).
+
+    SMILE applies `nn.BCELoss` to sigmoid outputs; BCE-with-logits on the logits is the same function,
+    computed without the overflow of log(sigmoid(x)) (BCELoss instead clamps the log at −100, which
+    only differs for |logit| > 100). SMILE's validation loss uses the raw targets: `smoothing=0`.
+    """
+    smoothed = (targets.to(logits.dtype) - smoothing).abs()
+    return F.binary_cross_entropy_with_logits(logits, smoothed)
+
+
+class AsymmetricLoss(nn.Module):
+    """MMER's `AsymmetricLossOptimized` (§3.3; Ridnik et al., ICCV 2021), multi-label.
+
+    With p the sigmoid output and p₋ = min(1 − p + clip, 1) the clipped negative probability:
+        ℓ = −[ y · log(p) · (1 − p)^γ₊  +  (1 − y) · log(p₋) · (1 − p₋)^γ₋ ],   logs clamped at eps,
+        loss = Σℓ / B / C × scale.
+    The ×1000 is in the released code (it interacts with the gradient clip at 1.0, §3.6); the focusing
+    weight keeps its gradient (`disable_torch_grad_focal_loss=False` there).
+    MMER's model ends in a sigmoid and passes probabilities; with `from_logits=True` (the default,
+    following models/base.py) the sigmoid is applied here first, which is the same computation.
+    """
+
+    def __init__(
+        self,
+        gamma_neg: float = 2.0,
+        gamma_pos: float = 1.0,
+        clip: float = 0.05,
+        eps: float = 1e-5,
+        scale: float = 1000.0,
+        from_logits: bool = True,
+    ) -> None:
+        super().__init__()
+        self.gamma_neg = gamma_neg
+        self.gamma_pos = gamma_pos
+        self.clip = clip
+        self.eps = eps
+        self.scale = scale
+        self.from_logits = from_logits
+
+    def forward(self, inputs: Tensor, targets: Tensor) -> Tensor:
+        probs = torch.sigmoid(inputs) if self.from_logits else inputs
+        targets = targets.to(probs.dtype)
+        probs_neg = 1 - probs
+        if self.clip > 0:
+            # Asymmetric clipping: negatives predicted below `clip` cost nothing at all.
+            probs_neg = (probs_neg + self.clip).clamp(max=1)
+        log_likelihood = targets * torch.log(probs.clamp(min=self.eps)) + (1 - targets) * torch.log(
+            probs_neg.clamp(min=self.eps)
+        )
+        if self.gamma_neg > 0 or self.gamma_pos > 0:
+            p_t = probs * targets + probs_neg * (1 - targets)
+            gamma = self.gamma_pos * targets + self.gamma_neg * (1 - targets)
+            log_likelihood = log_likelihood * torch.pow(1 - p_t, gamma)
+        batch, num_labels = probs.shape
+        return -log_likelihood.sum() / batch / num_labels * self.scale
+
+
+def kl_consistency(perturbed: Tensor, clean: Tensor, from_logits: bool = True) -> Tensor:
+    """MMER's consistency term after adversarial parameter perturbation (§3.3 step 6), as coded:
+
+        F.kl_div(log_softmax(p_noise, -1), softmax(p.detach(), -1))   (reduction 'mean')
+
+    where p, p_noise are the model's [B, C] *sigmoid outputs*: the softmax runs across the labels'
+    sigmoid probabilities, and 'mean' averages over all B·C elements (not 'batchmean'; §3.6).
+    With `from_logits=True` (default) the sigmoid is applied here first; pass probabilities with False.
+    Written out rather than calling `F.kl_div(reduction='mean')`, which warns and whose 'mean' torch
+    has announced it will change to 'batchmean'.
+    """
+    if from_logits:
+        perturbed, clean = torch.sigmoid(perturbed), torch.sigmoid(clean)
+    log_q = F.log_softmax(perturbed, dim=-1)
+    target = F.softmax(clean.detach(), dim=-1)
+    # kl_div's pointwise term target · (log target − input), with 0 · log 0 = 0.
+    return (torch.special.xlogy(target, target) - target * log_q).mean()
+
+
+class MultiDSCLoss(nn.Module):
+    """SpikEmo's self-adjusting dice loss (§2.2; Li et al., ACL 2020), multi-class:
+
+        p = softmax(logits)[y],  p̃ = (1 − p)^α · p,  ℓ = 1 − (2p̃ + γ) / (p̃ + 1 + γ),  mean over samples.
+
+    Logits may be [N, C] or [B, L, C] with targets [N] or [B, L]; targets equal to `ignore_index`
+    (padded utterances) are left out of the mean, as SpikEmo drops them before the loss.
+    """
+
+    def __init__(self, alpha: float = 1.5, smooth: float = 0.5, ignore_index: int = -100) -> None:
+        super().__init__()
+        self.alpha = alpha
+        self.smooth = smooth
+        self.ignore_index = ignore_index
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        logits = logits.reshape(-1, logits.shape[-1])
+        targets = targets.reshape(-1)
+        valid = targets != self.ignore_index
+        logits, targets = logits[valid], targets[valid]
+        if targets.numel() == 0:
+            return logits.sum() * 0.0  # keeps the graph: a batch of padding contributes nothing
+        p = F.softmax(logits, dim=-1).gather(1, targets.unsqueeze(1)).squeeze(1)
+        p_factor = (1 - p) ** self.alpha * p
+        loss = 1 - (2 * p_factor + self.smooth) / (p_factor + 1 + self.smooth)
+        return loss.mean()
+
+
+def soft_hgr_loss(features: Sequence[Tensor], faithful: bool = False) -> Tensor:
+    """Negative Soft-HGR correlation summed over all pairs of modalities (§2.1). Features: [N, D] each,
+    the valid utterances only.
+
+    faithful=False, the definition (Wang et al., AAAI 2019, and their reference code): with features
+    centred over the batch and Σ the D×D covariance (unbiased),
+        L = −Σ_pairs ( mean_n ⟨x̃_n, ỹ_n⟩ − ½ tr(Σ_X Σ_Y) ),
+    and 0 for a batch of one sample, which has no covariance.
+    faithful=True, MultiEMO's `SoftHGRLoss` as coded: no centring in the inner product, and
+    `torch.cov(X)` on X [N, D] treats the *rows* as variables, so Σ is N×N (covariances between
+    samples, each over its D features); both scaled by 1/N empirically:
+        L = −Σ_pairs ( mean_n ⟨x_n, y_n⟩ − ½ tr(cov(X) cov(Y)) / N ) / N.
+    """
+    if len(features) < 2:
+        raise ValueError("Soft-HGR needs at least two feature sets")
+    n = features[0].shape[0]
+    if any(f.shape[0] != n for f in features):
+        raise ValueError("every feature set needs the same number of samples")
+    if n < 2 and not faithful:
+        # One sample has no covariance; a last batch of one utterance must not stop training.
+        return sum(f.sum() for f in features) * 0.0
+    total = features[0].new_zeros(())
+    for x, y in combinations(features, 2):
+        if faithful:
+            inner = (x * y).sum(dim=-1).mean()
+            # atleast_2d: torch.cov of a single row is a scalar, on which MultiEMO's code crashes.
+            cov_x, cov_y = torch.atleast_2d(torch.cov(x)), torch.atleast_2d(torch.cov(y))
+            covariance = torch.trace(cov_x @ cov_y) / n
+            total = total + inner - covariance / 2
+        else:
+            x, y = x - x.mean(dim=0), y - y.mean(dim=0)
+            inner = (x * y).sum(dim=-1).mean()
+            cov_x, cov_y = x.T @ x / (n - 1), y.T @ y / (n - 1)  # D×D, unbiased
+            covariance = torch.trace(cov_x @ cov_y)
+            total = total + inner - covariance / 2
+    return -total / n if faithful else -total
+
+
+class SampleWeightedFocalContrastive(nn.Module):
+    """MultiEMO's sample-weighted focal contrastive loss, SWFC (§2.1); SpikEmo parses its options but
+    does not use it.
+
+    Features are L2-normalised. For each anchor i, p_ij = softmax over j ≠ i of ⟨f_i, f_j⟩ / τ; with
+    P(i) = {j ≠ i : y_j = y_i},
+        ℓ_i = mean_{j ∈ P(i)} log(p_ij) · (1 − p_ij)^γ,     L = −(1/N) Σ_i w_{y_i} ℓ_i,
+    where anchors without a positive contribute 0 but still count in N, and the class weights are
+    w = L1-normalised (N_total / n_c)^ρ from the training set's class counts.
+    MultiEMO loops over anchors; this is the same computation vectorised.
+    """
+
+    class_weights: Tensor
+
+    def __init__(
+        self,
+        class_counts: Sequence[int] | Tensor,
+        temperature: float,
+        focus: float,
+        sample_weight: float,
+        ignore_index: int = -100,
+    ) -> None:
+        super().__init__()
+        counts = torch.as_tensor(class_counts, dtype=torch.float32)
+        if (counts <= 0).any():
+            raise ValueError("every class needs at least one training sample for its SWFC weight")
+        weights = (counts.sum() / counts) ** sample_weight
+        self.register_buffer("class_weights", weights / weights.sum())
+        self.temperature = temperature
+        self.focus = focus
+        self.ignore_index = ignore_index
+
+    def forward(self, features: Tensor, labels: Tensor) -> Tensor:
+        features = features.reshape(-1, features.shape[-1])
+        labels = labels.reshape(-1)
+        valid = labels != self.ignore_index
+        features, labels = F.normalize(features[valid], dim=-1), labels[valid]
+        n = labels.numel()
+        if n < 2:
+            return features.sum() * 0.0  # no pairs: nothing to contrast
+        others = ~torch.eye(n, dtype=torch.bool, device=features.device)
+        logits = (features @ features.T / self.temperature).masked_fill(~others, float("-inf"))
+        # The diagonal's −inf is replaced by 0 before it meets (1 − p)^γ: −inf · 0 would give NaN
+        # gradients even though the diagonal is masked out below.
+        log_p = F.log_softmax(logits, dim=1).masked_fill(~others, 0.0)
+        terms = log_p * (1 - log_p.exp()) ** self.focus
+        positives = (labels[:, None] == labels[None, :]) & others
+        n_positive = positives.sum(dim=1)
+        per_anchor = torch.where(positives, terms, 0.0).sum(dim=1) / n_positive.clamp(min=1)
+        return -(self.class_weights[labels] * per_anchor).sum() / n
