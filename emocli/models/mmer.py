@@ -1,0 +1,253 @@
+"""MMER: multi-modal multi-label emotion recognition with adversarial temporal masking and adversarial
+parameter perturbation (Ge et al., WWW 2023). Spec: ARCHITECTURES.md §3.
+
+Forward (§3.2), for each configured modality m (any subset, any widths, sequences with padding masks or
+vectors as length-1 sequences):
+  X_m = Dropout(LayerNorm(Linear(x_m)))                      projection to d, no positional encoding
+  H_m = E_m(X_m)                                             uni-modal encoder: n_en post-LN layers + LayerNorm
+  M   = E_fusion([H_1; H_2; ...])                            the "tri-modal" encoder over the time-concatenation
+  p   = Dropout(Linear_1(LN(Decoder(label queries, M))))    one learned query per class -> one logit each
+Adversarial temporal masking, in the same forward:
+  s_m = sigmoid(Linear_1(H_m)), reversed-gradient (λ = 0.1), soft bottom-k mask A_m by entropic optimal
+  transport (k = 24, ε = 0.1, 100 Sinkhorn iterations), X̂_m = (1 - A_m) ⊙ X_m re-encoded by the same encoders
+  and decoder -> p̂ = aux["masked_logits"].
+The training step (§3.3: asymmetric loss on p and 0.1 x on p̂, then the adversarial parameter perturbation
+of `perturbation_parameters()` with a KL term) belongs to the trainer; its defaults live in `MMERConfig`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from pydantic import field_validator
+from torch import nn
+
+from emocli.models.base import ModalitySpec, ModelConfig, ModelOutput
+from emocli.models.blocks.attention import sequence_input
+
+
+class MMERConfig(ModelConfig):
+    # Architecture (§3.2). The tri-modal encoder has n_en layers like each uni-modal encoder.
+    d_model: int = 512
+    heads: int = 8
+    ffn_dim: int = 1024
+    dropout: float = 0.1
+    encoder_layers: int = 3  # n_en
+    decoder_layers: int = 1  # n_de
+    logit_dropout: float = 0.1  # the released head puts a Dropout after Linear(d -> 1) (§3.2 step 4)
+
+    # Adversarial temporal masking (§3.2 step 5).
+    mask_k: int | float = 24  # an int: frames to mask; a float in (0, 1): that fraction of each sample's real frames
+    sinkhorn_epsilon: float = 0.1
+    sinkhorn_iterations: int = 100
+    grl_lambda: float = 0.1
+    # The released code divides the transport cost by its maximum over the whole batch, so one sample's mask
+    # depends on the others; "sample" divides by each sample's own maximum. None: "batch" when faithful.
+    topk_cost_norm: Literal["sample", "batch"] | None = None
+
+    # Training defaults the trainer reads (§3.3).
+    lr: float = 5e-5
+    weight_decay: float = 1e-2
+    warmup_lr_init: float = 5e-6
+    warmup_epochs: int = 10
+    # None: 10 when faithful (the released default: the whole run is warm-up and the LR never reaches `lr`),
+    # else 30 (our choice: the paper does not give its epoch count).
+    epochs: int | None = None
+    # The released code steps the scheduler after each epoch with that epoch's index, so epoch e trains with
+    # the rate meant for e - 1. None: 1 when faithful, else 0.
+    lr_lag_epochs: int | None = None
+    batch_size: int = 128
+    grad_clip_norm: float = 1.0
+    masked_loss_weight: float = 0.1  # ℓ₂ = 0.1 · ASL(p̂, y)
+    perturbation_epsilon: float = 1.0  # θ ← θ + ε · g / ‖g‖₂ per tensor of `perturbation_parameters()`
+    perturbation_kl_weight: float = 1.0
+
+    @field_validator("mask_k")
+    @classmethod
+    def _check_mask_k(cls, value: int | float) -> int | float:
+        if isinstance(value, float) and not 0.0 < value < 1.0:
+            raise ValueError("a fractional mask_k must lie in (0, 1); give a whole number of frames as an int")
+        if isinstance(value, int) and value < 0:
+            raise ValueError("mask_k must not be negative")
+        return value
+
+    @property
+    def cost_norm(self) -> Literal["sample", "batch"]:
+        if self.topk_cost_norm is not None:
+            return self.topk_cost_norm
+        return "batch" if self.faithful else "sample"
+
+    @property
+    def num_epochs(self) -> int:
+        if self.epochs is not None:
+            return self.epochs
+        return 10 if self.faithful else 30
+
+    @property
+    def lr_lag(self) -> int:
+        if self.lr_lag_epochs is not None:
+            return self.lr_lag_epochs
+        return 1 if self.faithful else 0
+
+    def learning_rate(self, epoch: int) -> float:
+        """The LR for 0-based `epoch`: timm's CosineLRScheduler(t_initial=num_epochs, warmup_t=warmup_epochs,
+        warmup_lr_init) evaluated at epoch - lr_lag (faithful: 5e-6 + max(0, e - 1) · 4.5e-6 over 10 epochs)."""
+        t = max(0, epoch - self.lr_lag)
+        if t < self.warmup_epochs:
+            return self.warmup_lr_init + t * (self.lr - self.warmup_lr_init) / self.warmup_epochs
+        return 0.5 * self.lr * (1.0 + math.cos(math.pi * t / self.num_epochs))
+
+    @classmethod
+    def reference(cls, name: str) -> MMERConfig:
+        if name == "mosei":  # aligned CMU-MOSEI: 60 steps of GloVe 300 / Facet 35 / COVAREP 74, 6 emotions
+            return cls(
+                modalities={
+                    "text": ModalitySpec(dim=300),
+                    "visual": ModalitySpec(dim=35),
+                    "audio": ModalitySpec(dim=74),
+                },
+                num_classes=6,
+                task="multi_label",
+            )
+        raise ValueError(f"MMER has no reference configuration {name!r}")
+
+
+class GradientReversal(torch.autograd.Function):
+    """Identity forward; backward multiplies the gradient by -λ (Ganin & Lempitsky 2015)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lambd: float) -> torch.Tensor:
+        ctx.lambd = lambd
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return -ctx.lambd * grad, None
+
+
+def reverse_gradient(x: torch.Tensor, lambd: float) -> torch.Tensor:
+    return GradientReversal.apply(x, lambd)
+
+
+def soft_bottom_k(
+    scores: torch.Tensor,
+    real: torch.Tensor,
+    k: int | float,
+    *,
+    epsilon: float,
+    iterations: int,
+    cost_norm: Literal["sample", "batch"] = "sample",
+) -> torch.Tensor:
+    """A soft mask A in [0, 1] of the k LOWEST scores per sample (soft top-k by entropic optimal transport,
+    Xie et al. 2020), differentiable in the scores.
+
+    scores [B, n], real [B, n] (True = real step). Each real step carries mass 1/n_b (n_b = its sample's real
+    steps) to two anchors, 0 and 1, with cost (s - a)² and target masses k_b/n_b and 1 - k_b/n_b; the mask is
+    A = n_b · Γ[:, :, anchor 0], so ΣA = k_b and the steps nearest 0 get A ≈ 1 (§3.2 step 5). k_b is k (an int)
+    or k · n_b (a fraction), at most n_b - 1: a sample keeps at least one unmasked step, so a length-1 sequence
+    (a vector) is never masked. Padding gets A = 0. Log-domain Sinkhorn, unrolled (autograd differentiates it).
+    """
+    real_f = real.to(scores.dtype)
+    n = real_f.sum(dim=1, keepdim=True)  # [B, 1]
+    k_b = (k * n if isinstance(k, float) else torch.full_like(n, float(k))).minimum(n - 1)
+    anchors = torch.tensor([0.0, 1.0], dtype=scores.dtype, device=scores.device)
+    cost = (scores.unsqueeze(-1) - anchors).pow(2) * real_f.unsqueeze(-1)  # [B, n, 2]; padding costs 0
+    scale = cost.amax(dim=(1, 2), keepdim=True) if cost_norm == "sample" else cost.amax()
+    tiny = torch.finfo(scores.dtype).tiny
+    cost = cost / scale.clamp_min(tiny)
+
+    # Zero masses (padding, k_b = 0) become the log of the smallest positive float: finite, and their plan ≈ 0.
+    log_mu = torch.log((real_f / n).clamp_min(tiny))  # [B, n]
+    log_nu = torch.log(torch.cat([k_b / n, (n - k_b) / n], dim=1).clamp_min(tiny))  # [B, 2]
+    f = torch.zeros_like(log_mu)
+    g = torch.zeros_like(log_nu)
+    for _ in range(iterations):
+        f = epsilon * (log_mu - torch.logsumexp((g.unsqueeze(1) - cost) / epsilon, dim=2))
+        g = epsilon * (log_nu - torch.logsumexp((f.unsqueeze(2) - cost) / epsilon, dim=1))
+    plan = torch.exp((f.unsqueeze(2) + g.unsqueeze(1) - cost) / epsilon)  # [B, n, 2]
+    return n * plan[:, :, 0] * real_f
+
+
+def _encoder(config: MMERConfig) -> nn.TransformerEncoder:
+    """n_en post-LN encoder layers (self-attention -> add & LN -> ReLU FFN -> add & LN) plus a final LN."""
+    layer = nn.TransformerEncoderLayer(
+        config.d_model, config.heads, config.ffn_dim, config.dropout, activation="relu", batch_first=True
+    )
+    return nn.TransformerEncoder(
+        layer, config.encoder_layers, norm=nn.LayerNorm(config.d_model), enable_nested_tensor=False
+    )
+
+
+class MMER(nn.Module):
+    def __init__(self, config: MMERConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.d_model
+        names = list(config.modalities)
+        self.projections = nn.ModuleDict(
+            {
+                m: nn.Sequential(nn.Linear(spec.dim, d), nn.LayerNorm(d), nn.Dropout(config.dropout))
+                for m, spec in config.modalities.items()
+            }
+        )
+        self.encoders = nn.ModuleDict({m: _encoder(config) for m in names})
+        # The paper's tri-modal encoder; no modality embedding, as released (§3.2 step 3).
+        self.fusion_encoder = _encoder(config)
+        self.label_queries = nn.Embedding(config.num_classes, d)
+        decoder_layer = nn.TransformerDecoderLayer(
+            d, config.heads, config.ffn_dim, config.dropout, activation="relu", batch_first=True
+        )
+        self.decoder = nn.TransformerDecoder(decoder_layer, config.decoder_layers, norm=nn.LayerNorm(d))
+        self.classifier = nn.Linear(d, 1)  # shared by the label queries: one logit per class
+        self.logit_dropout = nn.Dropout(config.logit_dropout)
+        self.scorers = nn.ModuleDict({m: nn.Linear(d, 1) for m in names})
+
+        for parameter in self.parameters():  # Xavier-uniform on every matrix, embeddings included (§3.2 step 6)
+            if parameter.dim() > 1:
+                nn.init.xavier_uniform_(parameter)
+
+    def perturbation_parameters(self) -> list[nn.Parameter]:
+        """What adversarial parameter perturbation moves: every parameter of the tri-modal encoder (§3.3 step 4)."""
+        return list(self.fusion_encoder.parameters())
+
+    def _decode(self, encoded: dict[str, torch.Tensor], real: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Tri-modal encoder over the time-concatenated encodings, then the label-query decoder -> [B, C]."""
+        padding = ~torch.cat([real[m] for m in encoded], dim=1)
+        fused = self.fusion_encoder(torch.cat(list(encoded.values()), dim=1), src_key_padding_mask=padding)
+        queries = self.label_queries.weight.unsqueeze(0).expand(fused.shape[0], -1, -1)
+        labels = self.decoder(queries, fused, memory_key_padding_mask=padding)
+        return self.logit_dropout(self.classifier(labels)).squeeze(-1)
+
+    def forward(
+        self, inputs: dict[str, torch.Tensor], masks: dict[str, torch.Tensor] | None = None
+    ) -> ModelOutput:
+        """inputs[m] [B, T_m, D_m] or [B, D_m], masks[m] [B, T_m] -> logits [B, C], aux["masked_logits"] [B, C]."""
+        masks = masks or {}
+        config = self.config
+        projected, real = {}, {}
+        for m, spec in config.modalities.items():
+            x, real[m] = sequence_input(m, spec, inputs[m], masks.get(m))
+            projected[m] = self.projections[m](x)
+        encoded = {m: self.encoders[m](projected[m], src_key_padding_mask=~real[m]) for m in projected}
+        logits = self._decode(encoded, real)
+
+        # Adversarial temporal masking: the scorer (and through it the encoder) gets the reversed gradient
+        # of the masked loss, so it learns to mask the frames that matter most for the masked prediction.
+        masked = {}
+        for m in projected:
+            scores = torch.sigmoid(self.scorers[m](encoded[m])).squeeze(-1)
+            scores = reverse_gradient(scores, config.grl_lambda)
+            mask = soft_bottom_k(
+                scores,
+                real[m],
+                config.mask_k,
+                epsilon=config.sinkhorn_epsilon,
+                iterations=config.sinkhorn_iterations,
+                cost_norm=config.cost_norm,
+            )
+            masked[m] = (1.0 - mask).unsqueeze(-1) * projected[m]
+        masked_encoded = {m: self.encoders[m](masked[m], src_key_padding_mask=~real[m]) for m in masked}
+        masked_logits = self._decode(masked_encoded, real)
+        return ModelOutput(logits=logits, aux={"masked_logits": masked_logits})

@@ -1,0 +1,209 @@
+"""CFN-SR (ARCHITECTURES.md §4): reference sizes, shapes for every input form, gradients, batch (in)dependence."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from emocli.errors import ConfigError
+from emocli.models.base import count_parameters
+from emocli.models.blocks.attention import MulTEncoder, sinusoidal_positions
+from emocli.models.blocks.resnext3d import resnext3d50
+from emocli.models.cfnsr import CFNSR, CFNSRConfig, MFCCNet
+from emocli.registry import get_model
+
+AUDIO_LENGTHS = [40, 25, 9]  # 9 < MFCCNet.MIN_FRAMES: zero-padded to 12 inside
+VISUAL_LENGTHS = [5, 2, 1]
+
+
+def config(audio="sequence", visual="sequence", **overrides) -> CFNSRConfig:
+    modalities = {}
+    if audio:
+        modalities["audio"] = {"dim": 13, "kind": audio}
+    if visual:
+        modalities["visual"] = {"dim": 3, "kind": "clip"} if visual == "clip" else {"dim": 10, "kind": visual}
+    settings = dict(modalities=modalities, num_classes=5, video_dim=32, transformer_layers=2)
+    if visual == "clip":
+        settings["video_dim"] = 2048
+    return CFNSRConfig(**{**settings, **overrides})
+
+
+def batch(cfg: CFNSRConfig, seed: int = 0, clip_size: tuple[int, int, int] = (4, 64, 64)):
+    generator = torch.Generator().manual_seed(seed)
+    inputs, masks = {}, {}
+    for m, spec in cfg.modalities.items():
+        lengths = torch.tensor(AUDIO_LENGTHS if m == "audio" else VISUAL_LENGTHS)
+        if spec.kind == "clip":
+            inputs[m] = torch.randn(3, 3, *clip_size, generator=generator)
+        elif spec.kind == "vector":
+            inputs[m] = torch.randn(3, spec.dim, generator=generator)
+        else:
+            masks[m] = torch.arange(int(lengths.max())) < lengths[:, None]
+            inputs[m] = torch.randn(3, int(lengths.max()), spec.dim, generator=generator) * masks[m][..., None]
+    return inputs, masks
+
+
+def test_reference_parameter_counts():
+    entry = get_model("cfnsr")
+    reference = entry.config("ravdess")
+    with torch.device("meta"):
+        assert count_parameters(entry.build(reference)) == entry.references["ravdess"] == 26_301_417
+        # The spec's ablations: no cross-modal block (ab_1), no residual (ab_2).
+        assert count_parameters(entry.build(entry.config("ravdess", cross_modal=False))) == 25_916_072
+        assert count_parameters(entry.build(entry.config("ravdess", residual=False))) == 26_301_417
+        assert count_parameters(MFCCNet(13)) == 20_704
+    assert reference.summed_attention is False and reference.video_stem_relu is True
+    faithful = entry.config("ravdess", faithful=True)
+    assert faithful.summed_attention is True and faithful.video_stem_relu is False
+
+
+def test_reference_shapes():
+    model = get_model("cfnsr").build(get_model("cfnsr").config("ravdess")).eval()
+    assert model.head.in_features == 2048 + 64 * 26
+    audio, lengths = model.audio(torch.randn(2, 13, 212), torch.tensor([212, 212]))
+    assert audio.shape == (2, 64, 26) and lengths.tolist() == [26, 26]
+    with torch.no_grad():
+        logits = model({"audio": torch.randn(2, 212, 13), "visual": torch.randn(2, 3, 4, 64, 64)}).logits
+        shorter = model({"audio": torch.randn(2, 150, 13), "visual": torch.randn(2, 3, 4, 64, 64)}).logits
+    assert logits.shape == shorter.shape == (2, 8)
+    with pytest.raises(ConfigError, match="flattens 212"):
+        model({"audio": torch.randn(2, 213, 13), "visual": torch.randn(2, 3, 4, 64, 64)})
+
+
+@pytest.mark.parametrize("task", ["single_label", "multi_label"])
+@pytest.mark.parametrize(
+    "audio,visual",
+    [
+        ("sequence", None),
+        ("vector", None),
+        (None, "sequence"),
+        (None, "vector"),
+        (None, "clip"),
+        ("sequence", "sequence"),
+        ("vector", "sequence"),
+        ("sequence", "vector"),
+        ("sequence", "clip"),
+    ],
+)
+def test_every_input_form_and_head(audio, visual, task):
+    cfg = config(audio, visual, task=task)
+    model = CFNSR(cfg).eval()
+    with torch.no_grad():
+        logits = model(*batch(cfg, clip_size=(2, 32, 32))).logits
+    assert logits.shape == (3, 5)
+    assert torch.isfinite(logits).all()
+    assert model.cross_modal == (audio is not None and visual is not None)
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    cfg = config("sequence", "clip")
+    model = CFNSR(cfg).train()
+    inputs, masks = batch(cfg)  # a 4x64x64 clip leaves a 1x2x2 map: the attention has 4 positions to weigh
+    F.cross_entropy(model(inputs, masks).logits, torch.tensor([0, 3, 4])).backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None, name
+        assert torch.isfinite(parameter.grad).all(), name
+        assert parameter.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("audio_frames", [None, 40])
+def test_overfits_a_tiny_batch(audio_frames):
+    torch.manual_seed(0)
+    cfg = config("sequence", "sequence", audio_frames=audio_frames)
+    model = CFNSR(cfg).train()
+    inputs, masks = batch(cfg, seed=1)
+    target = torch.tensor([1, 4, 2])
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss = F.cross_entropy(model(inputs, masks).logits, target)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
+
+
+def test_no_state_between_calls_and_eval_is_deterministic():
+    cfg = config("sequence", "sequence")
+    model = CFNSR(cfg)
+    inputs, masks = batch(cfg)
+    torch.manual_seed(3)
+    first = model(inputs, masks).logits
+    torch.manual_seed(3)
+    second = model(inputs, masks).logits
+    assert torch.equal(first, second)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(inputs, masks).logits, model(inputs, masks).logits)
+
+
+def _alone_versus_batch(model: CFNSR) -> float:
+    """The largest change of a sample's logits between running alone (unpadded) and in its padded batch."""
+    inputs, masks = batch(model.config)
+    with torch.no_grad():
+        together = model(inputs, masks).logits
+        worst = 0.0
+        for i in range(3):
+            alone = {}
+            for m, x in inputs.items():
+                length = (AUDIO_LENGTHS if m == "audio" else VISUAL_LENGTHS)[i]
+                alone[m] = x[i : i + 1, :length] if m in masks else x[i : i + 1]
+            worst = max(worst, (model(alone).logits[0] - together[i]).abs().max().item())
+    return worst
+
+
+@pytest.mark.parametrize("visual", ["sequence", "clip"])
+def test_batch_independence_and_the_faithful_batch_summed_map(visual):
+    torch.manual_seed(0)
+    model = CFNSR(config("sequence", visual)).eval()
+    assert _alone_versus_batch(model) < 1e-5
+
+    torch.manual_seed(0)
+    faithful = CFNSR(config("sequence", visual, faithful=True)).eval()
+    assert _alone_versus_batch(faithful) > 1e-3
+    if visual == "clip":
+        assert isinstance(faithful.video.relu, torch.nn.Identity) and isinstance(model.video.relu, torch.nn.ReLU)
+
+
+def test_video_weights_from_a_local_file(tmp_path):
+    torch.manual_seed(4)
+    source = resnext3d50()
+    path = tmp_path / "video.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, path)
+    model = CFNSR(config("sequence", "clip", video_weights=str(path)))
+    assert torch.equal(model.video.conv1.weight, source.conv1.weight)
+    assert torch.equal(model.video.layer3[5].conv2.weight, source.layer3[5].conv2.weight)
+
+
+def test_configuration_and_input_errors():
+    with pytest.raises(ValueError, match="'audio' and/or 'visual'"):
+        CFNSRConfig(modalities={"text": {"dim": 4}}, num_classes=2)
+    with pytest.raises(ValueError, match="video_dim 2048"):
+        CFNSRConfig(modalities={"visual": {"dim": 3, "kind": "clip"}}, num_classes=2, video_dim=64)
+    model = CFNSR(config("sequence", None))
+    holes = torch.tensor([[True, False, True] + [True] * 9])
+    with pytest.raises(ConfigError, match="padding at the end"):
+        model({"audio": torch.randn(1, 12, 13)}, {"audio": holes})
+    with pytest.raises(ConfigError, match="width 13"):
+        model({"audio": torch.randn(1, 12, 20)})
+
+
+def test_mult_encoder_is_causal_with_fairseq_positions():
+    table = sinusoidal_positions(3, 8)
+    frequencies = 10000.0 ** (-torch.arange(4) / 3)
+    assert torch.allclose(table[0], torch.cat([torch.sin(frequencies), torch.cos(frequencies)]))  # position 1
+    assert torch.allclose(table[2, :4], torch.sin(3 * frequencies))
+
+    torch.manual_seed(0)
+    encoder = MulTEncoder(16, 4, 2, embed_dropout=0.3, dropout=0.1, causal=True).eval()
+    x = torch.randn(2, 6, 16)
+    changed = x.clone()
+    changed[:, 4:] = torch.randn(2, 2, 16)
+    with torch.no_grad():
+        before, after = encoder(x), encoder(changed)
+    assert torch.allclose(before[:, :4], after[:, :4], atol=1e-6)  # the past does not see the future
+    assert not torch.allclose(before[:, 4:], after[:, 4:])
