@@ -1,0 +1,216 @@
+"""SpikEmo (ARCHITECTURES.md §2): reference counts, shapes, DialogueRNN, gradients, state, padding, spikes."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from emocli.errors import ConfigError
+from emocli.models.base import count_parameters
+from emocli.models.spikemo import DialogueRNN, SpikEmo, SpikEmoConfig, reversal_index
+from emocli.registry import get_model
+
+WIDTHS = {"text": 12, "audio": 10, "visual": 8}
+SUBSETS = [c for r in (1, 2, 3) for c in itertools.combinations(WIDTHS, r)]
+B, L = 3, 6
+
+
+def small_config(modalities=tuple(WIDTHS), **overrides) -> SpikEmoConfig:
+    # Small widths; τ = 2 and threshold 0.5 so that a 16-wide Spikformer fires within 8 steps.
+    settings = dict(
+        modalities={m: {"dim": WIDTHS[m], "kind": "vector"} for m in modalities},
+        num_classes=4,
+        num_parties=3,
+        model_dim=16,
+        fusion_heads=2,
+        fusion_layers=1,
+        fusion_ffn_dim=32,
+        mlp_hidden=16,
+        spike_heads=2,
+        spike_steps=8,
+        spike_tau=2.0,
+        spike_threshold=0.5,
+        context={"text": "none", "audio": "forward", "visual": "bidirectional"},
+    )
+    settings.update(overrides)
+    return SpikEmoConfig(**settings)
+
+
+def dialogues(modalities=tuple(WIDTHS), seed=0, dtype=torch.float32):
+    generator = torch.Generator().manual_seed(seed)
+    inputs = {m: torch.randn(B, L, WIDTHS[m], generator=generator, dtype=dtype) for m in modalities}
+    inputs["speaker"] = torch.randint(0, 3, (B, L), generator=generator)
+    utterance = torch.ones(B, L, dtype=torch.bool)
+    utterance[1, 4:] = False  # dialogue 1 has 4 utterances
+    return inputs, {"utterance": utterance}
+
+
+def test_reference_parameter_counts():
+    entry = get_model("spikemo")
+    meld = entry.build(entry.config("meld"))
+    assert abs(count_parameters(meld) - entry.references["meld"]) <= entry.reference_tolerance
+    assert count_parameters(meld) == 31_458_567
+    assert count_parameters(meld.spikformer) == 1_719_808  # §2.2
+    iemocap = SpikEmo(SpikEmoConfig.reference("iemocap"))
+    assert abs(count_parameters(iemocap) - 31_390_000) <= 5_000
+    # The default build leaves out what MELD never runs (§2.3.8): the text DialogueRNN (two directions +
+    # Linear), the backward direction and Linear of audio and visual, and the Spikformer's transforms.
+    default = entry.build(entry.config("meld", faithful=False))
+    rnn, linear, transform = 1_577_728, 131_328, 66_304
+    assert count_parameters(meld) - count_parameters(default) == (2 * rnn + linear) + 2 * (rnn + linear) + 2 * transform
+
+
+def test_loss_selection_is_exposed():
+    assert SpikEmoConfig.reference("meld").loss_terms == "ce"
+    assert small_config().loss_terms == "ce+dsc+hgr"
+    assert SpikEmoConfig.reference("iemocap").loss_weights == {"ce": 0.2, "dsc": 0.4, "hgr": 0.4}
+
+
+@pytest.mark.parametrize("modalities", SUBSETS)
+@pytest.mark.parametrize("task", ["single_label", "multi_label"])
+def test_output_shapes_for_every_subset_and_head(modalities, task):
+    model = SpikEmo(small_config(modalities, task=task))
+    inputs, masks = dialogues(modalities)
+    out = model(inputs, masks)
+    assert out.logits.shape == (B, L, 4)
+    assert set(out.aux) == {f"fused_{m}" for m in modalities} | {"fc_outputs"}
+    assert all(v.shape == (B, L, 16) for v in out.aux.values())
+
+
+def test_sequence_inputs_are_pooled_and_speakers_default_to_one_party():
+    model = SpikEmo(small_config(("text", "audio")))
+    frames = torch.randn(B, L, 5, WIDTHS["audio"])
+    frame_mask = torch.ones(B, L, 5, dtype=torch.bool)
+    frame_mask[..., 3:] = False
+    text = torch.randn(B, L, WIDTHS["text"])
+    model.eval()
+    with torch.no_grad():
+        pooled = model({"text": text, "audio": frames[:, :, :3].mean(2)}).logits
+        direct = model({"text": text, "audio": frames}, {"audio": frame_mask}).logits
+    assert torch.allclose(pooled, direct, atol=1e-6)
+    with pytest.raises(ConfigError):
+        model({"text": text, "audio": frames[:, :, 0], "speaker": torch.full((B, L), 7)})
+
+
+def released_dialogue_rnn(cell: DialogueRNN, u, qmask):
+    """The released DialogueRNNCell loop (§2.1): GRU_P over every party, one-hot qmask select/update."""
+    batch, parties, dim = u.shape[1], qmask.shape[2], u.shape[2]
+    q, g_hist, e, out = torch.zeros(batch, parties, dim), [], torch.zeros(batch, dim), []
+    for u_t, qm in zip(u, qmask):
+        idx = qm.argmax(1)
+        q_sel = q[torch.arange(batch), idx]
+        g = cell.global_cell(torch.cat([u_t, q_sel], 1), g_hist[-1] if g_hist else torch.zeros(batch, dim))
+        if g_hist:
+            hist = torch.stack(g_hist)
+            c = torch.bmm(cell.attention(hist).softmax(0).permute(1, 2, 0), hist.transpose(0, 1))[:, 0]
+        else:
+            c = torch.zeros(batch, dim)
+        g_hist.append(g)
+        uc = torch.cat([u_t, c], 1).unsqueeze(1).expand(-1, parties, -1).reshape(-1, 2 * dim)
+        qs = cell.party_cell(uc, q.reshape(-1, dim)).view(batch, parties, dim)
+        q = q * (1 - qm.unsqueeze(2)) + qs * qm.unsqueeze(2)
+        e = cell.emotion_cell(q[torch.arange(batch), idx], e)
+        out.append(e)
+    return torch.stack(out)
+
+
+def test_dialogue_rnn_matches_the_released_cell():
+    torch.manual_seed(0)
+    cell = DialogueRNN(dim=8, dropout=0.0)
+    u = torch.randn(L, B, 8)
+    speaker = torch.randint(0, 3, (L, B))
+    real = torch.ones(L, B, dtype=torch.bool)
+    real[4:, 1] = False
+    qmask = F.one_hot(speaker, 3).float() * real.unsqueeze(-1)  # padded rows are all zeros
+    with torch.no_grad():
+        ours = cell(u, speaker.masked_fill(~real, 0), real, parties=3)
+        released = released_dialogue_rnn(cell, u, qmask)
+    assert torch.allclose(ours, released, atol=1e-6)
+
+
+def test_reversal_index_reverses_within_each_dialogue():
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    assert reversal_index(mask).T.tolist() == [[2, 1, 0], [1, 0, 2]]
+
+
+@pytest.mark.parametrize("faithful", [False, True])
+def test_gradients_reach_every_trainable_parameter(faithful):
+    torch.manual_seed(0)
+    model = SpikEmo(small_config(faithful=faithful))
+    inputs, masks = dialogues()
+    model(inputs, masks).logits.sum().backward()
+    dead_prefixes = ("context.text.", "context.audio.backward_rnn.", "context.audio.linear.", "spikformer.transforms.")
+    names = [n for n, _ in model.named_parameters()]
+    assert any(n.startswith(dead_prefixes) for n in names) == faithful  # dead modules only in the reference build
+    for name, p in model.named_parameters():
+        received = p.grad is not None and bool(p.grad.abs().sum() > 0)
+        assert received != name.startswith(dead_prefixes), name
+
+
+def test_overfits_a_tiny_batch():
+    torch.manual_seed(0)
+    model = SpikEmo(small_config())
+    inputs, masks = dialogues()
+    labels = torch.randint(0, 4, (B, L), generator=torch.Generator().manual_seed(3))
+    real = masks["utterance"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = F.cross_entropy(model(inputs, masks).logits[real], labels[real])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0]
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_identical_batches_give_identical_outputs(train):
+    model = SpikEmo(small_config()).train(train)  # dropout 0 (the scripts'): training forwards are fixed too
+    a, masks = dialogues(seed=1)
+    b, _ = dialogues(seed=2)
+    with torch.no_grad():
+        first = model(a, masks).logits
+        model(b, masks)
+        assert torch.equal(first, model(a, masks).logits)
+
+
+def test_faithful_membranes_leak_between_modalities():
+    torch.manual_seed(0)
+    leaking = SpikEmo(small_config(faithful=True)).eval()
+    resetting = SpikEmo(small_config(faithful=True, reset_between_modalities=True)).eval()
+    resetting.load_state_dict(leaking.state_dict())
+    inputs, masks = dialogues()
+    with torch.no_grad():
+        assert not torch.allclose(leaking(inputs, masks).logits, resetting(inputs, masks).logits)
+
+
+def test_batch_independence_default_and_padding_dependence_faithful():
+    torch.manual_seed(0)
+    default = SpikEmo(small_config()).double().eval()
+    faithful = SpikEmo(small_config(faithful=True, keep_unused_modules=False)).double().eval()
+    faithful.load_state_dict(default.state_dict())
+    inputs, masks = dialogues(dtype=torch.float64)
+    alone = {m: x[1:2, :4] for m, x in inputs.items()}  # dialogue 1 without its padding
+    with torch.no_grad():
+        assert torch.allclose(default(inputs, masks).logits[1, :4], default(alone).logits[0], atol=1e-9)
+        # released: padded utterances enter the softmax and the attention, so the batch's length matters
+        assert not torch.allclose(faithful(inputs, masks).logits[1, :4], faithful(alone).logits[0], atol=1e-4)
+
+
+def test_firing_rates_and_energy():
+    model = SpikEmo(small_config()).eval()
+    inputs, masks = dialogues()
+    with model.monitor_spikes() as monitor, torch.no_grad():
+        model(inputs, masks)
+    rates = monitor.firing_rates()
+    neurons = [n for n, m in model.named_modules() if type(m).__name__ == "LIFNode"]
+    assert set(rates) == set(neurons) | {"spikformer.encoder"} and len(neurons) == 2 * 7
+    assert all(0.0 <= r <= 1.0 for r in rates.values())
+    assert set(model.spiking_modules()) == {"spikformer"}
+    estimate = model.energy(inputs, masks)
+    assert estimate.label == "compute-only estimate (45 nm, Horowitz 2014)"
+    assert estimate.macs > 0 and estimate.acs > 0 and estimate.energy_pj > 0
