@@ -17,7 +17,9 @@ from importlib import metadata
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from emocli.errors import ConfigError
 
 Modality = Literal["text", "audio", "visual"]
 FeatureKind = Literal["vector", "sequence"]
@@ -81,9 +83,14 @@ class Extractor(ABC):
     libraries: ClassVar[tuple[str, ...]] = ()  # distributions recorded in the provenance
 
     def __init__(self, params: ExtractorParams | None = None, **overrides: Any):
-        base = params if params is not None else self.Params()
-        self.params = base.model_copy(update=overrides) if overrides else base
-        self.params = self.Params.model_validate(self.params.model_dump())  # validate overrides too
+        values = {**(params.model_dump() if params is not None else {}), **overrides}
+        try:
+            self.params = self.Params.model_validate(values)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in error.errors()
+            )
+            raise ConfigError(f"invalid parameters for extractor {self.name!r}: {problems}") from None
 
     @property
     @abstractmethod
