@@ -4,37 +4,66 @@ from __future__ import annotations
 
 import typer
 
+COLUMNS = ("model", "paper", "task", "unit", "modalities", "inputs", "spiking", "reference parameters")
 
-def models(
-    counts: bool = typer.Option(True, help="Build each reference configuration to count its parameters."),
-) -> None:
-    """List the registry models: task, modalities, input kinds, and parameter counts."""
-    from rich.console import Console
-    from rich.table import Table
 
+def registry_rows(count: bool) -> list[tuple[str, ...]]:
+    """One row per registry model; `count` builds each reference configuration to count its parameters."""
     from emocli.registry import MODELS
 
-    table = Table(title="emo model registry")
-    for column in ("model", "title", "task", "unit", "modalities", "inputs", "spiking", "parameters"):
-        table.add_column(column)
+    rows = []
     for entry in MODELS.values():
         params = []
         for reference, expected in entry.references.items():
-            if counts:
+            if count:
                 from emocli.models.base import count_parameters
 
-                n = count_parameters(entry.build(entry.config(reference)))
-                params.append(f"{reference}: {n:,}")
+                params.append(f"{reference}: {count_parameters(entry.build(entry.config(reference))):,}")
             else:
-                params.append(f"{reference}: {expected:,} (paper)")
-        table.add_row(
-            entry.name,
-            f"{entry.title} ({entry.paper})",
-            entry.task,
-            entry.input_unit,
-            ",".join(entry.modalities),
-            ",".join(entry.input_kinds),
-            "yes" if entry.spiking else "no",
-            "\n".join(params),
+                approx = "≈" if entry.reference_tolerance else ""
+                params.append(f"{reference}: {approx}{expected:,}")
+        rows.append(
+            (
+                entry.name,
+                f"{entry.title} ({entry.paper})",
+                entry.task,
+                entry.input_unit,
+                ", ".join(entry.modalities),
+                ", ".join(entry.input_kinds),
+                "yes" if entry.spiking else "no",
+                "; ".join(params),
+            )
         )
-    Console().print(table)
+    return rows
+
+
+def markdown_table(rows: list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def models(
+    count: bool = typer.Option(True, help="Build each reference configuration to count its parameters."),
+    markdown: bool = typer.Option(False, help="Print a Markdown table (the one in the README)."),
+) -> None:
+    """List the registry models: task, modalities, input kinds, and parameter counts."""
+    rows = registry_rows(count)
+    if markdown:
+        typer.echo(markdown_table(rows))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:  # pipes and logs: no terminal width to respect, keep rows on one line
+        console = Console(width=110)
+    table = Table(title="emo model registry")
+    compact = [column for column in COLUMNS if column != "paper"]  # titles are listed below the table
+    for column in compact:
+        table.add_column("params" if column == "reference parameters" else column)
+    for row in rows:
+        table.add_row(*(value for column, value in zip(COLUMNS, row) if column != "paper"))
+    console.print(table)
+    for row in rows:
+        console.print(f"[bold]{row[0]}[/]: {row[1]}", highlight=False)

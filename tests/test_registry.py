@@ -1,0 +1,48 @@
+"""The registry is the single source of truth: its reference counts hold, and the README's table is its output."""
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from emocli.cli import app
+from emocli.commands.models_cmd import markdown_table, registry_rows
+from emocli.errors import ConfigError
+from emocli.models.base import ModelConfig, count_parameters
+from emocli.registry import MODELS, get_model
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_reference_configurations_reproduce_the_original_parameter_counts(name):
+    entry = MODELS[name]
+    for reference, expected in entry.references.items():
+        config = entry.config(reference)
+        assert isinstance(config, ModelConfig)
+        assert abs(count_parameters(entry.build(config)) - expected) <= entry.reference_tolerance
+
+
+def test_overrides_apply_on_top_of_a_reference():
+    entry = MODELS["smile"]
+    config = entry.config("mosei", num_classes=8, task="single_label")
+    assert (config.num_classes, config.task) == (8, "single_label")
+
+
+def test_unknown_names_are_clear_errors():
+    with pytest.raises(ConfigError, match="unknown model 'bert'"):
+        get_model("bert")
+    with pytest.raises(ConfigError, match="no reference configuration 'iemocap'"):
+        MODELS["cfnsr"].config("iemocap")
+
+
+def test_readme_model_table_is_generated_from_the_registry():
+    table = markdown_table(registry_rows(count=False))
+    assert table in README.read_text(encoding="utf-8"), "regenerate it with `emo models --markdown --no-count`"
+
+
+def test_emo_models_lists_every_model():
+    result = CliRunner().invoke(app, ["models", "--no-count"])
+    assert result.exit_code == 0, result.output
+    for name in MODELS:
+        assert name in result.output
