@@ -101,6 +101,7 @@ class SampleSet:
     protocols: dict[str, str] = field(default_factory=dict)  # protocol name -> description
     options: dict = field(default_factory=dict)  # the adapter options used, for provenance
     precomputed: list[PrecomputedFeatures] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the user should know (fallbacks, mismatches)
 
     def __post_init__(self) -> None:
         self.table = normalize_table(self.table, source=self.root)
@@ -114,6 +115,7 @@ class SampleSet:
             "labels": self.labels.to_json(),
             "protocols": self.protocols,
             "options": self.options,
+            **({"notes": list(self.notes)} if self.notes else {}),
         }
 
     def describe_json(self) -> str:
