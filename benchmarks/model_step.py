@@ -1,7 +1,7 @@
 """Forward + backward time per batch of every registry model at its reference widths, on this machine.
 
-For spiking models it also reports the share of that time spent inside the spiking layers
-(forward and backward, measured with module hooks around `model.spiking_modules()`).
+For spiking models it also reports the share of that time spent in the spiking layers
+(`model.spiking_modules()`, forward and backward, replayed alone on the inputs of a real forward).
 
     python benchmarks/model_step.py [--models smile,mmer] [--repeats 3] [--batch 8]
 """
@@ -37,48 +37,63 @@ def reference_inputs(entry, config, batch: int, seq_len: int, dialogue_len: int)
     return inputs, masks
 
 
-class SpikingTimer:
-    """Accumulates wall time spent in the forward and backward of the given modules."""
-
-    def __init__(self, modules):
-        self.seconds = 0.0
-        self._handles = []
-        for module in modules:
-            self._handles += [
-                module.register_forward_pre_hook(self._start),
-                module.register_forward_hook(self._stop),
-                module.register_full_backward_pre_hook(self._start),
-                module.register_full_backward_hook(self._stop),
-            ]
-
-    def _start(self, *_):
-        self._t0 = time.perf_counter()
-
-    def _stop(self, *_):
-        self.seconds += time.perf_counter() - self._t0
-
-    def close(self):
-        for handle in self._handles:
-            handle.remove()
-
-
-def time_step(model, inputs, masks, repeats: int) -> tuple[float, float]:
-    spiking = model.spiking_modules() if hasattr(model, "spiking_modules") else []
-    timer = SpikingTimer(spiking)
+def time_step(model, inputs, masks, repeats: int) -> float:
+    """Mean seconds of one forward + backward (after one warm-up step)."""
     model.train()
     durations = []
-    for repeat in range(repeats + 1):  # the first step warms up allocators and is not counted
-        timer.seconds = 0.0
+    for repeat in range(repeats + 1):
         start = time.perf_counter()
-        output = model(inputs, masks)
-        output.logits.float().pow(2).mean().backward()
+        model(inputs, masks).logits.float().pow(2).mean().backward()
         model.zero_grad(set_to_none=True)
         if repeat:
-            durations.append((time.perf_counter() - start, timer.seconds))
-    timer.close()
-    total = sum(d for d, _ in durations) / len(durations)
-    spiking_time = sum(s for _, s in durations) / len(durations)
-    return total, spiking_time
+            durations.append(time.perf_counter() - start)
+    return sum(durations) / len(durations)
+
+
+def _detached(value):
+    return value.detach().clone() if isinstance(value, torch.Tensor) else value
+
+
+def _leaf(value):
+    """A fresh input that asks for its gradient, as a layer inside the model gets one."""
+    if isinstance(value, torch.Tensor):
+        return value.clone().requires_grad_(value.is_floating_point())
+    return value
+
+
+def time_spiking_layers(model, inputs, masks, repeats: int) -> float:
+    """Mean seconds per step spent in the spiking layers' forward + backward.
+
+    Their inputs are captured during a real forward; each call is then replayed alone, state reset
+    first, as the models do between calls in their default mode.
+    """
+    from spikingjelly.activation_based import functional
+
+    calls = []
+    hooks = [
+        module.register_forward_pre_hook(
+            lambda module, args: calls.append((module, [_detached(a) for a in args]))
+        )
+        for module in model.spiking_modules().values()
+    ]
+    model.train()
+    with torch.no_grad():
+        model(inputs, masks)
+    for hook in hooks:
+        hook.remove()
+    durations = []
+    for repeat in range(repeats + 1):
+        start = time.perf_counter()
+        for module, args in calls:
+            functional.reset_net(module)
+            args = [_leaf(a) for a in args]
+            output = module(*args)
+            output = output[0] if isinstance(output, tuple) else output
+            output.float().pow(2).mean().backward()
+        model.zero_grad(set_to_none=True)
+        if repeat:
+            durations.append(time.perf_counter() - start)
+    return sum(durations) / len(durations)
 
 
 def main() -> None:
@@ -99,8 +114,8 @@ def main() -> None:
         config = entry.config(reference)
         model = entry.build(config)
         inputs, masks = reference_inputs(entry, config, args.batch, args.seq_len, args.dialogue_len)
-        seconds, spiking_seconds = time_step(model, inputs, masks, args.repeats)
-        share = spiking_seconds / seconds if entry.spiking else None
+        seconds = time_step(model, inputs, masks, args.repeats)
+        share = time_spiking_layers(model, inputs, masks, args.repeats) / seconds if entry.spiking else None
         figures["models"][name] = {
             "reference": reference,
             "parameters": count_parameters(model),

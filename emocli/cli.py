@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from emocli.commands import datasets_cmd, extract_cmd, models_cmd, stubs
+from emocli.commands import datasets_cmd, evaluate_cmd, extract_cmd, models_cmd, store_cmd, stubs, train_cmd
 
 app = typer.Typer(
     name="emo",
@@ -22,11 +22,12 @@ app = typer.Typer(
 )
 
 app.command("extract")(extract_cmd.extract)
-app.command("train")(stubs.train)
-app.command("evaluate")(stubs.evaluate)
+app.command("train")(train_cmd.train)
+app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("predict")(stubs.predict)
 app.command("models")(models_cmd.models)
 app.command("datasets")(datasets_cmd.datasets)
+app.add_typer(store_cmd.app, name="store")
 
 
 def main() -> None:

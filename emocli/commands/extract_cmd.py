@@ -1,8 +1,150 @@
-"""`emo extract`: dataset -> Parquet feature store (being built)."""
+"""`emo extract`: dataset -> Parquet feature store (docs/FEATURE_STORE.md)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 
-def extract() -> None:
-    """Extract features of a dataset into a Parquet feature store."""
-    raise SystemExit("emo extract: not wired yet")
+import typer
+
+from emocli.errors import ConfigError
+
+
+def extract(
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset adapter (see `emo datasets`)."),
+    root: Path | None = typer.Option(None, "--root", help="The dataset's folder (or manifest file)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Feature store directory (created or updated)."),
+    audio: list[str] | None = typer.Option(
+        None, "--audio", help="Audio extractor: a preset, a preset .toml file or an extractor name. Repeatable."
+    ),
+    text: list[str] | None = typer.Option(None, "--text", help="Text extractor (as --audio). Repeatable."),
+    visual: list[str] | None = typer.Option(None, "--visual", help="Visual extractor (as --audio). Repeatable."),
+    overrides: list[str] | None = typer.Option(
+        None, "--set", help="Override a parameter: NAME.PARAM=VALUE, e.g. mfcc.n_mfcc=20 (VALUE read as TOML)."
+    ),
+    options: list[str] | None = typer.Option(
+        None, "--option", help="Dataset adapter option KEY=VALUE (see the adapter's Options). Repeatable."
+    ),
+    workers: int = typer.Option(2, "--workers", "-j", min=0, help="Worker processes for CPU extractors; 0: in-process."),
+    shard: str | None = typer.Option(None, "--shard", help="Extract only slice K of N (K/N, 1-based), by sample_id hash."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N samples (of the shard): for trials."),
+    retry_failures: bool = typer.Option(False, "--retry-failures", help="Retry samples that failed before on the same input."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    preset: str | None = typer.Option(None, "--preset", help="With --show: the preset to print."),
+    show: bool = typer.Option(False, "--show", help="Print --preset's TOML (or list the presets) and exit."),
+) -> None:
+    """Extract features of a dataset into a Parquet feature store.
+
+    Runs again do only what is missing: features are keyed on (input file or text, extractor, parameters,
+    library versions). Inputs that fail are listed and do not stop the run.
+
+    Example: emo extract --dataset ravdess --root data/ravdess --audio compare2016 --audio mfcc-cfnsr
+    --visual openface-au --out stores/ravdess
+    """
+    if show:
+        _show_presets(preset)
+        return
+    if preset is not None:
+        raise typer.BadParameter("--preset only goes with --show; choose extractors with --audio/--text/--visual")
+    for value, flag in ((dataset, "--dataset"), (root, "--root"), (out, "--out")):
+        if value is None:
+            raise typer.BadParameter(f"{flag} is required", param_hint=flag)
+
+    from rich.console import Console
+
+    from emocli.datasets import load_dataset
+    from emocli.features.presets import parse_assignments
+    from emocli.features.store import FeatureStore, Shard
+
+    shard_slice = Shard.parse(shard) if shard else None  # before any slow loading, so typos fail fast
+    sample_set = load_dataset(dataset, root, **parse_assignments(options or [], what="--option"))
+    errors = Console(stderr=True)
+    for note in sample_set.notes:
+        errors.print(f"[yellow]note:[/] {note}", highlight=False)
+    extractors = _build_extractors(
+        {"audio": audio or [], "text": text or [], "visual": visual or []}, overrides or [], sample_set.root
+    )
+    if not extractors and not sample_set.precomputed:
+        raise typer.BadParameter("nothing to extract: give --audio, --text or --visual")
+
+    report = FeatureStore(out).extract(
+        sample_set,
+        extractors,
+        workers=workers,
+        shard=shard_slice,
+        limit=limit,
+        retry_failures=retry_failures,
+        progress=not quiet,
+    )
+    _print_report(report, sample_set, Console())
+
+
+def _build_extractors(choices: dict[str, list[str]], overrides: list[str], root: Path) -> list:
+    from emocli.features.presets import build_extractor, choice_label, split_overrides
+
+    grouped = split_overrides(overrides)
+    labels = {choice_label(c) for chosen in choices.values() for c in chosen}
+    unused = sorted(set(grouped) - labels)
+    if unused:
+        raise ConfigError(f"--set {unused[0]}.…: {unused[0]!r} is not an extractor of this command ({', '.join(sorted(labels))})")
+    extractors = []
+    for modality, chosen in choices.items():
+        for choice in chosen:
+            extractor = build_extractor(choice, grouped.get(choice_label(choice)), root=root)
+            if extractor.modality != modality:
+                raise ConfigError(f"{choice!r} is a {extractor.modality} extractor: pass it with --{extractor.modality}")
+            extractors.append(extractor)
+    return extractors
+
+
+def _show_presets(preset: str | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from emocli.features.presets import load_preset, preset_names, preset_text
+
+    if preset is not None:
+        typer.echo(preset_text(preset), nl=False)  # plain: meant to be redirected into a file and edited
+        return
+    table = Table(title="extraction presets (emo extract --preset NAME --show)")
+    for column in ("preset", "extractor", "description"):
+        table.add_column(column)
+    for name in preset_names():
+        loaded = load_preset(name)
+        table.add_row(name, loaded.extractor, loaded.description)
+    Console().print(table)
+
+
+def _print_report(report, sample_set, console) -> None:
+    import pandas as pd
+    from rich.table import Table
+
+    table = Table(title=f"{report.store}" + (f" (shard {report.shard})" if report.shard else ""))
+    for column in ("feature set", "extracted", "cached", "failed", "seconds"):
+        table.add_column(column, justify="left" if column == "feature set" else "right")
+    for fs in report.feature_sets:
+        failed = str(fs.failed) + (f" (+{fs.known_failures} before)" if fs.known_failures else "")
+        table.add_row(fs.name, str(fs.extracted), str(fs.cached), failed, f"{fs.seconds:.1f}")
+    console.print(table)
+
+    samples = sample_set.table
+    groupings = []
+    for column in ("split", "fold"):
+        if samples[column].notna().any():
+            counts = samples[column].value_counts(dropna=False).sort_index()
+            groupings.append(f"{column} " + ", ".join(f"{'NA' if pd.isna(k) else k}: {n}" for k, n in counts.items()))
+    described = f" ({'; '.join(groupings)})" if groupings else ""
+    console.print(f"{sample_set.dataset}: {len(samples)} samples{described}", highlight=False)
+
+    for fs in report.feature_sets:
+        for failure in fs.failures[:3]:
+            console.print(f"[red]failed[/] {failure}", highlight=False, soft_wrap=True)
+        if len(fs.failures) > 3:
+            console.print(f"... {len(fs.failures) - 3} more failures of {fs.name}")
+    if report.n_failed:
+        console.print(
+            f"[bold red]{report.n_failed} failures[/]: `emo store failures {report.store} NAME` lists them "
+            "(errors and tracebacks); fix the inputs and run again, or pass --retry-failures.",
+            highlight=False,
+        )
+    for fs in report.feature_sets:
+        console.print(f"{fs.name}: {fs.summary()}", highlight=False)

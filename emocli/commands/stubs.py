@@ -10,16 +10,6 @@ def _later(stage: str) -> None:
     raise typer.Exit(code=3)
 
 
-def train() -> None:
-    """Train a registry model on a feature store (coming in a later release)."""
-    _later("train")
-
-
-def evaluate() -> None:
-    """Evaluate a trained run (coming in a later release)."""
-    _later("evaluate")
-
-
 def predict() -> None:
     """Predict emotions on raw media with a trained run (coming in a later release)."""
     _later("predict")

@@ -1,0 +1,97 @@
+"""`emo train`: train a registry model on a feature store (seeds × folds), into a run directory.
+
+Several processes: `torchrun --nproc_per_node=N -m emocli train ...` (DDP; gloo on CPU, NCCL on GPUs).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+
+import typer
+
+from emocli.registry import MODELS
+
+# Typer takes the CLI choices from an Enum: generated from the registry, the single source of truth.
+ModelName = Enum("ModelName", {name: name for name in MODELS}, type=str)
+
+
+def _preset_names() -> str:
+    folder = resources.files("emocli") / "presets" / "train"
+    return ", ".join(sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")))
+
+
+def _int_list(text: str | None, option: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        from emocli.errors import ConfigError
+
+        raise ConfigError(f"{option} expects comma-separated integers, e.g. 1,2,3; got {text!r}") from None
+
+
+def _choices(pairs: list[str]) -> dict[str, str]:
+    from emocli.errors import ConfigError
+
+    choices = {}
+    for pair in pairs:
+        modality, sep, name = pair.partition("=")
+        if not sep or not modality or not name:
+            raise ConfigError(f"--feature expects modality=<feature set, extractor or preset>, got {pair!r}")
+        choices[modality.strip()] = name.strip()
+    return choices
+
+
+def train(
+    model: ModelName = typer.Argument(..., help="Registry model (see `emo models`)."),
+    features: Path = typer.Option(..., "--features", "-f", help="Feature store written by `emo extract`."),
+    preset: str | None = typer.Option(
+        None, "--preset", "-p", help=f"Training recipe, a name or a .toml path ({_preset_names()}). "
+        "Default: the model's own paper recipe."
+    ),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Override a config value, dotted: optimizer.lr=2e-3, model.d_model=64, step.smoothing=0.1."
+    ),
+    seeds: str | None = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 1,2,3 (default: the preset's)."),
+    folds: str | None = typer.Option(
+        None, "--folds", help="'all' or comma-separated folds: fold k is the test set. Default: the dataset's split."
+    ),
+    modalities: str | None = typer.Option(None, "--modalities", help="Comma-separated subset, e.g. text,audio."),
+    feature: list[str] = typer.Option(
+        [], "--feature", help="modality=<feature set name | extractor | extraction preset>, when several fit."
+    ),
+    out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder of run directories."),
+    name: str | None = typer.Option(None, "--name", help="Run name (default: a timestamp; reused when resuming)."),
+    protocol: str = typer.Option(
+        "standard", "--protocol", help="standard: select on validation. paper: the paper's own rule (reported as such)."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1."),
+    show_config: bool = typer.Option(False, "--show-config", help="Print the resolved configuration and exit."),
+) -> None:
+    """Train MODEL on a feature store: one run directory, a unit per seed and fold, results as mean ± std.
+
+    Re-running the same command resumes an interrupted run, and does nothing for a finished one.
+    """
+    import json
+    import sys
+
+    from emocli.training.config import resolve_config
+
+    fields = {
+        "seeds": _int_list(seeds, "--seeds"),
+        "folds": folds if folds == "all" else _int_list(folds, "--folds"),
+        "modalities": [m.strip() for m in modalities.split(",")] if modalities else None,
+        "features": _choices(feature) or None,
+        "protocol": protocol,
+    }
+    config = resolve_config(model.value, preset, overrides, **fields)
+    if show_config:
+        typer.echo(json.dumps(config.model_dump(mode="json"), indent=2))
+        return
+
+    from emocli.training.trainer import train_run
+
+    train_run(model.value, features, config, out=out, name=name, device=device, command=["emo", *sys.argv[1:]])

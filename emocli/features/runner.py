@@ -1,0 +1,372 @@
+"""Running extractors over samples: worker processes for CPU extractors, batches for neural encoders.
+
+One code path serves both the feature store (`FeatureStore.extract`, which commits results as they
+stream in) and `emo predict` (`extract_samples`, which keeps everything in memory):
+
+* CPU extractors (`batch_size == 1`: openSMILE, librosa, tables) run in a `spawn` process pool. Each
+  worker builds every extractor of the run once, in the pool's initializer, and receives samples in
+  chunks so that inter-process overhead stays small next to the extraction itself.
+* Neural encoders (`batch_size > 1`) run in the main process, `batch_size` samples at a time, where
+  they can use the GPU or all CPU threads.
+* `workers=0` runs everything in the calling process (debugging; platforms without `spawn` comfort).
+
+A sample that cannot be extracted never stops a run: its result is a `SampleFailure` carrying the error
+type, message and traceback tail. Only a broken extractor (one that cannot even be built) is fatal.
+
+This module imports nothing heavy at the top: it is what each worker process imports first, and the
+worker must limit native thread pools before numpy or torch load (see `_init_worker`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import traceback
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from emocli.errors import EmoError, ExtractionError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.progress import Progress
+
+    from emocli.features.base import Extractor, Features
+
+TRACEBACK_LINES = 8  # enough to see the failing call inside the library, short enough for a table cell
+CHUNKS_PER_WORKER = 4  # chunks in flight per worker: keeps workers busy while results stream back
+MAX_CHUNK = 16
+
+
+class SampleFailure(ExtractionError):
+    """Why one sample could not be extracted. A result value: the runner returns it, never raises it."""
+
+    def __init__(
+        self,
+        sample_id: str,
+        error_type: str,
+        message: str,
+        traceback_tail: str = "",
+        path: str | os.PathLike | None = None,
+    ):
+        self.sample_id = sample_id
+        self.error_type = error_type
+        self.message = message
+        self.traceback_tail = traceback_tail
+        super().__init__(f"sample {sample_id!r}: {error_type}: {message}", path=path)
+
+    def __reduce__(self):  # exceptions pickle their args by default; ours has keyword-rich state
+        return (
+            SampleFailure,
+            (self.sample_id, self.error_type, self.message, self.traceback_tail, self.path),
+        )
+
+    @classmethod
+    def from_exception(cls, sample_id: str, error: BaseException, path: str | None) -> SampleFailure:
+        if isinstance(error, EmoError):  # it already names the file and problem precisely
+            message, path = error.problem, error.path or path
+        else:
+            message = str(error) or repr(error)
+        lines = "".join(traceback.format_exception(error)).rstrip().splitlines()
+        return cls(sample_id, type(error).__name__, message, "\n".join(lines[-TRACEBACK_LINES:]), path)
+
+
+def media_path(sample: Mapping[str, Any], modality: str) -> str | None:
+    """The file an extractor of `modality` reads for `sample` (None for text)."""
+    if modality == "audio":
+        return sample.get("audio_path") or sample.get("video_path")
+    if modality == "visual":
+        return sample.get("video_path")
+    return None
+
+
+def check_features(extractor: Extractor, features: Features) -> None:
+    """Reject outputs that do not match what the extractor declares: they would corrupt a feature set."""
+    import numpy as np
+
+    values = features.values
+    if extractor.kind == "vector":
+        if values.shape != (extractor.dim,):
+            raise ExtractionError(f"expected a vector of {extractor.dim} values, got shape {values.shape}")
+    else:
+        if features.times is None or values.ndim != 2 or values.shape[1] != extractor.dim:
+            raise ExtractionError(
+                f"expected a sequence [T, {extractor.dim}] with frame times, got shape {values.shape}"
+            )
+        if len(values) == 0:
+            raise ExtractionError("no frames (empty or too short input)")
+    if not np.isfinite(values).all():
+        raise ExtractionError("features contain NaN or infinite values")
+
+
+def extract_one(extractor: Extractor, sample: Mapping[str, Any]) -> Features | SampleFailure:
+    try:
+        features = extractor.extract(sample)
+        check_features(extractor, features)
+        return features
+    except Exception as error:  # noqa: BLE001 - any failure of one input is recorded, never fatal
+        return SampleFailure.from_exception(
+            sample["sample_id"], error, media_path(sample, extractor.modality)
+        )
+
+
+def extract_batch(extractor: Extractor, samples: Sequence[Mapping[str, Any]]) -> list[Features | SampleFailure]:
+    """One batch through a batched encoder; a failing batch is retried sample by sample to isolate the culprit."""
+    try:
+        outputs = extractor.extract_batch(samples)
+    except Exception:  # noqa: BLE001 - narrowed down below, one sample at a time
+        return [extract_one(extractor, sample) for sample in samples]
+    results: list[Features | SampleFailure] = []
+    for sample, features in zip(samples, outputs, strict=True):
+        try:
+            check_features(extractor, features)
+            results.append(features)
+        except ExtractionError as error:
+            results.append(SampleFailure.from_exception(sample["sample_id"], error, media_path(sample, extractor.modality)))
+    return results
+
+
+def runs_in_main_process(extractor: Extractor, workers: int) -> bool:
+    return workers == 0 or extractor.batch_size > 1
+
+
+# --- worker side -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ExtractorRecipe:
+    """How a worker rebuilds an extractor: plain strings and JSON, so unpickling imports nothing."""
+
+    key: str  # the feature set name
+    module: str
+    class_name: str
+    params: dict[str, Any]
+
+    @classmethod
+    def of(cls, extractor: Extractor) -> ExtractorRecipe:
+        kind = type(extractor)
+        return cls(extractor.feature_set_name, kind.__module__, kind.__qualname__, extractor.params.model_dump(mode="json"))
+
+    def build(self) -> Extractor:
+        kind = getattr(importlib.import_module(self.module), self.class_name)
+        return kind(kind.Params.model_validate(self.params))
+
+
+_worker_extractors: dict[str, Extractor] = {}
+_worker_init_error: BaseException | None = None
+
+
+def _init_worker(recipes: Sequence[ExtractorRecipe]) -> None:
+    # One worker per core: native libraries must not each start a thread per core on top of that.
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
+    global _worker_init_error
+    try:
+        for recipe in recipes:
+            _worker_extractors[recipe.key] = recipe.build()
+    except BaseException as error:  # noqa: BLE001 - reported by the first task instead of a silent broken pool
+        _worker_init_error = error
+
+
+def _ready() -> None:
+    """A first task: returns once a worker has started and built its extractors."""
+    if _worker_init_error is not None:
+        raise _worker_init_error
+
+
+def _run_chunk(key: str, samples: list[dict[str, Any]]) -> list[Features | SampleFailure]:
+    if _worker_init_error is not None:
+        raise _worker_init_error
+    extractor = _worker_extractors[key]
+    return [extract_one(extractor, sample) for sample in samples]
+
+
+# --- main side ---------------------------------------------------------------------------------------
+
+Result = tuple[int, "Features | SampleFailure"]  # (index into the samples given to `run`, result)
+
+
+class ExtractionRunner:
+    """Owns the worker pool of one extraction run; `run` streams each extractor's results.
+
+    Use as a context manager. The pool starts only when a CPU extractor has work, so a run whose features
+    are all cached spawns nothing.
+    """
+
+    def __init__(self, extractors: Sequence[Extractor], workers: int = 2):
+        if workers < 0:
+            raise ValueError("workers must be >= 0")
+        self.workers = workers
+        self._pooled = [e for e in extractors if not runs_in_main_process(e, workers)]
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> ExtractionRunner:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._shutdown()
+
+    def _start_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            import multiprocessing
+
+            pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),  # fork + native libraries/threads deadlocks
+                initializer=_init_worker,
+                initargs=([ExtractorRecipe.of(e) for e in self._pooled],),
+            )
+            # A pool whose workers die before any sample (an unguarded script's `__main__` re-run by
+            # spawn, a missing library) would otherwise look like every sample crashing a worker.
+            try:
+                pool.submit(_ready).result()
+            except BrokenProcessPool:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise ExtractionError(
+                    "the worker processes died while starting; run with workers=0 (--workers 0) to see why. "
+                    "Scripts that extract with workers must guard their entry point with "
+                    "`if __name__ == '__main__':`"
+                ) from None
+            self._pool = pool
+        return self._pool
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def run(self, extractor: Extractor, samples: Sequence[dict[str, Any]]) -> Iterator[Result]:
+        """Extract `samples` (plain dicts of the canonical columns); yields results in completion order."""
+        if not samples:
+            return
+        if not runs_in_main_process(extractor, self.workers):
+            yield from self._run_pooled(extractor, samples)
+            return
+        step = max(1, extractor.batch_size)
+        for start in range(0, len(samples), step):
+            batch = samples[start : start + step]
+            outputs = extract_batch(extractor, batch) if step > 1 else [extract_one(extractor, batch[0])]
+            yield from enumerate(outputs, start)
+
+    def _run_pooled(self, extractor: Extractor, samples: Sequence[dict[str, Any]]) -> Iterator[Result]:
+        key = extractor.feature_set_name
+        chunk = max(1, min(MAX_CHUNK, math.ceil(len(samples) / (self.workers * CHUNKS_PER_WORKER))))
+        pending = deque(list(range(start, min(start + chunk, len(samples)))) for start in range(0, len(samples), chunk))
+        # A native crash (a segfault on a corrupt file) kills a worker and breaks the whole pool, failing
+        # every chunk in flight. Those samples become suspects, each retried alone in a fresh pool: one
+        # that crashes alone is the culprit and is recorded as a failure; the others are extracted.
+        suspects: deque[int] = deque()
+        in_flight: dict[Future, list[int]] = {}
+        while pending or suspects or in_flight:
+            pool = self._start_pool()
+            if suspects and not in_flight:
+                index = suspects.popleft()
+                in_flight[pool.submit(_run_chunk, key, [samples[index]])] = [index]
+            while not suspects and pending and len(in_flight) < self.workers * CHUNKS_PER_WORKER:
+                indices = pending.popleft()
+                in_flight[pool.submit(_run_chunk, key, [samples[i] for i in indices])] = indices
+            alone = len(in_flight) == 1 and len(next(iter(in_flight.values()))) == 1
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            broken = False
+            for future in done:
+                indices = in_flight.pop(future)
+                try:
+                    yield from zip(indices, future.result())
+                except BrokenProcessPool:
+                    broken = True
+                    if alone:
+                        yield indices[0], self._crash_failure(extractor, samples[indices[0]])
+                    else:
+                        suspects.extend(indices)
+            if broken:
+                for indices in in_flight.values():
+                    suspects.extend(indices)
+                in_flight.clear()
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+
+    @staticmethod
+    def _crash_failure(extractor: Extractor, sample: dict[str, Any]) -> SampleFailure:
+        return SampleFailure(
+            sample["sample_id"],
+            "WorkerCrashed",
+            f"the worker process died while running {extractor.name} on this sample",
+            path=media_path(sample, extractor.modality),
+        )
+
+
+# --- in-memory extraction (emo predict) --------------------------------------------------------------
+
+def sample_records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows of a sample table as plain dicts, missing values as None (what extractors receive)."""
+    records = table.to_dict(orient="records")
+    import pandas as pd
+
+    for record in records:
+        for column, value in record.items():
+            if not isinstance(value, (list, tuple)) and pd.isna(value):
+                record[column] = None
+    return records
+
+
+def extract_samples(
+    extractors: Sequence[Extractor],
+    samples: pd.DataFrame,
+    workers: int = 0,
+    progress: Progress | None = None,
+) -> dict[str, list[Features | SampleFailure]]:
+    """Extract every sample of a table with every extractor, without a store.
+
+    `samples` is a canonical sample table (see emocli.datasets.base). Returns, per feature set name, one
+    result per row in table order: the Features, or the SampleFailure that says why there are none.
+    `workers=0` (the default) suits a handful of files, where starting worker processes costs more than
+    it saves.
+    """
+    results: dict[str, list[Features | SampleFailure]] = {}
+    with ExtractionRunner(extractors, workers) as runner:
+        for extractor in extractors:
+            records = sample_records(extractor.prepare(samples))
+            outputs: list[Features | SampleFailure | None] = [None] * len(records)
+            task = progress.add_task(extractor.feature_set_name, total=len(records)) if progress else None
+            for index, result in runner.run(extractor, records):
+                outputs[index] = result
+                if progress is not None:
+                    progress.advance(task)
+            results[extractor.feature_set_name] = outputs  # type: ignore[assignment]
+    return results
+
+
+def progress_bar(enabled: bool = True) -> Progress:
+    """A rich progress display with counts and rate; silent when disabled or stderr is not a terminal."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(f"{task.speed:.1f}/s" if task.speed else "", style="progress.data.speed")
+
+    console = Console(stderr=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not (enabled and console.is_terminal),
+    )
+

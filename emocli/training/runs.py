@@ -1,0 +1,227 @@
+"""Run directories: what a training run leaves behind, and how it is read back.
+
+    RUNS/<model>-<dataset>-<name or timestamp>/
+      run.json                 command, config fingerprint, seeds, folds, protocol (written first)
+      results.csv, results.json   one row per seed/fold, and mean ± std over them (written last)
+      seed=S/fold=K/           one trained model (fold=none: the dataset's own split)
+        model.safetensors      best weights (strict loading)
+        config.json            {"model_name", "model": model config, "train": train config, "dataset", ...}
+        label_map.json         LabelMap.to_json()
+        feature_spec.json      input unit + one InputSpec per modality (extractor name, params, versions)
+        splits.json            sample ids of train / valid / test (what the metrics are about)
+        metrics.jsonl          one line per epoch: losses, train/valid(/test) metrics, lr, seconds
+        checkpoint.pt          resumable state, rewritten atomically each epoch; removed when done
+        test_metrics.json      metrics of the best weights on the test split: the unit is finished
+        README.md, learning_curves.png, confusion_matrix.png
+
+Weights are safetensors; everything else JSON; the resumable checkpoint is a torch file of tensors and
+plain containers only, loaded with weights_only=True (no pickled code ever runs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from emocli.errors import ConfigError, EmoError
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+LABEL_MAP = "label_map.json"
+FEATURE_SPEC = "feature_spec.json"
+SPLITS = "splits.json"
+METRICS = "metrics.jsonl"
+CHECKPOINT = "checkpoint.pt"
+TEST_METRICS = "test_metrics.json"
+RUN_INFO = "run.json"
+RESULTS_CSV = "results.csv"
+RESULTS_JSON = "results.json"
+
+
+def unit_dir(root: Path, seed: int, fold: int | None) -> Path:
+    return root / f"seed={seed}" / f"fold={'none' if fold is None else fold}"
+
+
+def parse_unit(path: Path) -> tuple[int, int | None]:
+    """(seed, fold) of a unit directory .../seed=S/fold=K."""
+    try:
+        fold = path.name.split("=", 1)[1]
+        seed = int(path.parent.name.split("=", 1)[1])
+        return seed, None if fold == "none" else int(fold)
+    except (IndexError, ValueError):
+        raise EmoError("not a run unit directory (expected .../seed=S/fold=K)", path=path) from None
+
+
+def units(root: Path) -> list[Path]:
+    """The seed/fold directories of a run root, or the root itself when it is one."""
+    if (root / CONFIG).is_file():
+        return [root]
+    found = sorted(p.parent for p in root.glob(f"seed=*/fold=*/{CONFIG}"))
+    if not found:
+        raise EmoError("not a run directory (no seed=*/fold=*/config.json)", path=root)
+    return found
+
+
+# --------------------------------------------------------------------------------------------- files
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write to a temporary file and rename, so a reader never sees half a file."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+    os.replace(temporary, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (np.ndarray, Path)):
+        return value.tolist() if isinstance(value, np.ndarray) else str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise EmoError("missing file of a run directory", path=path) from None
+    except json.JSONDecodeError as error:
+        raise EmoError(f"not valid JSON ({error})", path=path) from None
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record, sort_keys=True, default=_json_default) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def truncate_jsonl(path: Path, keep: int) -> None:
+    """Keep the first `keep` records: epochs logged after the last checkpoint are run again on resume."""
+    records = read_jsonl(path)[:keep]
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    os.replace(temporary, path)
+
+
+# ------------------------------------------------------------------------------------------- weights
+
+
+def save_weights(model: torch.nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Best weights as safetensors (shared tensors stored once), written atomically."""
+    from safetensors.torch import save_model
+
+    temporary = path.with_name(f".{path.name}.tmp")
+    save_model(model, str(temporary), metadata=metadata, force_contiguous=True)
+    os.replace(temporary, path)
+
+
+def load_weights(model: torch.nn.Module, path: Path) -> None:
+    """Strict loading: a missing or unexpected tensor is an error that names them."""
+    from safetensors.torch import load_model
+
+    if not path.is_file():
+        raise EmoError("no weights (the run has not finished its first epoch)", path=path)
+    try:
+        missing, unexpected = load_model(model, str(path), strict=False)
+    except RuntimeError as error:  # shape mismatches
+        raise ConfigError(f"weights do not fit the model built from config.json: {error}", path=path) from None
+    if missing or unexpected:
+        raise ConfigError(
+            "weights do not fit the model built from config.json: "
+            f"missing {sorted(missing)[:8]}, unexpected {sorted(unexpected)[:8]}",
+            path=path,
+        )
+
+
+# ---------------------------------------------------------------------------------------- checkpoint
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG a training epoch draws from, as tensors and plain containers (weights_only-loadable)."""
+    np_state = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    numpy = state["numpy"]
+    np.random.set_state(
+        ("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"], numpy["cached_gaussian"])
+    )
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["internal"]), python["gauss_next"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - a truncated or foreign file: say which, do not guess
+        raise EmoError(f"cannot read the resumable checkpoint ({error}); delete it to start over", path=path) from None
+
+
+# ------------------------------------------------------------------------------------------- reading
+
+
+@dataclass
+class TrainedUnit:
+    """A finished (or in-progress) seed/fold directory, read back."""
+
+    path: Path
+    config: dict[str, Any]
+    label_map: dict[str, Any]
+    feature_spec: dict[str, Any]
+
+    @classmethod
+    def read(cls, path: Path) -> TrainedUnit:
+        return cls(path, read_json(path / CONFIG), read_json(path / LABEL_MAP), read_json(path / FEATURE_SPEC))
+
+    @property
+    def finished(self) -> bool:
+        return (self.path / TEST_METRICS).is_file()
+
+    def build_model(self) -> torch.nn.Module:
+        """The model of config.json with the best weights, in eval mode."""
+        from emocli.registry import get_model
+
+        entry = get_model(self.config["model_name"])
+        try:
+            model = entry.build(entry.config(**self.config["model"]))
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"cannot rebuild {entry.name} from its configuration: {error}", path=self.path / CONFIG) from None
+        load_weights(model, self.path / WEIGHTS)
+        return model.eval()

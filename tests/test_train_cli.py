@@ -1,0 +1,114 @@
+"""`emo train` / `emo evaluate` and the training configuration (presets, --set overrides)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from test_training_data import make_store
+from typer.testing import CliRunner
+
+from emocli.commands import evaluate_cmd, train_cmd
+from emocli.errors import ConfigError
+from emocli.registry import MODELS
+from emocli.training import runs
+from emocli.training.config import apply_overrides, load_preset, preset_names, resolve_config
+
+# The commands as cli.py mounts them (a local app: this file tests the commands, not the wiring).
+app = typer.Typer()
+app.command("train")(train_cmd.train)
+app.command("evaluate")(evaluate_cmd.evaluate)
+runner = CliRunner()
+
+
+def test_every_preset_resolves_for_its_model():
+    names = preset_names()
+    for model in MODELS:
+        assert model in names  # each model has its paper recipe
+    for name in names:
+        model = load_preset(name)["model"]
+        config = resolve_config(model, name)
+        assert config.model == model and config.preset == name
+
+
+def test_presets_extend_and_overrides_parse_toml_literals():
+    config = resolve_config("smile", "smile-nemu", ["optimizer.betas=[0.9, 0.98]", "model.d_model=60", "step.smoothing=0.1"])
+    assert config.optimizer.lr == 2e-3 and config.batch_size == 128  # smile-nemu
+    assert config.clip_grad_norm == 0.8 and config.scheduler.name == "plateau"  # inherited from smile
+    assert config.optimizer.betas == (0.9, 0.98)
+    assert config.model_params == {"d_model": 60}
+    assert config.step == {"smoothing": 0.1}
+    assert apply_overrides({}, ["a.b=hello world", "c=true", "d=1e-3"]) == {"a": {"b": "hello world"}, "c": True, "d": 1e-3}
+
+
+def test_bad_overrides_name_the_problem():
+    with pytest.raises(ConfigError, match="optimizer.lrr"):
+        resolve_config("cfnsr", overrides=["optimizer.lrr=1"])
+    with pytest.raises(ConfigError, match="key=value"):
+        resolve_config("cfnsr", overrides=["epochs"])
+    with pytest.raises(ConfigError, match="unknown training preset"):
+        resolve_config("cfnsr", "nope")
+    with pytest.raises(ConfigError, match="recipe for 'smile'"):
+        resolve_config("cfnsr", "smile-mosei")
+
+
+def test_mmer_defaults_come_from_its_model_configuration():
+    from emocli.models.mmer import MMERConfig
+
+    config = resolve_config("mmer").resolve_with_model(
+        MMERConfig(modalities={"audio": {"dim": 4}}, num_classes=3, faithful=True)
+    )
+    assert (config.optimizer.name, config.optimizer.lr, config.optimizer.weight_decay) == ("adamw", 5e-5, 1e-2)
+    assert (config.epochs, config.batch_size, config.clip_grad_norm) == (10, 128, 1.0)
+    assert config.scheduler.name == "model" and config.drop_last
+    override = resolve_config("mmer", overrides=["optimizer.lr=1e-4", "epochs=3"]).resolve_with_model(
+        MMERConfig(modalities={"audio": {"dim": 4}}, num_classes=3)
+    )
+    assert (override.optimizer.lr, override.epochs) == (1e-4, 3)
+
+
+def test_show_config_prints_the_resolved_configuration():
+    result = runner.invoke(
+        app, ["train", "spikemo", "--features", "nowhere", "--seeds", "1,2,3", "--folds", "all",
+              "--feature", "audio=opensmile", "--set", "epochs=2", "--show-config"]
+    )
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert shown["seeds"] == [1, 2, 3] and shown["folds"] == "all" and shown["epochs"] == 2
+    assert shown["features"] == {"audio": "opensmile"} and shown["optimizer"]["lr"] == 1e-4
+
+
+def test_model_choices_come_from_the_registry():
+    result = runner.invoke(app, ["train", "nomodel", "--features", "x"])
+    assert result.exit_code != 0
+    for name in MODELS:
+        assert name in result.output
+
+
+def test_train_then_evaluate_from_the_command_line(tmp_path):
+    store = make_store(tmp_path / "store", n=48)
+    out = tmp_path / "runs"
+    args = [
+        "train", "cfnsr", "--features", str(store.path), "--out", str(out), "--name", "cli", "--seeds", "3",
+        "--folds", "1", "--modalities", "audio", "--set", "epochs=2", "--set", "model.transformer_layers=1",
+        "--set", "model.transformer_heads=2",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    unit = runs.unit_dir(out / "cfnsr-toy-cli", 3, 1)
+    assert set(runs.read_json(unit / "feature_spec.json")["inputs"]) == {"audio"}
+    assert "accuracy" in result.output
+
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "already finished" in again.output
+
+    evaluated = runner.invoke(app, ["evaluate", str(out / "cfnsr-toy-cli")])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "reproduces test_metrics.json" in evaluated.output
+    written = runs.read_json(unit / "evaluation-test.json")
+    assert written["metrics"] == runs.read_json(unit / runs.TEST_METRICS)["metrics"]
+
+    valid = runner.invoke(app, ["evaluate", str(unit), "--split", "valid"])
+    assert valid.exit_code == 0, valid.output
+    assert runs.read_json(unit / "evaluation-valid.json")["n_samples"] == len(runs.read_json(unit / "splits.json")["valid"])
