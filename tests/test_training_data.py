@@ -178,6 +178,21 @@ def test_dialogue_batches_group_order_and_mask_utterances(tmp_path):
     assert batch.targets.tolist() == data.targets[batch.rows].tolist()
 
 
+def test_samples_outside_conversations_are_dialogues_of_one(tmp_path):
+    """RAVDESS-like data (no dialogue_id) still feeds conversation models; validation is carved by speaker."""
+    store = make_store(tmp_path, n=24, kinds=("vector", "vector"))
+    data = load_data(store, select_inputs(store, MODELS["spikemo"], modalities=["audio", "visual"]), store_label_map(store))
+    from emocli.training.data import dialogues
+
+    groups = dialogues(data.samples, np.arange(len(data)))
+    assert [len(g) for g in groups] == [1] * 24
+    splits = make_splits(data.samples, fold=0, seed=1, valid_fraction=0.25, conversation=True)
+    speakers = {part: set(data.samples["speaker"].iloc[rows]) for part, rows in splits.items()}
+    assert not speakers["train"] & speakers["valid"]
+    batch = Collator(data, conversation=True, parties=2)(groups[:5])
+    assert batch.inputs["audio"].shape == (5, 1, 6) and batch.masks["utterance"].all()
+
+
 def test_multi_label_targets_are_multi_hot(tmp_path):
     store = make_store(tmp_path, n=12, task="multi_label")
     data = load_data(store, select_inputs(store, MODELS["smile"]), store_label_map(store))

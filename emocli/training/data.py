@@ -13,9 +13,8 @@ sequences and masks; conversation models get whole dialogues, ordered by positio
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,6 +23,7 @@ import torch
 
 from emocli.datasets.base import LabelMap
 from emocli.errors import ConfigError
+from emocli.features.presets import build_extractor, preset_names
 
 if TYPE_CHECKING:
     from emocli.features.store import FeatureSetInfo, FeatureStore
@@ -70,23 +70,19 @@ class InputSpec:
         )
 
 
-def _extract_preset(name: str) -> dict | None:
-    """An extraction preset (presets/extract/<name>.toml) as {extractor, params}, if one has that name."""
-    resource = resources.files("emocli") / "presets" / "extract" / f"{name}.toml"
-    if not resource.is_file():
-        return None
-    return tomllib.loads(resource.read_text())
+def _matches(info: FeatureSetInfo, choice: str, dataset_root: Path | None) -> bool:
+    """A `--feature` choice names a feature set, an extractor, or an extraction preset (name or file).
 
-
-def _matches(info: FeatureSetInfo, choice: str) -> bool:
-    """A `--feature` choice names a feature set, an extractor, or an extraction preset."""
+    A preset matches the feature set its extractor and parameters (defaults filled in, `{root}` resolved
+    against the store's dataset) would write, whatever library versions made it.
+    """
     if choice in (info.name, info.extractor):
         return True
-    preset = _extract_preset(choice)
-    if preset is None or preset.get("extractor") != info.extractor:
+    if choice not in preset_names() and not choice.endswith(".toml"):
         return False
-    params = info.spec.get("extractor", {}).get("params", {})
-    return all(params.get(key) == value for key, value in preset.get("params", {}).items())
+    extractor = build_extractor(choice, root=dataset_root)
+    recorded = info.spec.get("extractor", {})
+    return extractor.name == info.extractor and extractor.params.model_dump(mode="json") == recorded.get("params")
 
 
 def select_inputs(
@@ -113,7 +109,10 @@ def select_inputs(
     for modality in wanted:
         candidates = [i for i in store.find(modality=modality) if i.kind in entry.input_kinds and i.n_rows]
         if modality in choices:
-            matching = [i for i in store.find(modality=modality) if _matches(i, choices[modality])]
+            root = store.dataset().get("root")
+            matching = [
+                i for i in store.find(modality=modality) if _matches(i, choices[modality], root and Path(root))
+            ]
             if not matching:
                 known = ", ".join(i.name for i in store.find(modality=modality)) or "none"
                 raise ConfigError(
@@ -217,14 +216,15 @@ def load_data(store: FeatureStore, inputs: dict[str, InputSpec], label_map: Labe
 
 def _groups(samples: pd.DataFrame, group_by: str, conversation: bool) -> pd.Series:
     """The unit that a carved validation split keeps whole: dialogues, else speakers, else samples."""
+    has_dialogues = samples["dialogue_id"].notna().any()
     if group_by == "auto":
-        if conversation or samples["dialogue_id"].notna().any():
+        if has_dialogues:
             group_by = "dialogue"
         elif samples["speaker"].notna().any():
             group_by = "speaker"
         else:
             group_by = "sample"
-    if conversation and group_by != "dialogue":
+    if conversation and has_dialogues and group_by != "dialogue":
         raise ConfigError(f"a conversation model needs whole dialogues in each split, not split by {group_by}")
     column = {"dialogue": "dialogue_id", "speaker": "speaker", "sample": "sample_id"}[group_by]
     if samples[column].isna().any():
@@ -297,8 +297,9 @@ def make_splits(
 def dialogues(samples: pd.DataFrame, rows: np.ndarray) -> list[np.ndarray]:
     """Rows grouped by dialogue (in order of first appearance), each ordered by position."""
     part = samples.iloc[rows][["dialogue_id", "position"]].assign(row=rows)
-    if part["dialogue_id"].isna().any():
-        raise ConfigError("a conversation model needs dialogue_id on every sample")
+    # A sample outside any conversation (RAVDESS clips, manifests without dialogue_id) is a dialogue of one,
+    # so conversation models run on every dataset.
+    part["dialogue_id"] = part["dialogue_id"].fillna(samples.iloc[rows]["sample_id"])
     order = {d: i for i, d in enumerate(pd.unique(part["dialogue_id"]))}
     part = part.assign(order=part["dialogue_id"].map(order)).sort_values(["order", "position"], kind="stable")
     return [g["row"].to_numpy() for _, g in part.groupby("order", sort=True)]
