@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from emocli.commands import datasets_cmd, evaluate_cmd, extract_cmd, models_cmd, store_cmd, stubs, train_cmd
+from emocli.commands import baseline_cmd, datasets_cmd, evaluate_cmd, extract_cmd, models_cmd, predict_cmd, store_cmd, train_cmd
 
 app = typer.Typer(
     name="emo",
@@ -24,7 +24,8 @@ app = typer.Typer(
 app.command("extract")(extract_cmd.extract)
 app.command("train")(train_cmd.train)
 app.command("evaluate")(evaluate_cmd.evaluate)
-app.command("predict")(stubs.predict)
+app.command("baseline")(baseline_cmd.baseline)
+app.command("predict")(predict_cmd.predict)
 app.command("models")(models_cmd.models)
 app.command("datasets")(datasets_cmd.datasets)
 app.add_typer(store_cmd.app, name="store")

@@ -1,0 +1,55 @@
+"""`emo baseline`: the logistic-regression floor on the same features, splits and folds as `emo train`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from emocli.commands.train_cmd import _choices, _int_list
+
+
+def baseline(
+    features: Path = typer.Option(..., "--features", "-f", help="Feature store written by `emo extract`."),
+    folds: str | None = typer.Option(
+        None, "--folds", help="'all' or comma-separated folds: fold k is the test set. Default: the dataset's split."
+    ),
+    modalities: str | None = typer.Option(None, "--modalities", help="Comma-separated subset, e.g. audio,visual."),
+    feature: list[str] = typer.Option(
+        [], "--feature", help="modality=<feature set name | extractor | extraction preset>, when several fit."
+    ),
+    seed: int = typer.Option(1, "--seed", help="Seed of the carved validation split (as `emo train`'s)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the results as JSON here."),
+) -> None:
+    """Logistic regression (standardised, C chosen on validation) as the floor a model should clear."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from emocli.features.store import FeatureStore
+    from emocli.training.baseline import all_folds, logistic_regression_floor
+
+    store = FeatureStore(features)
+    fold_list = all_folds(store) if folds == "all" else _int_list(folds, "--folds")
+    result = logistic_regression_floor(
+        store,
+        modalities=modalities.split(",") if modalities else None,
+        choices=_choices(feature),
+        folds=fold_list,
+        seed=seed,
+    )
+    table = Table(title=f"logistic-regression floor ({result['dim']} features: {', '.join(result['inputs'].values())})")
+    for column in ("unit", "C", "accuracy", "weighted F1", "UA"):
+        table.add_column(column)
+    for unit in result["units"]:
+        test = unit["test"]
+        label = "split" if unit["fold"] is None else f"fold {unit['fold']}"
+        table.add_row(label, f"{unit['C']:g}", f"{test['accuracy']:.4f}", f"{test['weighted_f1']:.4f}",
+                      f"{test['unweighted_accuracy']:.4f}")
+    mean, std = result["summary"]["mean"], result["summary"]["std"]
+    table.add_row("mean ± std", "", *(f"{mean[k]:.4f} ± {std[k]:.4f}" for k in ("accuracy", "weighted_f1", "unweighted_accuracy")))
+    Console().print(table)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
