@@ -44,6 +44,18 @@ EmptyRule = Literal["zero", "one"]
 TOP_K: tuple[int, ...] = (1, 2, 4)
 
 
+def _per_class_scores(label_names, f1, precision, recall, support) -> dict[str, dict[str, float | int]]:
+    return {
+        name: {
+            "f1": float(f1[c]),
+            "precision": float(precision[c]),
+            "recall": float(recall[c]),
+            "support": int(support[c]),
+        }
+        for c, name in enumerate(label_names)
+    }
+
+
 def single_label_metrics(
     y_true: np.ndarray | Sequence[int],
     probs: np.ndarray,
@@ -86,15 +98,7 @@ def single_label_metrics(
     for k in sorted({min(k, num_classes) for k in TOP_K}):
         hits = (ranking[:, :k] == y_true[:, None]).any(axis=1)
         result[f"top{k}_accuracy"] = float(hits.mean())
-    result["per_class"] = {
-        name: {
-            "f1": float(f1[c]),
-            "precision": float(precision[c]),
-            "recall": float(recall[c]),
-            "support": int(support[c]),
-        }
-        for c, name in enumerate(label_names)
-    }
+    result["per_class"] = _per_class_scores(label_names, f1, precision, recall, support)
     # Rows are the true classes, columns the predicted ones.
     result["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=classes).tolist()
     return result
@@ -151,15 +155,7 @@ def multi_label_metrics(
         "micro_precision": float(precision_score(y_true, y_pred, average="micro", zero_division=0)),
         "micro_recall": float(recall_score(y_true, y_pred, average="micro", zero_division=0)),
         "subset_accuracy": float(accuracy_score(y_true, y_pred)),
-        "per_label": {
-            name: {
-                "f1": float(f1[c]),
-                "precision": float(precision[c]),
-                "recall": float(recall[c]),
-                "support": int(support[c]),
-            }
-            for c, name in enumerate(label_names)
-        },
+        "per_label": _per_class_scores(label_names, f1, precision, recall, support),
         "per_label_confusion": {name: confusions[c].tolist() for c, name in enumerate(label_names)},
     }
 

@@ -6,10 +6,10 @@ module on demand.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 
 from emocli.errors import ConfigError
+from emocli.lazy import import_object
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,7 @@ class ModelEntry:
     reference_tolerance: int = 0
 
     def classes(self):
-        module = importlib.import_module(self.module)
-        return getattr(module, self.model_class), getattr(module, self.config_class)
+        return import_object(f"{self.module}:{self.model_class}"), import_object(f"{self.module}:{self.config_class}")
 
     def config(self, reference: str | None = None, **overrides):
         """A configuration: a named reference (see `references`) with overrides, or overrides alone."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from emocli.errors import DatasetError
+from emocli.lazy import import_object
 
 # name -> "module:Class"; the single list `emo datasets`, `emo extract --dataset` and the tests use.
 ADAPTERS: dict[str, str] = {
@@ -19,11 +19,9 @@ ADAPTERS: dict[str, str] = {
 
 
 def adapter_class(name: str):
-    try:
-        module, cls = ADAPTERS[name].split(":")
-    except KeyError:
-        raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(ADAPTERS)}") from None
-    return getattr(importlib.import_module(module), cls)
+    if name not in ADAPTERS:
+        raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(ADAPTERS)}")
+    return import_object(ADAPTERS[name])
 
 
 def load_dataset(name: str, root: str | Path, **options):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 
 from emocli.errors import ConfigError
+from emocli.lazy import import_object
 
 # name -> "module:Class"; the one list the CLI, presets and tests use.
 EXTRACTORS: dict[str, str] = {
@@ -19,11 +19,9 @@ EXTRACTORS: dict[str, str] = {
 
 
 def extractor_class(name: str):
-    try:
-        module, cls = EXTRACTORS[name].split(":")
-    except KeyError:
-        raise ConfigError(f"unknown extractor {name!r}; choose one of {', '.join(EXTRACTORS)}") from None
-    return getattr(importlib.import_module(module), cls)
+    if name not in EXTRACTORS:
+        raise ConfigError(f"unknown extractor {name!r}; choose one of {', '.join(EXTRACTORS)}")
+    return import_object(EXTRACTORS[name])
 
 
 def build_extractor(name: str, **params):

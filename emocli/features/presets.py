@@ -16,7 +16,6 @@ file, or an extractor name (its default parameters). Parameters are overridden w
 
 from __future__ import annotations
 
-import importlib
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -90,12 +89,12 @@ def extractor_class(name: str) -> type[Extractor]:
     from emocli.features import EXTRACTORS
     from emocli.features import extractor_class as registry_class
     from emocli.features.base import Extractor
+    from emocli.lazy import import_object
 
     if name in EXTRACTORS or ":" not in name:
         return registry_class(name)
-    module, _, class_name = name.partition(":")
     try:
-        kind = getattr(importlib.import_module(module), class_name)
+        kind = import_object(name)
     except (ImportError, AttributeError) as error:
         raise ConfigError(f"cannot import extractor {name!r}: {error}") from None
     if not (isinstance(kind, type) and issubclass(kind, Extractor)):
