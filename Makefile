@@ -27,8 +27,22 @@ demo: install
 test: install
 	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
 
+# Each benchmark writes benchmarks/results/NAME.json; report.py renders them all into docs/BENCHMARKS.md.
+# BENCH_ARGS=--quick shortens train_epoch and extract_memory.
+BENCH_ARGS ?=
 bench: install
 	$(PY) benchmarks/extract_audio.py --root $(SHARED)/ravdess
+	$(PY) benchmarks/extract_memory.py --root $(SHARED)/ravdess $(BENCH_ARGS)
+	$(PY) benchmarks/model_step.py
+	$(PY) benchmarks/train_epoch.py $(BENCH_ARGS)
+	$(PY) benchmarks/predict.py
+	$(PY) benchmarks/report.py
+
+# `make pipeline-ravdess-cfnsr` runs `emo run pipelines/ravdess-cfnsr.toml` (docs/PIPELINES.md);
+# RUN_ARGS passes options, e.g. RUN_ARGS="--root /data/ravdess --stage extract".
+RUN_ARGS ?=
+pipeline-%: pipelines/%.toml install
+	$(EMO) run $< $(RUN_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

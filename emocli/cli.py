@@ -10,7 +10,18 @@ import sys
 
 import typer
 
-from emocli.commands import baseline_cmd, datasets_cmd, evaluate_cmd, extract_cmd, models_cmd, predict_cmd, store_cmd, train_cmd
+from emocli.commands import (
+    baseline_cmd,
+    datasets_cmd,
+    demo_cmd,
+    evaluate_cmd,
+    extract_cmd,
+    models_cmd,
+    predict_cmd,
+    run_cmd,
+    store_cmd,
+    train_cmd,
+)
 
 app = typer.Typer(
     name="emo",
@@ -26,6 +37,8 @@ app.command("train")(train_cmd.train)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("baseline")(baseline_cmd.baseline)
 app.command("predict")(predict_cmd.predict)
+app.command("run")(run_cmd.run)
+app.command("demo")(demo_cmd.demo)
 app.command("models")(models_cmd.models)
 app.command("datasets")(datasets_cmd.datasets)
 app.add_typer(store_cmd.app, name="store")

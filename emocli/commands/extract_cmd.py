@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from emocli.errors import ConfigError
 
 
 def extract(
@@ -52,7 +51,7 @@ def extract(
     from rich.console import Console
 
     from emocli.datasets import load_dataset
-    from emocli.features.presets import parse_assignments
+    from emocli.features.presets import build_extractors, parse_assignments
     from emocli.features.store import FeatureStore, Shard
 
     shard_slice = Shard.parse(shard) if shard else None  # before any slow loading, so typos fail fast
@@ -60,7 +59,7 @@ def extract(
     errors = Console(stderr=True)
     for note in sample_set.notes:
         errors.print(f"[yellow]note:[/] {note}", highlight=False)
-    extractors = _build_extractors(
+    extractors = build_extractors(
         {"audio": audio or [], "text": text or [], "visual": visual or []}, overrides or [], sample_set.root
     )
     if not extractors and not sample_set.precomputed:
@@ -76,24 +75,6 @@ def extract(
         progress=not quiet,
     )
     _print_report(report, sample_set, Console())
-
-
-def _build_extractors(choices: dict[str, list[str]], overrides: list[str], root: Path) -> list:
-    from emocli.features.presets import build_extractor, choice_label, split_overrides
-
-    grouped = split_overrides(overrides)
-    labels = {choice_label(c) for chosen in choices.values() for c in chosen}
-    unused = sorted(set(grouped) - labels)
-    if unused:
-        raise ConfigError(f"--set {unused[0]}.…: {unused[0]!r} is not an extractor of this command ({', '.join(sorted(labels))})")
-    extractors = []
-    for modality, chosen in choices.items():
-        for choice in chosen:
-            extractor = build_extractor(choice, grouped.get(choice_label(choice)), root=root)
-            if extractor.modality != modality:
-                raise ConfigError(f"{choice!r} is a {extractor.modality} extractor: pass it with --{extractor.modality}")
-            extractors.append(extractor)
-    return extractors
 
 
 def _show_presets(preset: str | None) -> None:

@@ -179,3 +179,24 @@ def build_extractor(choice: str, overrides: Mapping[str, Any] | None = None, roo
             f"{'.'.join(str(part) for part in e['loc']) or 'params'}: {e['msg']}" for e in error.errors()
         )
         raise ConfigError(f"invalid parameters for {preset.extractor}: {problems}", path=preset.source) from None
+
+
+def build_extractors(choices: Mapping[str, list[str]], overrides: Iterable[str], root: Path | None) -> list[Extractor]:
+    """Extractors for {modality: [preset, file or extractor name]}, with NAME.PARAM=VALUE overrides.
+
+    What `emo extract --audio/--text/--visual ... --set ...` and pipeline recipes build; a choice given
+    under the wrong modality, or an override naming no chosen extractor, is a ConfigError.
+    """
+    grouped = split_overrides(overrides)
+    labels = {choice_label(c) for chosen in choices.values() for c in chosen}
+    unused = sorted(set(grouped) - labels)
+    if unused:
+        raise ConfigError(f"--set {unused[0]}.…: {unused[0]!r} is not an extractor of this command ({', '.join(sorted(labels))})")
+    extractors = []
+    for modality, chosen in choices.items():
+        for choice in chosen:
+            extractor = build_extractor(choice, grouped.get(choice_label(choice)), root=root)
+            if extractor.modality != modality:
+                raise ConfigError(f"{choice!r} is a {extractor.modality} extractor: pass it with --{extractor.modality}")
+            extractors.append(extractor)
+    return extractors
