@@ -10,6 +10,12 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+REPOSITORY = RESULTS.parents[1]
+
+
+def _repository_relative(script: str) -> str:
+    path = Path(script).resolve()
+    return str(path.relative_to(REPOSITORY)) if path.is_relative_to(REPOSITORY) else script
 
 
 def machine() -> dict:
@@ -37,7 +43,7 @@ def write_results(name: str, figures: dict) -> Path:
     path = RESULTS / f"{name}.json"
     record = {
         "benchmark": name,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": " ".join(["python", _repository_relative(sys.argv[0]), *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": machine(),
         "figures": figures,
