@@ -191,6 +191,7 @@ def test_samples_outside_conversations_are_dialogues_of_one(tmp_path):
     assert not speakers["train"] & speakers["valid"]
     batch = Collator(data, conversation=True, parties=2)(groups[:5])
     assert batch.inputs["audio"].shape == (5, 1, 6) and batch.masks["utterance"].all()
+    assert batch.inputs["speaker"].tolist() == [[0]] * 5  # alone in its dialogue: the first party
 
 
 def test_multi_label_targets_are_multi_hot(tmp_path):

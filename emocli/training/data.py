@@ -294,12 +294,15 @@ def make_splits(
 # ------------------------------------------------------------------------------------- batches
 
 
+def dialogue_keys(samples: pd.DataFrame) -> pd.Series:
+    """Each sample's dialogue. A sample outside any conversation (RAVDESS clips, manifests without
+    dialogue_id) is a dialogue of one, so conversation models run on every dataset."""
+    return samples["dialogue_id"].astype(object).where(samples["dialogue_id"].notna(), samples["sample_id"])
+
+
 def dialogues(samples: pd.DataFrame, rows: np.ndarray) -> list[np.ndarray]:
     """Rows grouped by dialogue (in order of first appearance), each ordered by position."""
-    part = samples.iloc[rows][["dialogue_id", "position"]].assign(row=rows)
-    # A sample outside any conversation (RAVDESS clips, manifests without dialogue_id) is a dialogue of one,
-    # so conversation models run on every dataset.
-    part["dialogue_id"] = part["dialogue_id"].fillna(samples.iloc[rows]["sample_id"])
+    part = samples.iloc[rows][["position"]].assign(row=rows, dialogue_id=dialogue_keys(samples).iloc[rows])
     order = {d: i for i, d in enumerate(pd.unique(part["dialogue_id"]))}
     part = part.assign(order=part["dialogue_id"].map(order)).sort_values(["order", "position"], kind="stable")
     return [g["row"].to_numpy() for _, g in part.groupby("order", sort=True)]
@@ -351,7 +354,8 @@ def speaker_parties(samples: pd.DataFrame, parties: int) -> np.ndarray | None:
     capped at parties - 1, as DialogueRNN expects; None when the dataset names no speakers."""
     if samples["speaker"].isna().all():
         return None
-    ordered = samples[["dialogue_id", "position", "speaker"]].sort_values(["dialogue_id", "position"], kind="stable")
+    ordered = samples[["position", "speaker"]].assign(dialogue_id=dialogue_keys(samples))
+    ordered = ordered.sort_values(["dialogue_id", "position"], kind="stable")
     index = ordered.groupby("dialogue_id", sort=False)["speaker"].transform(
         lambda speakers: pd.Series(pd.factorize(speakers)[0], index=speakers.index)
     )
