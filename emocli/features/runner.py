@@ -3,8 +3,7 @@
 One code path serves both the feature store (`FeatureStore.extract`, which commits results as they
 stream in) and `emo predict` (`extract_samples`, which keeps everything in memory):
 
-* CPU extractors (`batch_size == 1`: openSMILE, librosa, tables) run in a process pool (workers forked
-  from a forkserver that preloads the extractors' modules; spawn where there is no forkserver). Each
+* CPU extractors (`batch_size == 1`: openSMILE, librosa, tables) run in a `spawn` process pool. Each
   worker builds every extractor of the run once, in the pool's initializer, and receives samples in
   chunks so that inter-process overhead stays small next to the extraction itself.
 * Neural encoders (`batch_size > 1`) run in the main process, `batch_size` samples at a time, where
@@ -191,24 +190,6 @@ def _run_chunk(key: str, samples: list[dict[str, Any]]) -> list[Features | Sampl
 Result = tuple[int, "Features | SampleFailure"]  # (index into the samples given to `run`, result)
 
 
-def _worker_context(extractors: Sequence[Extractor]):
-    """Where workers come from: a forkserver that has imported the extractors' modules once, else spawn.
-
-    Never plain fork: forking a parent that holds native threads (torch, OpenMP) can deadlock. The
-    forkserver is a fresh single-threaded process; the workers it forks inherit its imports, so the
-    seconds that openSMILE, librosa and numba take to import are paid once, not once per worker.
-    """
-    import multiprocessing
-
-    if "forkserver" not in multiprocessing.get_all_start_methods():  # Windows
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    # The extractors import their libraries lazily, so name those too (the server skips failed imports).
-    modules = {type(e).__module__ for e in extractors} | {lib for e in extractors for lib in e.libraries}
-    context.set_forkserver_preload(sorted(modules | {"emocli.features.runner"}))  # read when the server starts
-    return context
-
-
 class ExtractionRunner:
     """Owns the worker pool of one extraction run; `run` streams each extractor's results.
 
@@ -231,9 +212,11 @@ class ExtractionRunner:
 
     def _start_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
+            import multiprocessing
+
             pool = ProcessPoolExecutor(
                 max_workers=self.workers,
-                mp_context=_worker_context(self._pooled),
+                mp_context=multiprocessing.get_context("spawn"),  # fork + native libraries/threads deadlocks
                 initializer=_init_worker,
                 initargs=([ExtractorRecipe.of(e) for e in self._pooled],),
             )
