@@ -59,7 +59,7 @@ def test_root_from_option_then_environment_then_recipe(tmp_path, monkeypatch):
     path = REPO / "pipelines" / "ravdess-cfnsr.toml"
     recipe = load_recipe(path)
     monkeypatch.delenv(root_variable("ravdess"), raising=False)
-    assert locate(recipe, path).data == (REPO / recipe.dataset.root).resolve()
+    assert locate(recipe, path).data.resolve() == (REPO / recipe.dataset.root).resolve()
     monkeypatch.setenv("EMO_RAVDESS_ROOT", str(tmp_path / "env"))
     assert locate(recipe, path).data == tmp_path / "env"
     where = locate(recipe, path, root=tmp_path / "option", out=tmp_path / "out")
