@@ -160,15 +160,18 @@ def sample_segment(sample: Mapping[str, Any]) -> tuple[float | None, float | Non
     return (None if _missing(start_s) else float(start_s), None if _missing(end_s) else float(end_s))
 
 
-def audio_input_fingerprint(sample: Mapping[str, Any]) -> str:
-    """Identity of the audio a sample reads: the file's size and mtime plus the segment bounds."""
-    path = sample_audio_path(sample)
+def segment_fingerprint(path: Path, sample: Mapping[str, Any], medium: str) -> str:
+    """Identity of the media a sample reads: the file's size and mtime plus the segment bounds."""
     try:
         identity = file_fingerprint(path)
     except OSError as error:
-        raise ExtractionError(f"cannot read audio file: {error.strerror}", path=path) from error
+        raise ExtractionError(f"cannot read {medium} file: {error.strerror}", path=path) from error
     start_s, end_s = sample_segment(sample)
     return f"{identity}:{start_s}-{end_s}"
+
+
+def audio_input_fingerprint(sample: Mapping[str, Any]) -> str:
+    return segment_fingerprint(sample_audio_path(sample), sample, "audio")
 
 
 def _missing(value: Any) -> bool:

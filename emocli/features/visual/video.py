@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 
 from emocli.errors import ExtractionError
-from emocli.features.audio.io import sample_segment  # the row's segment, read the same for every modality
-from emocli.features.base import file_fingerprint
+from emocli.features.audio.io import sample_segment, segment_fingerprint  # segments read alike for every modality
 
 # Distributions whose code shapes the decoded frames.
 VIDEO_IO_LIBRARIES = ("av",)
@@ -194,11 +193,4 @@ def sample_video_path(sample: Mapping[str, Any]) -> Path:
 
 
 def video_input_fingerprint(sample: Mapping[str, Any]) -> str:
-    """Identity of the video a sample reads: the file's size and mtime plus the segment bounds."""
-    path = sample_video_path(sample)
-    try:
-        identity = file_fingerprint(path)
-    except OSError as error:
-        raise ExtractionError(f"cannot read video file: {error.strerror}", path=path) from error
-    start_s, end_s = sample_segment(sample)
-    return f"{identity}:{start_s}-{end_s}"
+    return segment_fingerprint(sample_video_path(sample), sample, "video")
