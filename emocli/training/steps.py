@@ -93,13 +93,20 @@ class TrainStep:
     def train_step(
         self, model: torch.nn.Module, batch: Batch, optimizer: torch.optim.Optimizer, clip: float | None
     ) -> StepOutput:
+        output, terms, total = self.backward(model, batch, optimizer)
+        self.clip_and_step(model, optimizer, clip)
+        return self._output(terms, total, batch.flatten(output.logits))
+
+    def backward(
+        self, model: torch.nn.Module, batch: Batch, optimizer: torch.optim.Optimizer
+    ) -> tuple[ModelOutput, dict[str, torch.Tensor], torch.Tensor]:
+        """Fresh gradients of one forward's weighted loss terms: (output, terms, their sum)."""
         optimizer.zero_grad(set_to_none=True)
         output = self.forward(model, batch)
         terms = self.losses(output, batch, training=True)
         total = sum(terms.values())
         total.backward()
-        self.clip_and_step(model, optimizer, clip)
-        return self._output(terms, total, batch.flatten(output.logits))
+        return output, terms, total
 
     @staticmethod
     def clip_and_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, clip: float | None) -> None:
@@ -218,11 +225,7 @@ class MMERStep(TrainStep):
     def train_step(
         self, model: torch.nn.Module, batch: Batch, optimizer: torch.optim.Optimizer, clip: float | None
     ) -> StepOutput:
-        optimizer.zero_grad(set_to_none=True)
-        output = self.forward(model, batch)
-        terms = self.losses(output, batch, training=True)
-        total = sum(terms.values())
-        total.backward()
+        output, terms, total = self.backward(model, batch, optimizer)
 
         if self.epsilon and self.kl_weight:
             backup = self._perturb(unwrap(model).perturbation_parameters())
