@@ -324,6 +324,7 @@ class Predictor:
         from emocli.training import runs
         from emocli.training.config import TrainConfig
         from emocli.training.data import InputSpec
+        from emocli.training.normalize import unit_standardizer
         from emocli.training.steps import step_class
 
         self.unit, self.note = choose_unit(run)
@@ -335,6 +336,7 @@ class Predictor:
         self.conversation = trained.feature_spec["input_unit"] == "dialogue"
         self.device = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = trained.build_model().to(self.device)
+        self.standardizer = unit_standardizer(self.unit, self.train_config.normalize)
         self.step = step_class(self.model_name)(self.train_config.step, self.model.config)
         self.parties = getattr(self.model.config, "num_parties", None)
         self.threshold = self.train_config.threshold if self.train_config.threshold is not None else 0.5
@@ -485,7 +487,8 @@ class Predictor:
         # The collator carries targets for losses; unlabelled samples get zeros, which nothing reads here.
         shape = (len(samples),) if self.label_map.task == "single_label" else (len(samples), len(self.label_map.names))
         targets = np.zeros(shape, dtype=np.int64 if self.label_map.task == "single_label" else np.float32)
-        return EmotionData(samples, features, targets, self.label_map, self.inputs)
+        data = EmotionData(samples, features, targets, self.label_map, self.inputs)
+        return self.standardizer.apply(data) if self.standardizer is not None else data
 
     def _probabilities(self, data: EmotionData) -> np.ndarray:
         """[N, C] in the rows' order: the evaluation path's batches (training's collator, the run's eval

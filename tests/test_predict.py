@@ -22,6 +22,7 @@ from emocli.features.store import FeatureStore
 from emocli.predict import Predictor, choose_unit
 from emocli.training import runs
 from emocli.training.config import TrainConfig, resolve_config
+from emocli.training.normalize import Standardizer
 from emocli.training.trainer import train_run
 
 RATE = 16000
@@ -72,7 +73,8 @@ def make_tone_store(path: Path, *, n: int = 36, text: bool = False, dialogues: b
 
 
 def train_tiny(store: FeatureStore, out: Path, model: str = "cfnsr", overrides=(), **fields) -> Path:
-    config = resolve_config(model, overrides=list(overrides), seeds=[1], folds=[0], **fields)
+    """One unit, its features standardised (CFN-SR's recipe turns that off) so predict must apply it."""
+    config = resolve_config(model, overrides=["normalize=standard", *overrides], seeds=[1], folds=[0], **fields)
     summary = train_run(model, store.path, config, out=out)
     return runs.unit_dir(summary.root, 1, 0)
 
@@ -94,11 +96,18 @@ def predictor(unit) -> Predictor:
     return Predictor(unit)
 
 
+def standardized(unit: Path, features: np.ndarray, modality: str = "audio") -> np.ndarray:
+    """By hand: the z-score with the mean and scale the unit fitted on its training rows."""
+    mean, scale = Standardizer.load(unit / runs.NORMALIZATION).stats[modality]
+    return ((features - mean) / scale).astype(np.float32)
+
+
 def reference(unit: Path, *samples: dict) -> np.ndarray:
-    """By hand: eGeMAPS of each sample, the unit's model, softmax; what predict must reproduce. (The tiny
-    model is not asked to be right about pitch: the tests check that predict computes what it should.)"""
+    """By hand: eGeMAPS of each sample, standardised as in training, the unit's model, softmax; what
+    predict must reproduce. (The tiny model is not asked to be right about pitch: the tests check that
+    predict computes what it should.)"""
     extractor = build_extractor("egemaps")
-    features = np.stack([extractor.extract({"sample_id": "x", **sample}).values for sample in samples])
+    features = standardized(unit, np.stack([extractor.extract({"sample_id": "x", **sample}).values for sample in samples]))
     with torch.no_grad():
         logits = runs.TrainedUnit.read(unit).build_model()({"audio": torch.from_numpy(features)}, {}).logits
     return torch.softmax(logits, -1).numpy()
@@ -281,6 +290,7 @@ def test_a_conversation_model_reads_the_segments_of_an_input_as_one_dialogue(tmp
         extractor.extract({"sample_id": str(k), "audio_path": str(wav), "start_s": 2.0 * k, "end_s": 2.0 * k + 2})
         .values for k in range(3)
     ])
+    features = standardized(dialogue_unit, features)
     model = runs.TrainedUnit.read(dialogue_unit).build_model()
     with torch.no_grad():
         logits = model({"audio": torch.from_numpy(features)[None]}, {"utterance": torch.ones(1, 3, dtype=torch.bool)}).logits

@@ -114,6 +114,8 @@ class TrainConfig(Strict):
     seeds: list[int] = Field(default_factory=lambda: [1])
     folds: list[int] | Literal["all"] | None = None  # None: the dataset's split column
 
+    # Per-feature z-score fitted on each unit's training rows (normalize.py); "none" feeds the store's values.
+    normalize: Literal["standard", "none"] = "standard"
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     deterministic: bool = True
 

@@ -5,6 +5,7 @@
       results.csv, results.json   one row per seed/fold, and mean ± std over them (written last)
       seed=S/fold=K/           one trained model (fold=none: the dataset's own split)
         model.safetensors      best weights (strict loading)
+        normalization.safetensors  per-feature mean and scale fitted on the training rows (normalize.py)
         config.json            {"model_name", "model": model config, "train": train config, "dataset", ...}
         label_map.json         LabelMap.to_json()
         feature_spec.json      input unit + one InputSpec per modality (extractor name, params, versions)
@@ -33,6 +34,7 @@ import torch
 from emocli.errors import ConfigError, EmoError
 
 WEIGHTS = "model.safetensors"
+NORMALIZATION = "normalization.safetensors"
 CONFIG = "config.json"
 LABEL_MAP = "label_map.json"
 FEATURE_SPEC = "feature_spec.json"

@@ -47,6 +47,7 @@ from emocli.training.data import (
     store_label_map,
     train_loader,
 )
+from emocli.training.normalize import Standardizer, unit_standardizer
 from emocli.training.steps import TrainStep, step_class, unwrap
 
 # Scalar metrics shown in tables, per task (all scalars are stored).
@@ -468,8 +469,11 @@ def train_unit(
     selection = cfg.effective_selection()
     # No validation split (e.g. --set split.valid_fraction=0) leaves nothing to select on: keep the last epoch.
     select_last = not len(splits[selection.split])
+    standardizer = Standardizer.fit(data, splits["train"]) if cfg.normalize == "standard" else None
     if ctx.main:
-        write_unit_files(p, unit, splits, seed, fold)
+        write_unit_files(p, unit, splits, seed, fold, standardizer)
+    if standardizer is not None:
+        data = standardizer.apply(data)
 
     seed_everything(seed, cfg.deterministic)
     model = p.entry.build(p.model_config).to(ctx.device)
@@ -594,9 +598,13 @@ def train_unit(
     ctx.barrier()
 
 
-def write_unit_files(p: Prepared, unit: Path, splits: dict[str, np.ndarray], seed: int, fold: int | None) -> None:
+def write_unit_files(
+    p: Prepared, unit: Path, splits: dict[str, np.ndarray], seed: int, fold: int | None, standardizer: Standardizer | None
+) -> None:
     """What `emo evaluate` and `emo predict` need to rebuild the model and its inputs."""
     unit.mkdir(parents=True, exist_ok=True)
+    if standardizer is not None:
+        standardizer.save(unit / runs.NORMALIZATION)
     runs.write_json(
         unit / runs.CONFIG,
         {
@@ -696,7 +704,8 @@ def evaluate_unit(
     """Rebuild a unit's model from its directory and score one split: what `emo evaluate` prints.
 
     The predictions go through `predict` in one process with the run's eval batch size and the split's
-    stored sample order, so evaluating a finished run reproduces its test_metrics.json exactly.
+    stored sample order, so evaluating a finished run reproduces its test_metrics.json exactly. `data`
+    holds the store's values: the unit's stored standardisation is applied here.
     """
     from emocli.datasets.base import LabelMap
     from emocli.features.store import FeatureStore
@@ -710,6 +719,9 @@ def evaluate_unit(
     if data is None:
         inputs = {m: InputSpec.from_json(s) for m, s in trained.feature_spec["inputs"].items()}
         data = load_data(FeatureStore(store or trained.config["store"]), inputs, LabelMap.from_json(trained.label_map))
+    standardizer = unit_standardizer(unit, train_cfg.normalize)
+    if standardizer is not None:
+        data = standardizer.apply(data)
     ids = runs.read_json(unit / runs.SPLITS).get(split)
     if ids is None:
         raise EmoError(f"the run has no {split!r} split (splits.json)", path=unit)

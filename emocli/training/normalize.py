@@ -1,0 +1,93 @@
+"""Per-feature standardisation, fitted on a unit's training rows and stored beside its weights.
+
+Clip-level features span orders of magnitude (openSMILE functionals run from 1e-4 to 1e4; OpenFace
+intensities 0..5), and the papers fed theirs pre-normalised (CMU-MOSEI's aligned features) or through a
+BatchNorm (CFN-SR's MFCCNet). A z-score per feature dimension, learned from the training rows only, puts
+every input on one scale without letting validation or test statistics leak in: each unit (seed x fold)
+fits its own, writes it to `normalization.safetensors`, and `emo evaluate` and `emo predict` apply that
+file, so what they see is exactly what the model trained on.
+
+Vector features are standardised per dimension over samples; sequence features per dimension over every
+frame of the training samples. A dimension that is constant on the training rows is only centred.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from emocli.errors import EmoError
+from emocli.training import runs
+from emocli.training.data import EmotionData
+
+FIT_CHUNK = 256  # samples per partial_fit call: sequence stores need not be concatenated whole
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """modality -> (mean [D], scale [D]), float32; x' = (x - mean) / scale."""
+
+    stats: dict[str, tuple[np.ndarray, np.ndarray]]
+
+    @classmethod
+    def fit(cls, data: EmotionData, rows: np.ndarray) -> Standardizer:
+        from sklearn.preprocessing import StandardScaler
+
+        if not len(rows):
+            raise EmoError("cannot fit feature standardisation on an empty training split")
+        stats = {}
+        for modality, table in data.features.items():
+            scaler = StandardScaler()
+            for start in range(0, len(rows), FIT_CHUNK):
+                chunk = [np.asarray(table[r], dtype=np.float64) for r in rows[start : start + FIT_CHUNK]]
+                frames = np.concatenate([a.reshape(-1, a.shape[-1]) for a in chunk])
+                if len(frames):
+                    scaler.partial_fit(frames)
+            if not hasattr(scaler, "mean_"):
+                raise EmoError(f"cannot fit feature standardisation: no {modality} frames in the training split")
+            stats[modality] = (scaler.mean_.astype(np.float32), scaler.scale_.astype(np.float32))
+        return cls(stats)
+
+    def apply(self, data: EmotionData) -> EmotionData:
+        """A copy of `data` with standardised features (the targets and sample table are shared)."""
+        missing = set(data.features) - set(self.stats)
+        if missing:
+            raise EmoError(f"the stored standardisation has no statistics for {sorted(missing)}")
+        features = {}
+        for modality, table in data.features.items():
+            mean, scale = self.stats[modality]
+            features[modality] = [((np.asarray(a, dtype=np.float32) - mean) / scale) for a in table]
+        return replace(data, features=features)
+
+    def save(self, path: Path) -> None:
+        from safetensors.numpy import save_file
+
+        tensors = {f"{m}.{name}": value for m, (mean, scale) in self.stats.items() for name, value in (("mean", mean), ("scale", scale))}
+        temporary = path.with_name(f".{path.name}.tmp")
+        save_file(tensors, str(temporary), metadata={"format": "emo-standardizer-1"})
+        os.replace(temporary, path)
+
+    @classmethod
+    def load(cls, path: Path) -> Standardizer:
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        if not path.is_file():
+            raise EmoError("missing feature standardisation file of a run trained with normalize = 'standard'", path=path)
+        try:
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError) as error:
+            raise EmoError(f"cannot read the feature standardisation ({error})", path=path) from None
+        modalities = sorted({key.rsplit(".", 1)[0] for key in tensors})
+        try:
+            return cls({m: (tensors[f"{m}.mean"], tensors[f"{m}.scale"]) for m in modalities})
+        except KeyError as error:
+            raise EmoError(f"incomplete feature standardisation: no {error.args[0]!r}", path=path) from None
+
+
+def unit_standardizer(unit: Path, normalize: str) -> Standardizer | None:
+    """The standardisation a unit was trained with (None for normalize = "none")."""
+    return Standardizer.load(unit / runs.NORMALIZATION) if normalize == "standard" else None
