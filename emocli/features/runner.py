@@ -188,10 +188,11 @@ def _run_chunk(key: str, samples: list[dict[str, Any]]) -> list[Features | Sampl
 # --- main side ---------------------------------------------------------------------------------------
 
 Result = tuple[int, "Features | SampleFailure"]  # (index into the samples given to `run`, result)
+JobResult = tuple[int, int, "Features | SampleFailure"]  # (job, index into that job's samples, result)
 
 
 class ExtractionRunner:
-    """Owns the worker pool of one extraction run; `run` streams each extractor's results.
+    """Owns the worker pool of one extraction run; `run` and `run_jobs` stream results.
 
     Use as a context manager. The pool starts only when a CPU extractor has work, so a run whose features
     are all cached spawns nothing.
@@ -241,50 +242,72 @@ class ExtractionRunner:
 
     def run(self, extractor: Extractor, samples: Sequence[dict[str, Any]]) -> Iterator[Result]:
         """Extract `samples` (plain dicts of the canonical columns); yields results in completion order."""
-        if not samples:
-            return
-        if not runs_in_main_process(extractor, self.workers):
-            yield from self._run_pooled(extractor, samples)
-            return
-        step = max(1, extractor.batch_size)
-        for start in range(0, len(samples), step):
-            batch = samples[start : start + step]
-            outputs = extract_batch(extractor, batch) if step > 1 else [extract_one(extractor, batch[0])]
-            yield from enumerate(outputs, start)
+        for _, index, result in self.run_jobs([(extractor, samples)]):
+            yield index, result
 
-    def _run_pooled(self, extractor: Extractor, samples: Sequence[dict[str, Any]]) -> Iterator[Result]:
-        key = extractor.feature_set_name
-        chunk = max(1, min(MAX_CHUNK, math.ceil(len(samples) / (self.workers * CHUNKS_PER_WORKER))))
-        pending = deque(list(range(start, min(start + chunk, len(samples)))) for start in range(0, len(samples), chunk))
+    def run_jobs(self, jobs: Sequence[tuple[Extractor, Sequence[dict[str, Any]]]]) -> Iterator[JobResult]:
+        """Several extractors' samples: the pooled ones as one stream of chunks, so the workers go from one
+        feature set to the next without waiting for the slowest chunk of the first; then the extractors
+        that run in this process. Yields (job, index, result) in completion order."""
+        pooled = [(job, samples) for job, (e, samples) in enumerate(jobs) if samples and not runs_in_main_process(e, self.workers)]
+        if pooled:
+            yield from self._run_pooled([jobs[job][0] for job, _ in pooled], [samples for _, samples in pooled],
+                                        [job for job, _ in pooled])
+        for job, (extractor, samples) in enumerate(jobs):
+            if not samples or not runs_in_main_process(extractor, self.workers):
+                continue
+            step = max(1, extractor.batch_size)
+            for start in range(0, len(samples), step):
+                batch = samples[start : start + step]
+                outputs = extract_batch(extractor, batch) if step > 1 else [extract_one(extractor, batch[0])]
+                for index, output in enumerate(outputs, start):
+                    yield job, index, output
+
+    def _run_pooled(
+        self, extractors: list[Extractor], samples: list[Sequence[dict[str, Any]]], jobs: list[int]
+    ) -> Iterator[JobResult]:
+        total = sum(len(s) for s in samples)
+        chunk = max(1, min(MAX_CHUNK, math.ceil(total / (self.workers * CHUNKS_PER_WORKER))))
+        # Work items are (position in `extractors`, sample indices).
+        pending: deque[tuple[int, list[int]]] = deque(
+            (k, list(range(start, min(start + chunk, len(group)))))
+            for k, group in enumerate(samples)
+            for start in range(0, len(group), chunk)
+        )
         # A native crash (a segfault on a corrupt file) kills a worker and breaks the whole pool, failing
         # every chunk in flight. Those samples become suspects, each retried alone in a fresh pool: one
         # that crashes alone is the culprit and is recorded as a failure; the others are extracted.
-        suspects: deque[int] = deque()
-        in_flight: dict[Future, list[int]] = {}
+        suspects: deque[tuple[int, int]] = deque()
+        in_flight: dict[Future, tuple[int, list[int]]] = {}
+
+        def submit(pool: ProcessPoolExecutor, k: int, indices: list[int]) -> None:
+            future = pool.submit(_run_chunk, extractors[k].feature_set_name, [samples[k][i] for i in indices])
+            in_flight[future] = (k, indices)
+
         while pending or suspects or in_flight:
             pool = self._start_pool()
             if suspects and not in_flight:
-                index = suspects.popleft()
-                in_flight[pool.submit(_run_chunk, key, [samples[index]])] = [index]
+                k, index = suspects.popleft()
+                submit(pool, k, [index])
             while not suspects and pending and len(in_flight) < self.workers * CHUNKS_PER_WORKER:
-                indices = pending.popleft()
-                in_flight[pool.submit(_run_chunk, key, [samples[i] for i in indices])] = indices
-            alone = len(in_flight) == 1 and len(next(iter(in_flight.values()))) == 1
+                submit(pool, *pending.popleft())
+            alone = len(in_flight) == 1 and len(next(iter(in_flight.values()))[1]) == 1
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             broken = False
             for future in done:
-                indices = in_flight.pop(future)
+                k, indices = in_flight.pop(future)
                 try:
-                    yield from zip(indices, future.result())
+                    for index, result in zip(indices, future.result()):
+                        yield jobs[k], index, result
                 except BrokenProcessPool:
                     broken = True
                     if alone:
-                        yield indices[0], self._crash_failure(extractor, samples[indices[0]])
+                        yield jobs[k], indices[0], self._crash_failure(extractors[k], samples[k][indices[0]])
                     else:
-                        suspects.extend(indices)
+                        suspects.extend((k, i) for i in indices)
             if broken:
-                for indices in in_flight.values():
-                    suspects.extend(indices)
+                for k, indices in in_flight.values():
+                    suspects.extend((k, i) for i in indices)
                 in_flight.clear()
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None
