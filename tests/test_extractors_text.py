@@ -298,3 +298,21 @@ def test_glove_on_meld_utterances(meld_root):
     index, _ = load_glove(None)
     tokens = [token for text in utterances for token in tokenize(text)]
     assert np.mean([token in index for token in tokens]) > 0.97
+
+
+def test_a_store_made_with_a_text_preset_is_found_by_that_preset(tmp_path):
+    """`--feature text=minilm` names the feature set `--text minilm` wrote, although the preset's execution
+    settings (device, batch size) are not recorded in the feature set's identity."""
+    import pandas as pd
+
+    from emocli.datasets.base import LabelMap, SampleSet
+    from emocli.features.presets import build_extractor as build_preset
+    from emocli.features.store import FeatureStore
+    from emocli.registry import MODELS
+    from emocli.training.data import select_inputs
+
+    table = pd.DataFrame({"sample_id": ["a", "b"], "text": TEXTS[:2], "label": ["x", "y"], "labels": [[], []]})
+    store = FeatureStore(tmp_path / "store")
+    store.extract(SampleSet("toy", tmp_path, table, LabelMap(("x", "y"))), [build_preset("minilm")], progress=False)
+    chosen = select_inputs(store, MODELS["spikemo"], modalities=["text"], choices={"text": "minilm"})
+    assert chosen["text"].feature_set == build_preset("minilm").feature_set_name

