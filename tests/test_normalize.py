@@ -92,8 +92,7 @@ def test_missing_or_damaged_statistics_are_errors_naming_the_file(data, tmp_path
 
 def test_a_run_stores_its_statistics_and_evaluate_applies_them(tmp_path):
     store = make_store(tmp_path / "store", n=48, kinds=("vector", "vector"))
-    summary = train_run("cfnsr", store.path, config(extra=["normalize=standard"], seeds=[1], folds=[0]),
-                        out=tmp_path / "runs", name="std")
+    summary = train_run("cfnsr", store.path, config(seeds=[1], folds=[0]), out=tmp_path / "runs", name="std")
     unit = runs.unit_dir(summary.root, 1, 0)
     stats = Standardizer.load(unit / runs.NORMALIZATION).stats
     assert set(stats) == {"audio", "visual"} and stats["audio"][0].shape == (6,)

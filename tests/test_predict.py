@@ -73,8 +73,7 @@ def make_tone_store(path: Path, *, n: int = 36, text: bool = False, dialogues: b
 
 
 def train_tiny(store: FeatureStore, out: Path, model: str = "cfnsr", overrides=(), **fields) -> Path:
-    """One unit, its features standardised (CFN-SR's recipe turns that off) so predict must apply it."""
-    config = resolve_config(model, overrides=["normalize=standard", *overrides], seeds=[1], folds=[0], **fields)
+    config = resolve_config(model, overrides=list(overrides), seeds=[1], folds=[0], **fields)
     summary = train_run(model, store.path, config, out=out)
     return runs.unit_dir(summary.root, 1, 0)
 

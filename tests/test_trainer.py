@@ -15,7 +15,8 @@ from emocli.training.data import Batch
 from emocli.training.steps import MMERStep, SmileStep, SpikEmoStep, TrainStep
 from emocli.training.trainer import evaluate_unit, train_run
 
-SMALL_CFNSR = ["model.video_dim=16", "model.transformer_layers=1", "model.transformer_heads=2", "batch_size=16"]
+SMALL_CFNSR = ["model.video_dim=16", "model.transformer_layers=1", "model.transformer_heads=2", "batch_size=16",
+               "optimizer.lr=3e-3"]
 
 
 def config(model="cfnsr", extra=(), **fields) -> TrainConfig:
@@ -49,8 +50,8 @@ def test_run_directory_layout(finished):
     for seed in (1, 2):
         unit = runs.unit_dir(root, seed, 0)
         for name in (
-            "model.safetensors", "config.json", "label_map.json", "feature_spec.json", "splits.json",
-            "metrics.jsonl", "test_metrics.json", "README.md", "learning_curves.png", "confusion_matrix.png",
+            "model.safetensors", "normalization.safetensors", "config.json", "label_map.json", "feature_spec.json",
+            "splits.json", "metrics.jsonl", "test_metrics.json", "README.md", "learning_curves.png", "confusion_matrix.png",
         ):
             assert (unit / name).is_file(), (seed, name)
         assert not (unit / runs.CHECKPOINT).exists()  # removed once the unit is finished
@@ -60,7 +61,7 @@ def test_run_directory_layout(finished):
         assert "versions" in spec["inputs"]["audio"]["extractor_spec"]
         cfg = runs.read_json(unit / "config.json")
         assert cfg["model"]["modalities"]["audio"] == {"dim": 6, "kind": "sequence"}
-        assert cfg["train"]["optimizer"]["lr"] == 1e-3 and cfg["train"]["epochs"] == 3
+        assert cfg["train"]["optimizer"]["lr"] == 3e-3 and cfg["train"]["epochs"] == 3
         records = runs.read_jsonl(unit / runs.METRICS)
         assert [r["epoch"] for r in records] == [1, 2, 3]
         assert {"loss", "accuracy"} <= set(records[0]["train"]) and {"loss", "weighted_f1"} <= set(records[0]["valid"])
