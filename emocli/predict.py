@@ -336,7 +336,7 @@ class Predictor:
         self.conversation = trained.feature_spec["input_unit"] == "dialogue"
         self.device = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = trained.build_model().to(self.device)
-        self.standardizer = unit_standardizer(self.unit, self.train_config.normalize)
+        self.standardizer = unit_standardizer(self.unit)
         self.step = step_class(self.model_name)(self.train_config.step, self.model.config)
         self.parties = getattr(self.model.config, "num_parties", None)
         self.threshold = self.train_config.threshold if self.train_config.threshold is not None else 0.5

@@ -114,3 +114,14 @@ def test_normalize_none_feeds_the_stores_values_and_writes_no_statistics(tmp_pat
     unit = runs.unit_dir(summary.root, 1, 0)
     assert not (unit / runs.NORMALIZATION).exists()
     assert evaluate_unit(unit, "test")["metrics"] == runs.read_json(unit / runs.TEST_METRICS)["metrics"]
+
+
+def test_a_run_made_before_standardisation_is_evaluated_on_raw_features(tmp_path):
+    store = make_store(tmp_path / "store", n=48, kinds=("vector", "vector"))
+    summary = train_run("cfnsr", store.path, config(extra=["normalize=none"], seeds=[1], folds=[0]),
+                        out=tmp_path / "runs", name="old")
+    unit = runs.unit_dir(summary.root, 1, 0)
+    stored = runs.read_json(unit / runs.CONFIG)
+    del stored["train"]["normalize"]  # what an emo without standardisation wrote
+    runs.write_json(unit / runs.CONFIG, stored)
+    assert evaluate_unit(unit, "test")["metrics"] == runs.read_json(unit / runs.TEST_METRICS)["metrics"]

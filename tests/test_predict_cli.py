@@ -167,7 +167,7 @@ def evaluation_probabilities(unit: Path) -> tuple[list[str], np.ndarray]:
     config = TrainConfig.model_validate(trained.config["train"])
     inputs = {m: InputSpec.from_json(s) for m, s in trained.feature_spec["inputs"].items()}
     data = load_data(FeatureStore(trained.config["store"]), inputs, LabelMap.from_json(trained.label_map))
-    standardizer = unit_standardizer(unit, config.normalize)
+    standardizer = unit_standardizer(unit)
     data = standardizer.apply(data) if standardizer is not None else data
     model = trained.build_model()
     position = {sid: i for i, sid in enumerate(data.samples["sample_id"])}

@@ -88,6 +88,8 @@ class Standardizer:
             raise EmoError(f"incomplete feature standardisation: no {error.args[0]!r}", path=path) from None
 
 
-def unit_standardizer(unit: Path, normalize: str) -> Standardizer | None:
-    """The standardisation a unit was trained with (None for normalize = "none")."""
+def unit_standardizer(unit: Path) -> Standardizer | None:
+    """The standardisation a unit was trained with: None for normalize = "none", and for runs made before
+    emo standardised (their config.json has no `normalize`)."""
+    normalize = runs.read_json(unit / runs.CONFIG)["train"].get("normalize", "none")
     return Standardizer.load(unit / runs.NORMALIZATION) if normalize == "standard" else None

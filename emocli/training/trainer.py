@@ -719,7 +719,7 @@ def evaluate_unit(
     if data is None:
         inputs = {m: InputSpec.from_json(s) for m, s in trained.feature_spec["inputs"].items()}
         data = load_data(FeatureStore(store or trained.config["store"]), inputs, LabelMap.from_json(trained.label_map))
-    standardizer = unit_standardizer(unit, train_cfg.normalize)
+    standardizer = unit_standardizer(unit)
     if standardizer is not None:
         data = standardizer.apply(data)
     ids = runs.read_json(unit / runs.SPLITS).get(split)
