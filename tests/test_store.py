@@ -376,3 +376,29 @@ def test_kill_9_mid_run_resumes_to_the_uninterrupted_table(tmp_path):
     assert store.read(name).select(["sample_id", "input_fingerprint", "values"]).equals(
         reference_table.select(["sample_id", "input_fingerprint", "values"])
     )
+
+
+CONCURRENT_RUN = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_store import make_sample_set
+from emocli.features.store import FeatureStore
+data = make_sample_set(Path({media!r}))
+store = FeatureStore({store!r})
+for _ in range(200):
+    store._write_samples(data)
+"""
+
+
+def test_runs_sharing_a_store_do_not_collide_on_temporary_files(tmp_path):
+    """Two extractions into one store (other feature sets, e.g. audio and text at once) both rewrite
+    samples.parquet; each must finish, not find its temporary file renamed away by the other."""
+    make_sample_set(tmp_path / "media")
+    script = CONCURRENT_RUN.format(tests=str(Path(__file__).parent), media=str(tmp_path / "media"),
+                                   store=str(tmp_path / "store"))
+    runs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    errors = [run.communicate()[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], errors
+    assert len(FeatureStore(tmp_path / "store").samples()) == len(make_sample_set(tmp_path / "again").table)

@@ -262,13 +262,19 @@ def _samples_table(table: pd.DataFrame, metadata: dict[str, str]) -> pa.Table:
 
 # --- files -------------------------------------------------------------------------------------------
 
+def _temporary(path: Path) -> Path:
+    """A hidden name beside `path`, one per process: two runs extracting other feature sets of the same
+    store both rewrite samples.parquet, and must not rename each other's half-written file away."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
 def _write_atomic(table: pa.Table, path: Path, dictionary: bool = True) -> None:
     """Write to a hidden temporary file, flush it to disk, then rename: readers never see half a file.
 
     Feature tables pass dictionary=False: float features hardly ever repeat, and Parquet's attempt to
     dictionary-encode them costs 4-7x the write time and leaves the file 20-35 % larger.
     """
-    temporary = path.with_name(f".{path.name}.tmp")
+    temporary = _temporary(path)
     pq.write_table(table, temporary, use_dictionary=dictionary)
     with open(temporary, "rb") as handle:
         os.fsync(handle.fileno())
@@ -276,7 +282,7 @@ def _write_atomic(table: pa.Table, path: Path, dictionary: bool = True) -> None:
 
 
 def _write_json_atomic(data: dict, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
+    temporary = _temporary(path)
     temporary.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
     os.replace(temporary, path)
 
