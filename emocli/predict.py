@@ -324,7 +324,6 @@ class Predictor:
         from emocli.training import runs
         from emocli.training.config import TrainConfig
         from emocli.training.data import InputSpec
-        from emocli.training.normalize import unit_standardizer
         from emocli.training.steps import step_class
 
         self.unit, self.note = choose_unit(run)
@@ -336,7 +335,7 @@ class Predictor:
         self.conversation = trained.feature_spec["input_unit"] == "dialogue"
         self.device = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = trained.build_model().to(self.device)
-        self.standardizer = unit_standardizer(self.unit)
+        self.standardizer = trained.standardizer()
         self.step = step_class(self.model_name)(self.train_config.step, self.model.config)
         self.parties = getattr(self.model.config, "num_parties", None)
         self.threshold = self.train_config.threshold if self.train_config.threshold is not None else 0.5

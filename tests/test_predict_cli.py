@@ -159,7 +159,6 @@ def evaluation_probabilities(unit: Path) -> tuple[list[str], np.ndarray]:
     from emocli.training import runs
     from emocli.training.config import TrainConfig
     from emocli.training.data import InputSpec, load_data
-    from emocli.training.normalize import unit_standardizer
     from emocli.training.steps import step_class
     from emocli.training.trainer import predict
 
@@ -167,7 +166,7 @@ def evaluation_probabilities(unit: Path) -> tuple[list[str], np.ndarray]:
     config = TrainConfig.model_validate(trained.config["train"])
     inputs = {m: InputSpec.from_json(s) for m, s in trained.feature_spec["inputs"].items()}
     data = load_data(FeatureStore(trained.config["store"]), inputs, LabelMap.from_json(trained.label_map))
-    standardizer = unit_standardizer(unit)
+    standardizer = trained.standardizer()
     data = standardizer.apply(data) if standardizer is not None else data
     model = trained.build_model()
     position = {sid: i for i, sid in enumerate(data.samples["sample_id"])}

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from emocli.errors import EmoError
-from emocli.training import runs
 from emocli.training.data import EmotionData
 
 FIT_CHUNK = 256  # samples per partial_fit call: sequence stores need not be concatenated whole
@@ -87,9 +86,3 @@ class Standardizer:
         except KeyError as error:
             raise EmoError(f"incomplete feature standardisation: no {error.args[0]!r}", path=path) from None
 
-
-def unit_standardizer(unit: Path) -> Standardizer | None:
-    """The standardisation a unit was trained with: None for normalize = "none", and for runs made before
-    emo standardised (their config.json has no `normalize`)."""
-    normalize = runs.read_json(unit / runs.CONFIG)["train"].get("normalize", "none")
-    return Standardizer.load(unit / runs.NORMALIZATION) if normalize == "standard" else None

@@ -26,12 +26,15 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from emocli.errors import ConfigError, EmoError
+
+if TYPE_CHECKING:
+    from emocli.training.normalize import Standardizer
 
 WEIGHTS = "model.safetensors"
 NORMALIZATION = "normalization.safetensors"
@@ -227,3 +230,12 @@ class TrainedUnit:
             raise ConfigError(f"cannot rebuild {entry.name} from its configuration: {error}", path=self.path / CONFIG) from None
         load_weights(model, self.path / WEIGHTS)
         return model.eval()
+
+    def standardizer(self) -> Standardizer | None:
+        """The feature standardisation it was trained with: None for normalize = "none", and for runs made
+        before emo standardised (their config.json has no `normalize`)."""
+        from emocli.training.normalize import Standardizer
+
+        if self.config["train"].get("normalize", "none") != "standard":
+            return None
+        return Standardizer.load(self.path / NORMALIZATION)

@@ -47,7 +47,7 @@ from emocli.training.data import (
     store_label_map,
     train_loader,
 )
-from emocli.training.normalize import Standardizer, unit_standardizer
+from emocli.training.normalize import Standardizer
 from emocli.training.steps import TrainStep, step_class, unwrap
 
 # Scalar metrics shown in tables, per task (all scalars are stored).
@@ -719,7 +719,7 @@ def evaluate_unit(
     if data is None:
         inputs = {m: InputSpec.from_json(s) for m, s in trained.feature_spec["inputs"].items()}
         data = load_data(FeatureStore(store or trained.config["store"]), inputs, LabelMap.from_json(trained.label_map))
-    standardizer = unit_standardizer(unit)
+    standardizer = trained.standardizer()
     if standardizer is not None:
         data = standardizer.apply(data)
     ids = runs.read_json(unit / runs.SPLITS).get(split)
