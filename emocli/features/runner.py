@@ -187,12 +187,11 @@ def _run_chunk(key: str, samples: list[dict[str, Any]]) -> list[Features | Sampl
 
 # --- main side ---------------------------------------------------------------------------------------
 
-Result = tuple[int, "Features | SampleFailure"]  # (index into the samples given to `run`, result)
 JobResult = tuple[int, int, "Features | SampleFailure"]  # (job, index into that job's samples, result)
 
 
 class ExtractionRunner:
-    """Owns the worker pool of one extraction run; `run` and `run_jobs` stream results.
+    """Owns the worker pool of one extraction run; `run_jobs` streams results.
 
     Use as a context manager. The pool starts only when a CPU extractor has work, so a run whose features
     are all cached spawns nothing.
@@ -240,19 +239,14 @@ class ExtractionRunner:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def run(self, extractor: Extractor, samples: Sequence[dict[str, Any]]) -> Iterator[Result]:
-        """Extract `samples` (plain dicts of the canonical columns); yields results in completion order."""
-        for _, index, result in self.run_jobs([(extractor, samples)]):
-            yield index, result
-
     def run_jobs(self, jobs: Sequence[tuple[Extractor, Sequence[dict[str, Any]]]]) -> Iterator[JobResult]:
-        """Several extractors' samples: the pooled ones as one stream of chunks, so the workers go from one
-        feature set to the next without waiting for the slowest chunk of the first; then the extractors
-        that run in this process. Yields (job, index, result) in completion order."""
-        pooled = [(job, samples) for job, (e, samples) in enumerate(jobs) if samples and not runs_in_main_process(e, self.workers)]
+        """Several extractors' samples (plain dicts of the canonical columns): the pooled ones as one stream
+        of chunks, so the workers go from one feature set to the next without waiting for the slowest chunk
+        of the first; then the extractors that run in this process. Yields (job, index, result) in
+        completion order."""
+        pooled = [job for job, (e, samples) in enumerate(jobs) if samples and not runs_in_main_process(e, self.workers)]
         if pooled:
-            yield from self._run_pooled([jobs[job][0] for job, _ in pooled], [samples for _, samples in pooled],
-                                        [job for job, _ in pooled])
+            yield from self._run_pooled(jobs, pooled)
         for job, (extractor, samples) in enumerate(jobs):
             if not samples or not runs_in_main_process(extractor, self.workers):
                 continue
@@ -264,15 +258,16 @@ class ExtractionRunner:
                     yield job, index, output
 
     def _run_pooled(
-        self, extractors: list[Extractor], samples: list[Sequence[dict[str, Any]]], jobs: list[int]
+        self, jobs: Sequence[tuple[Extractor, Sequence[dict[str, Any]]]], pooled: list[int]
     ) -> Iterator[JobResult]:
-        total = sum(len(s) for s in samples)
+        """The `pooled` jobs' samples in the worker pool, as one queue of chunks of (job, sample indices)."""
+        keys = {job: jobs[job][0].feature_set_name for job in pooled}  # the spec is hashed once, not per chunk
+        total = sum(len(jobs[job][1]) for job in pooled)
         chunk = max(1, min(MAX_CHUNK, math.ceil(total / (self.workers * CHUNKS_PER_WORKER))))
-        # Work items are (position in `extractors`, sample indices).
         pending: deque[tuple[int, list[int]]] = deque(
-            (k, list(range(start, min(start + chunk, len(group)))))
-            for k, group in enumerate(samples)
-            for start in range(0, len(group), chunk)
+            (job, list(range(start, min(start + chunk, len(jobs[job][1])))))
+            for job in pooled
+            for start in range(0, len(jobs[job][1]), chunk)
         )
         # A native crash (a segfault on a corrupt file) kills a worker and breaks the whole pool, failing
         # every chunk in flight. Those samples become suspects, each retried alone in a fresh pool: one
@@ -280,34 +275,35 @@ class ExtractionRunner:
         suspects: deque[tuple[int, int]] = deque()
         in_flight: dict[Future, tuple[int, list[int]]] = {}
 
-        def submit(pool: ProcessPoolExecutor, k: int, indices: list[int]) -> None:
-            future = pool.submit(_run_chunk, extractors[k].feature_set_name, [samples[k][i] for i in indices])
-            in_flight[future] = (k, indices)
+        def submit(pool: ProcessPoolExecutor, job: int, indices: list[int]) -> None:
+            future = pool.submit(_run_chunk, keys[job], [jobs[job][1][i] for i in indices])
+            in_flight[future] = (job, indices)
 
         while pending or suspects or in_flight:
             pool = self._start_pool()
             if suspects and not in_flight:
-                k, index = suspects.popleft()
-                submit(pool, k, [index])
+                job, index = suspects.popleft()
+                submit(pool, job, [index])
             while not suspects and pending and len(in_flight) < self.workers * CHUNKS_PER_WORKER:
                 submit(pool, *pending.popleft())
             alone = len(in_flight) == 1 and len(next(iter(in_flight.values()))[1]) == 1
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             broken = False
             for future in done:
-                k, indices = in_flight.pop(future)
+                job, indices = in_flight.pop(future)
                 try:
                     for index, result in zip(indices, future.result()):
-                        yield jobs[k], index, result
+                        yield job, index, result
                 except BrokenProcessPool:
                     broken = True
+                    extractor, samples = jobs[job]
                     if alone:
-                        yield jobs[k], indices[0], self._crash_failure(extractors[k], samples[k][indices[0]])
+                        yield job, indices[0], self._crash_failure(extractor, samples[indices[0]])
                     else:
-                        suspects.extend((k, i) for i in indices)
+                        suspects.extend((job, i) for i in indices)
             if broken:
-                for k, indices in in_flight.values():
-                    suspects.extend((k, i) for i in indices)
+                for job, indices in in_flight.values():
+                    suspects.extend((job, i) for i in indices)
                 in_flight.clear()
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None
@@ -349,18 +345,15 @@ def extract_samples(
     `workers=0` (the default) suits a handful of files, where starting worker processes costs more than
     it saves.
     """
-    results: dict[str, list[Features | SampleFailure]] = {}
+    jobs = [(extractor, sample_records(extractor.prepare(samples))) for extractor in extractors]
+    outputs: list[list[Features | SampleFailure | None]] = [[None] * len(records) for _, records in jobs]
+    tasks = [progress.add_task(e.feature_set_name, total=len(records)) if progress else None for e, records in jobs]
     with ExtractionRunner(extractors, workers) as runner:
-        for extractor in extractors:
-            records = sample_records(extractor.prepare(samples))
-            outputs: list[Features | SampleFailure | None] = [None] * len(records)
-            task = progress.add_task(extractor.feature_set_name, total=len(records)) if progress else None
-            for index, result in runner.run(extractor, records):
-                outputs[index] = result
-                if progress is not None:
-                    progress.advance(task)
-            results[extractor.feature_set_name] = outputs  # type: ignore[assignment]
-    return results
+        for job, index, result in runner.run_jobs(jobs):
+            outputs[job][index] = result
+            if progress is not None:
+                progress.advance(tasks[job])
+    return {extractor.feature_set_name: out for (extractor, _), out in zip(jobs, outputs)}  # type: ignore[misc]
 
 
 def progress_bar(enabled: bool = True) -> Progress:
