@@ -82,6 +82,23 @@ def test_results_table_has_mean_and_std(finished):
     assert "per_class.calm.f1" in results["summary"]["mean"]
 
 
+def test_results_keep_the_validation_score_of_the_selected_weights(finished):
+    import pandas as pd
+
+    scores = []
+    for seed in (1, 2):
+        unit = runs.unit_dir(finished.root, seed, 0)
+        stored = runs.read_json(unit / runs.TEST_METRICS)
+        best = next(r for r in runs.read_jsonl(unit / runs.METRICS) if r["epoch"] == stored["best_epoch"])
+        assert stored["selection_score"] == {"split": "valid", "metric": "accuracy", "value": best["valid"]["accuracy"]}
+        scores.append(best["valid"]["accuracy"])
+    table = pd.read_csv(finished.root / runs.RESULTS_CSV)
+    assert table["selection_score"].tolist()[:3] == pytest.approx([*scores, sum(scores) / 2])
+    assert runs.read_json(finished.root / runs.RESULTS_JSON)["summary"]["std"]["selection_score"] == pytest.approx(
+        abs(scores[0] - scores[1]) / 2**0.5
+    )
+
+
 def test_evaluate_reproduces_the_stored_test_metrics_exactly(finished):
     unit = runs.unit_dir(finished.root, 1, 0)
     stored = runs.read_json(unit / runs.TEST_METRICS)

@@ -594,7 +594,7 @@ def train_unit(
                 break
 
     if ctx.main:
-        finish_unit(p, unit, seed, fold, best_epoch, console)
+        finish_unit(p, unit, seed, fold, best_epoch, best, console)
     ctx.barrier()
 
 
@@ -629,15 +629,21 @@ def write_unit_files(
     runs.write_json(unit / runs.SPLITS, {name: ids.iloc[rows].tolist() for name, rows in splits.items()})
 
 
-def finish_unit(p: Prepared, unit: Path, seed: int, fold: int | None, best_epoch: int | None, console: Any) -> None:
-    """Score the best weights on the test split, then plots and model card; the checkpoint goes."""
+def finish_unit(
+    p: Prepared, unit: Path, seed: int, fold: int | None, best_epoch: int | None, best: float | None, console: Any
+) -> None:
+    """Score the best weights on the test split, then plots and model card; the checkpoint goes.
+
+    The selection split's score of those weights is kept beside the test metrics: it is what
+    hyperparameters may be compared on without looking at test."""
     from emocli.training.report import plot_confusion_matrix, plot_learning_curves, render_model_card
 
     cfg = p.config
+    selection = cfg.effective_selection()
     result = evaluate_unit(unit, "test", data=p.data, spiking_report=p.entry.spiking)
     result["best_epoch"] = best_epoch
+    result["selection_score"] = {"split": selection.split, "metric": selection.metric, "value": best}
     runs.write_json(unit / runs.TEST_METRICS, result)
-    selection = cfg.effective_selection()
     plot_learning_curves(unit / runs.METRICS, unit / "learning_curves.png", selection.metric)
     plot_confusion_matrix(confusion(result), p.data.label_map.names, unit / "confusion_matrix.png")
     card = card_info(p, unit.parent.parent.name + f" (seed {seed}, fold {_fold(fold)})", [result["metrics"]])
@@ -794,13 +800,20 @@ def collect_results(root: Path, p: Prepared) -> dict[str, Any]:
     from emocli.training.report import render_model_card
 
     cfg = p.config
-    units, metrics = [], []
+    units, metrics, scores = [], [], []
     for seed in cfg.seeds:
         for fold in p.folds:
             result = runs.read_json(runs.unit_dir(root, seed, fold) / runs.TEST_METRICS)
-            units.append({"seed": seed, "fold": fold, "best_epoch": result.get("best_epoch"), **scalars(result["metrics"])})
+            score = (result.get("selection_score") or {}).get("value")
+            units.append({"seed": seed, "fold": fold, "best_epoch": result.get("best_epoch"),
+                          "selection_score": score, **scalars(result["metrics"])})
             metrics.append(result["metrics"])
+            scores.append(score)
     summary = summarize(metrics)
+    if None not in scores:  # absent when a unit kept its last epoch (no validation rows)
+        spread = summarize([{"selection_score": score} for score in scores])
+        summary["mean"]["selection_score"] = spread["mean"]["selection_score"]
+        summary["std"]["selection_score"] = spread["std"]["selection_score"]
     selection = cfg.effective_selection()
     results: dict[str, Any] = {
         "model": p.entry.name,
@@ -815,8 +828,8 @@ def collect_results(root: Path, p: Prepared) -> dict[str, Any]:
         results["warning"] = PAPER_WARNING.format(split=selection.split, metric=selection.metric)
     table = pd.DataFrame(units)
     columns = [c for c in table.columns if c not in ("seed", "fold", "best_epoch")]
-    mean = {"seed": "mean", **{c: summary["mean"][c] for c in columns}}
-    std = {"seed": "std", **{c: summary["std"][c] for c in columns}}
+    mean = {"seed": "mean", **{c: summary["mean"].get(c) for c in columns}}
+    std = {"seed": "std", **{c: summary["std"].get(c) for c in columns}}
     table = pd.concat([table, pd.DataFrame([mean, std])], ignore_index=True)
     table.insert(0, "protocol", cfg.protocol)
     temporary = root / f".{runs.RESULTS_CSV}.tmp"
@@ -836,14 +849,21 @@ def print_results(console: Any, model_name: str, results: dict[str, Any], split:
     if paper:
         title = f"[bold red]{results['warning']}[/]\n" + title
     table = Table(title=title, title_justify="left")
-    for column in ("seed", "fold", "best epoch", *headline):
+    # Training results carry the selection split's score of each unit's best weights (emo evaluate's do not).
+    selection = results.get("selection") if "selection_score" in results["summary"]["mean"] else None
+    columns = ("selection_score", *headline) if selection else headline
+    for column in ("seed", "fold", "best epoch"):
         table.add_column(column, justify="right")
+    if selection:
+        table.add_column(f"{selection['split']} {selection['metric']}", justify="right", style="dim")
+    for column in headline:
+        table.add_column(f"{split} {column}" if selection else column, justify="right")
     for unit in results["units"]:
         table.add_row(str(unit["seed"]), _fold(unit["fold"]), str(unit["best_epoch"]),
-                      *(f"{unit.get(k, float('nan')):.4f}" for k in headline))
+                      *(f"{unit.get(k, float('nan')):.4f}" for k in columns))
     summary = results["summary"]
     if summary["n"] > 1:
-        table.add_row("mean ± std", "", "", *(f"{summary['mean'][k]:.4f} ± {summary['std'][k]:.4f}" for k in headline),
+        table.add_row("mean ± std", "", "", *(f"{summary['mean'][k]:.4f} ± {summary['std'][k]:.4f}" for k in columns),
                       style="bold")
     console.print(table)
 
