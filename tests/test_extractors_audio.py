@@ -162,3 +162,26 @@ def test_mfcc_parameters_are_validated():
 def test_offset_past_the_end_is_an_extraction_error(clip):
     with pytest.raises(ExtractionError, match="no audio samples"):
         build_extractor("mfcc", offset_s=30.0).extract(_sample(clip))
+
+
+def test_stored_opensmile_features_are_found_without_opensmile(clip, tmp_path, monkeypatch):
+    """Training reads a store on machines that never extract: naming the preset needs no openSMILE."""
+    import sys
+
+    import pandas as pd
+
+    from emocli.datasets.base import LabelMap, SampleSet
+    from emocli.features.presets import build_extractor as build_preset
+    from emocli.features.store import FeatureStore
+    from emocli.registry import MODELS
+    from emocli.training.data import select_inputs
+
+    table = pd.DataFrame([{**_sample(clip, sample_id=name), "label": label, "labels": []}
+                          for name, label in (("a", "x"), ("b", "y"))])
+    store = FeatureStore(tmp_path / "store")
+    store.extract(SampleSet("toy", tmp_path, table, LabelMap(("x", "y"))), [build_preset("egemaps")], progress=False)
+    monkeypatch.setitem(sys.modules, "opensmile", None)  # importing it now fails
+    with pytest.raises(ImportError):
+        build_preset("egemaps")
+    chosen = select_inputs(store, MODELS["smile"], modalities=["audio"], choices={"audio": "egemaps"})
+    assert chosen["audio"].dim == 88 and chosen["audio"].feature_set.startswith("audio__opensmile__")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from emocli.errors import ConfigError, ExtractionError
 from emocli.features import build_extractor
 from emocli.features.base import text_fingerprint
 from emocli.features.text.glove import GloveExtractor, load_glove, tokenize
-from emocli.features.text.transformer import MODEL_TEXT_COLUMN, TransformerTextExtractor
+from emocli.features.text.transformer import MINILM_PACKAGE, MODEL_TEXT_COLUMN, TransformerTextExtractor
 
 TEXTS = ["I can't believe you did that!", "Okay.", "What are you talking about?"]
 
@@ -300,9 +301,10 @@ def test_glove_on_meld_utterances(meld_root):
     assert np.mean([token in index for token in tokens]) > 0.97
 
 
-def test_a_store_made_with_a_text_preset_is_found_by_that_preset(tmp_path):
+def test_a_store_made_with_a_text_preset_is_found_by_that_preset(tmp_path, monkeypatch):
     """`--feature text=minilm` names the feature set `--text minilm` wrote, although the preset's execution
-    settings (device, batch size) are not recorded in the feature set's identity."""
+    settings (device, batch size) are not recorded in the feature set's identity; and it still does where
+    the model's package is not installed (a training machine that never extracts)."""
     import pandas as pd
 
     from emocli.datasets.base import LabelMap, SampleSet
@@ -316,3 +318,8 @@ def test_a_store_made_with_a_text_preset_is_found_by_that_preset(tmp_path):
     store.extract(SampleSet("toy", tmp_path, table, LabelMap(("x", "y"))), [build_preset("minilm")], progress=False)
     chosen = select_inputs(store, MODELS["spikemo"], modalities=["text"], choices={"text": "minilm"})
     assert chosen["text"].feature_set == build_preset("minilm").feature_set_name
+    monkeypatch.setitem(sys.modules, MINILM_PACKAGE, None)  # importing it now fails
+    with pytest.raises(ConfigError, match="not installed"):
+        build_preset("minilm")
+    again = select_inputs(store, MODELS["spikemo"], modalities=["text"], choices={"text": "minilm"})
+    assert again["text"].feature_set == chosen["text"].feature_set

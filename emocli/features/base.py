@@ -133,7 +133,13 @@ class Extractor(ABC):
 
     def identity_params(self) -> dict[str, Any]:
         """The parameters that determine the output (what a feature set records and is matched on)."""
-        return {k: v for k, v in self.params.model_dump(mode="json").items() if k not in self.execution_params}
+        return self.identity_of(self.params)
+
+    @classmethod
+    def identity_of(cls, params: ExtractorParams) -> dict[str, Any]:
+        """`identity_params` of these parameters, without building the extractor (its library or model
+        need not be installed where stored features are only read)."""
+        return {k: v for k, v in params.model_dump(mode="json").items() if k not in cls.execution_params}
 
     def fingerprint(self) -> str:
         blob = json.dumps(

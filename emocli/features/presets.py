@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from emocli.errors import ConfigError
 
 if TYPE_CHECKING:
-    from emocli.features.base import Extractor
+    from emocli.features.base import Extractor, ExtractorParams
 
 ROOT_PLACEHOLDER = "{root}"
 
@@ -167,13 +167,21 @@ def resolve_preset(choice: str) -> Preset:
 
 def build_extractor(choice: str, overrides: Mapping[str, Any] | None = None, root: Path | None = None) -> Extractor:
     """The extractor a choice names, with its preset's parameters, then `overrides`, validated."""
+    kind, params = preset_params(choice, overrides, root)
+    return kind(params)
+
+
+def preset_params(
+    choice: str, overrides: Mapping[str, Any] | None = None, root: Path | None = None
+) -> tuple[type[Extractor], ExtractorParams]:
+    """The extractor class a choice names and its validated parameters, without building the extractor."""
     from pydantic import ValidationError
 
     preset = resolve_preset(choice)
     kind = extractor_class(preset.extractor)
     params = _fill_root({**preset.params, **(overrides or {})}, root, preset.source)
     try:
-        return kind(kind.Params.model_validate(params))
+        return kind, kind.Params.model_validate(params)
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in e['loc']) or 'params'}: {e['msg']}" for e in error.errors()

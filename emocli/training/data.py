@@ -23,7 +23,7 @@ import torch
 
 from emocli.datasets.base import LabelMap
 from emocli.errors import ConfigError
-from emocli.features.presets import build_extractor, preset_names
+from emocli.features.presets import preset_names, preset_params
 
 if TYPE_CHECKING:
     from emocli.features.store import FeatureSetInfo, FeatureStore
@@ -80,9 +80,9 @@ def _matches(info: FeatureSetInfo, choice: str, dataset_root: Path | None) -> bo
         return True
     if choice not in preset_names() and not choice.endswith(".toml"):
         return False
-    extractor = build_extractor(choice, root=dataset_root)
+    kind, params = preset_params(choice, root=dataset_root)
     recorded = info.spec.get("extractor", {})
-    return extractor.name == info.extractor and extractor.identity_params() == recorded.get("params")
+    return kind.name == info.extractor and kind.identity_of(params) == recorded.get("params")
 
 
 def select_inputs(

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from emocli.errors import ConfigError, ExtractionError
 from emocli.features.audio.io import (
@@ -48,15 +48,6 @@ class OpenSmileParams(ExtractorParams):
         True, description="True: average all channels; False: first channel only (openSMILE's default)"
     )
 
-    @field_validator("feature_set")
-    @classmethod
-    def _known_feature_set(cls, value: str) -> str:
-        import opensmile
-
-        known = list(opensmile.FeatureSet.__members__)
-        if value not in known:
-            raise ValueError(f"unknown openSMILE feature set {value!r}; choose one of {', '.join(known)}")
-        return value
 
 
 class OpenSmileExtractor(Extractor):
@@ -74,6 +65,15 @@ class OpenSmileExtractor(Extractor):
 
     def __init__(self, params: OpenSmileParams | None = None, **overrides: Any):
         super().__init__(params, **overrides)
+        # Checked here, not in the parameters: reading stored features needs no openSMILE.
+        import opensmile
+
+        known = list(opensmile.FeatureSet.__members__)
+        if self.params.feature_set not in known:
+            raise ConfigError(
+                f"invalid parameters for extractor 'opensmile': unknown openSMILE feature set "
+                f"{self.params.feature_set!r}; choose one of {', '.join(known)}"
+            )
         self._smile = None  # built on first use: worker processes build their own
 
     def __getstate__(self) -> dict[str, Any]:
