@@ -17,8 +17,9 @@ Scalar = (str, int, float, bool, type(None))
 
 
 def description(benchmark: str) -> str:
-    """The first paragraph of benchmarks/<name>.py's docstring, joined into one line."""
-    script = REPO / "benchmarks" / f"{benchmark}.py"
+    """The first paragraph of benchmarks/<name>.py's docstring, joined into one line ("train_epoch-cuda"
+    is train_epoch.py's results on another device)."""
+    script = REPO / "benchmarks" / f"{benchmark.split('-', 1)[0]}.py"
     if not script.is_file():
         return ""
     docstring = ast.get_docstring(ast.parse(script.read_text())) or ""

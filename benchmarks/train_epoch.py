@@ -2,8 +2,8 @@
 
 Two data sizes:
   * RAVDESS-sized: the 1200 training clips of actors 1-20, with the features and training recipes of the
-    pipelines/ravdess-*.toml recipes (MFCC [212, 13] + OpenFace AU [35] vector; SpikEmo: ComParE 2016
-    [6373] vector + AU vector). With --store, a real RAVDESS feature store (e.g. the one `emo run
+    pipelines/ravdess-*.toml recipes (MFCC [212, 13] + OpenFace AU [35] vector; SMILE: eGeMAPS [88] + AU;
+    SpikEmo: ComParE 2016 [6373] vector + AU vector). With --store, a real RAVDESS feature store (e.g. the one `emo run
     pipelines/ravdess-cfnsr.toml` writes, plus compare2016 for SpikEmo); otherwise generated features of
     those widths.
   * MELD-sized: 9989 training utterances in 1038 dialogues, 384-d text vectors (MiniLM's width),
@@ -18,8 +18,14 @@ epoch ends or --budget seconds pass, and the epoch is projected from the mean ba
 epochs; --quick is --budget 8. On a machine shared with other work, --threads 1 avoids the slowdown of
 oversubscribed intra-op threads (the results record the thread count).
 
+--device cuda times the same loop on a GPU (results in benchmarks/results/train_epoch-cuda.json): one
+untimed epoch first pays CUDA's start-up and the LIF kernels' compilation, once per batch shape (dialogue
+batches come in many), and the clock stops after the GPU has finished. --lif-backend picks spikingjelly's
+LIF kernel for the spiking models there (torch, cuda, triton; the models' `backend` field).
+
     python benchmarks/train_epoch.py [--store stores/ravdess] [--models smile,cfnsr] [--sizes ravdess,meld]
                                      [--budget 30 | --quick | --full] [--threads N]
+                                     [--device cuda] [--lif-backend triton]
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from benchmarks.common import write_results  # noqa: E402
 
 RAVDESS_CLASSES = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 MELD_CLASSES = ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")
-WIDTHS = {"mfcc-cfnsr": ("sequence", 13, 212), "compare2016": ("vector", 6373, None),
+WIDTHS = {"mfcc-cfnsr": ("sequence", 13, 212), "compare2016": ("vector", 6373, None), "egemaps": ("vector", 88, None),
           "openface-au": ("vector", 35, None), "minilm": ("vector", 384, None)}
 
 
@@ -132,7 +138,7 @@ def store_data(recipe: Recipe, store: Path):
 # -------------------------------------------------------------------------------------------- timing
 
 
-def time_epoch(recipe: Recipe, data, rows: np.ndarray, budget_s: float | None) -> dict:
+def time_epoch(recipe: Recipe, data, rows: np.ndarray, budget_s: float | None, device: str = "cpu") -> dict:
     """One epoch of the trainer's loop (no evaluation): seconds, batches, and whether it was projected."""
     import torch
 
@@ -146,19 +152,27 @@ def time_epoch(recipe: Recipe, data, rows: np.ndarray, budget_s: float | None) -
     model_config = build_model_config(entry, config, data.inputs, data.label_map)
     config = config.resolve_with_model(model_config)
     seed_everything(1, deterministic=False)
-    model = entry.build(model_config)
+    model = entry.build(model_config).to(device)
     step = step_class(recipe.model)(config.step, model_config)
     optimizer = build_optimizer(config, model)
     loader = train_loader(data, rows, conversation=entry.input_unit == "dialogue", batch_size=config.batch_size,
                           seed=1, drop_last=config.drop_last, parties=getattr(model_config, "num_parties", None))
-    loader.sampler.set_epoch(0)
     model.train()
+    on_gpu = torch.device(device).type == "cuda"
+    if on_gpu:
+        loader.sampler.set_epoch(0)
+        for batch in loader:
+            step.train_step(model, batch.to(device), optimizer, config.clip_grad_norm or None)
+        torch.cuda.synchronize()
+    loader.sampler.set_epoch(int(on_gpu))
     timed, started = 0, time.perf_counter()
     for batch in loader:
-        step.train_step(model, batch, optimizer, config.clip_grad_norm or None)
+        step.train_step(model, batch.to(device), optimizer, config.clip_grad_norm or None)
         timed += 1
         if budget_s is not None and time.perf_counter() - started >= budget_s:
             break
+    if on_gpu:
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - started
     projected = timed < len(loader)
     return {
@@ -170,6 +184,8 @@ def time_epoch(recipe: Recipe, data, rows: np.ndarray, budget_s: float | None) -
         "preset": config.preset,
         "parameters": sum(p.numel() for p in model.parameters()),
         "torch_threads": torch.get_num_threads(),
+        "device": device,
+        "warmup_epochs": int(on_gpu),
     }
 
 
@@ -182,6 +198,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="--budget 8")
     parser.add_argument("--full", action="store_true", help="time whole epochs, however long")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's, one per core)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--lif-backend", help="spiking models' LIF kernel on CUDA: torch, cuda, triton")
     args = parser.parse_args()
     if args.threads is not None:
         import torch
@@ -197,6 +215,9 @@ def main() -> None:
         samples = ravdess_samples(rng) if size == "ravdess" else meld_samples(rng)
         for model in (m for m in models if m in recipes):
             recipe = recipes[model]
+            if args.lif_backend and model in ("smile", "spikemo"):
+                recipe = Recipe(recipe.model, recipe.preset, [*recipe.overrides, f"model.backend={args.lif_backend}"],
+                                recipe.features)
             if size == "ravdess" and args.store is not None:
                 data, rows = store_data(recipe, args.store)
                 source = f"store {args.store}"
@@ -204,14 +225,15 @@ def main() -> None:
                 classes = RAVDESS_CLASSES if size == "ravdess" else MELD_CLASSES
                 data, rows = generated_data(recipe, samples, classes, rng), np.arange(len(samples))
                 source = "generated"
-            result = time_epoch(recipe, data, rows, budget_s)
+            result = time_epoch(recipe, data, rows, budget_s, args.device)
             result.update(samples=len(rows), features=recipe.features, data=source)
             figures[f"{size}/{model}"] = result
             mark = " (projected)" if result["projected"] else ""
             print(f"{size:8s} {model:8s} {result['seconds_per_epoch']:8.2f} s/epoch{mark}  {len(rows)} samples, "
                   f"{result['batches']} batches of {result['batch_size']}, {result['parameters']:,} parameters, "
                   f"preset {result['preset']}, {source}", flush=True)
-    print(f"wrote {write_results('train_epoch', figures)}")
+    name = "train_epoch" if args.device == "cpu" else f"train_epoch-{args.device.split(':')[0]}"
+    print(f"wrote {write_results(name, figures)}")
 
 
 if __name__ == "__main__":

@@ -214,3 +214,28 @@ def test_firing_rates_and_energy():
     estimate = model.energy(inputs, masks)
     assert estimate.label == "compute-only estimate (45 nm, Horowitz 2014)"
     assert estimate.macs > 0 and estimate.acs > 0 and estimate.energy_pj > 0
+
+
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_fused_lif_kernels_give_the_torch_reference_model_on_gpu(backend):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    torch.manual_seed(0)
+    reference = SpikEmo(small_config()).eval()
+    inputs, masks = dialogues()
+    on_cpu = reference(inputs, masks).logits
+    outputs = {}
+    for name in ("torch", backend):
+        model = SpikEmo(small_config(backend=name)).cuda().eval()
+        model.load_state_dict(reference.state_dict())
+        cuda_inputs = {m: x.cuda() for m, x in inputs.items()}
+        cuda_inputs["audio"].requires_grad_()
+        try:
+            logits = model(cuda_inputs, {k: v.cuda() for k, v in masks.items()}).logits
+        except RuntimeError as error:  # that kernel is not installed on this machine
+            pytest.skip(f"spikingjelly backend {name!r} unavailable: {error}")
+        (grad,) = torch.autograd.grad(logits[masks["utterance"].cuda()].sum(), cuda_inputs["audio"])
+        outputs[name] = (logits.detach().cpu(), grad.cpu())
+    assert torch.allclose(outputs["torch"][0], on_cpu, atol=1e-4)  # the GPU computes the CPU's model
+    assert torch.allclose(outputs[backend][0], outputs["torch"][0], atol=1e-5)
+    assert torch.allclose(outputs[backend][1], outputs["torch"][1], atol=1e-5)
