@@ -216,6 +216,21 @@ def test_firing_rates_and_energy():
     assert estimate.macs > 0 and estimate.acs > 0 and estimate.energy_pj > 0
 
 
+def test_on_dialogues_of_one_the_spiking_branch_cannot_change_the_output():
+    """DSWA's softmax runs over a dialogue's utterances: with one utterance it is 1 whatever the Spikformer
+    says (F + F * 1), which is why RAVDESS clips run as dialogues of one leave SpikEmo's spiking part idle."""
+    torch.manual_seed(0)
+    model = SpikEmo(small_config()).eval()
+    single = {m: torch.randn(4, 1, WIDTHS[m]) for m in WIDTHS}
+    several = {m: torch.randn(4, 3, WIDTHS[m]) for m in WIDTHS}
+    before_single, before_several = model(single).logits, model(several).logits
+    with torch.no_grad():
+        for parameter in model.spikformer.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    assert torch.allclose(model(single).logits, before_single)
+    assert not torch.allclose(model(several).logits, before_several)  # with several utterances it matters
+
+
 @pytest.mark.parametrize("backend", ["cuda", "triton"])
 def test_fused_lif_kernels_give_the_torch_reference_model_on_gpu(backend):
     if not torch.cuda.is_available():
