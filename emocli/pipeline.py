@@ -251,13 +251,21 @@ def run_pipeline(
     stages: Sequence[str] = STAGES,
     dry_run: bool = False,
     device: str = "auto",
+    train_overrides: Sequence[str] = (),
     console: Any = None,
 ) -> PipelineResult:
-    """Run the recipe's stages in order (those in `stages`; predict only when the recipe has inputs)."""
+    """Run the recipe's stages in order (those in `stages`; predict only when the recipe has inputs).
+
+    `train_overrides` ("key.sub=VALUE") apply after the recipe's own [train] set; a different
+    configuration trains into its own run directory (runs are found by configuration fingerprint).
+    """
     from rich.console import Console
 
     recipe_path = Path(recipe_path)
     recipe = load_recipe(recipe_path)
+    if train_overrides:
+        train = recipe.train.model_copy(update={"set": [*recipe.train.set, *train_overrides]})
+        recipe = recipe.model_copy(update={"train": train})
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
         raise ConfigError(f"unknown stage {unknown[0]!r}; stages: {', '.join(STAGES)}")

@@ -203,3 +203,14 @@ def test_cli_dry_run_and_stage_selection(corpus, tmp_path):
 
     dry = runner.invoke(app, ["run", str(recipe), "--root", str(corpus), "--out", str(out), "--dry-run"])
     assert "32/32 held" in dry.output and "0/1 units finished" in dry.output
+
+    # --set overrides the recipe's training configuration, which then is a run of its own.
+    from emocli.training import runs
+
+    args = ["run", str(recipe), "--root", str(corpus), "--out", str(out)]
+    trained = runner.invoke(app, [*args, "--stage", "train", "--set", "epochs=1"])
+    assert trained.exit_code == 0, trained.output
+    (unit,) = (out / "runs").glob("*/seed=1/fold=*")
+    assert runs.read_json(unit / runs.CONFIG)["train"]["epochs"] == 1 and len(runs.read_jsonl(unit / runs.METRICS)) == 1
+    assert "0/1 units finished" in runner.invoke(app, [*args, "--dry-run"]).output  # the recipe's 2 epochs
+    assert "1/1 units finished" in runner.invoke(app, [*args, "--dry-run", "--set", "epochs=1"]).output
