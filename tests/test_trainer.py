@@ -99,6 +99,14 @@ def test_results_keep_the_validation_score_of_the_selected_weights(finished):
     )
 
 
+def test_a_run_is_found_by_what_trains_not_by_how_it_was_spelled(finished, store):
+    # The model's own default spelled out, and the feature set named by its name: the same run.
+    feature_set = runs.read_json(runs.unit_dir(finished.root, 1, 0) / runs.FEATURE_SPEC)["inputs"]["audio"]["feature_set"]
+    spelled = config(extra=["model.audio_dropout=0.4"], seeds=[1, 2], folds=[0], features={"audio": feature_set})
+    again = train_run("cfnsr", store.path, spelled, out=finished.root.parent)
+    assert again.skipped and again.root == finished.root
+
+
 def test_evaluate_reproduces_the_stored_test_metrics_exactly(finished):
     unit = runs.unit_dir(finished.root, 1, 0)
     stored = runs.read_json(unit / runs.TEST_METRICS)

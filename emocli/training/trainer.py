@@ -163,9 +163,12 @@ class Prepared:
         return list(self.config.folds) if self.config.folds is not None else [None]
 
     def fingerprint(self) -> str:
+        """Identity of what trains: the resolved model configuration and feature sets rather than how they
+        were spelled (`--set model.d_model=30` is the default, `--feature audio=egemaps` its feature set)."""
         blob = json.dumps(
             {
-                "config": self.config.model_dump(mode="json"),
+                "config": self.config.model_dump(mode="json", exclude={"model_params", "features"}),
+                "model": self.model_config.model_dump(mode="json"),
                 "dataset": self.dataset,
                 "inputs": sorted(i.feature_set for i in self.data.inputs.values()),
             },
