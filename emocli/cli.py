@@ -21,6 +21,7 @@ from emocli.commands import (
     run_cmd,
     store_cmd,
     train_cmd,
+    tune_cmd,
 )
 
 app = typer.Typer(
@@ -34,6 +35,7 @@ app = typer.Typer(
 
 app.command("extract")(extract_cmd.extract)
 app.command("train")(train_cmd.train)
+app.command("tune")(tune_cmd.tune)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("baseline")(baseline_cmd.baseline)
 app.command("predict")(predict_cmd.predict)

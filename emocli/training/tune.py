@@ -1,0 +1,160 @@
+"""Hyperparameter search that looks at the validation split only.
+
+MMSA's tune mode ranks its sampled configurations on the test split (ECOSYSTEM.md §1.8); here every
+trial is an ordinary `emo train` run of the base configuration plus the trial's overrides, and trials are
+ranked by their `selection_score` (the selection split's score of each unit's kept weights, mean over
+seeds and folds). Only the chosen trial's test metrics are reported. Each unit still scores its test
+split when it finishes (that is what makes it a finished run), so the other trials' test numbers sit in
+their run directories: reading them to pick a trial is the mistake this module exists to avoid.
+
+A trial is found again by its configuration fingerprint, so an interrupted search resumes where it
+stopped and a finished one trains nothing.
+
+    --grid optimizer.lr=1e-3,5e-4 --grid model.d_model=30,60   -> 4 trials (the Cartesian product)
+    ... --trials 3 --sample-seed 1                             -> 3 of them, drawn without replacement
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from emocli.errors import ConfigError
+from emocli.training import runs
+from emocli.training.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One `--grid key=v1,v2,...` option: a dotted config key and the values to try."""
+
+    key: str
+    values: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Axis:
+        key, sep, values = text.partition("=")
+        parts = tuple(v.strip() for v in _split_top_level(values))
+        if not sep or not key.strip() or not parts or not all(parts):
+            raise ConfigError(f"--grid expects key=value1,value2,..., e.g. optimizer.lr=1e-3,5e-4; got {text!r}")
+        if len(set(parts)) != len(parts):
+            raise ConfigError(f"--grid {key.strip()}: a value is repeated in {values!r}")
+        return cls(key.strip(), parts)
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside brackets and braces, so list and table values stay whole."""
+    parts, depth, current = [], 0, []
+    for char in text:
+        depth += char in "[{"
+        depth -= char in "]}"
+        if char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def trial_overrides(axes: list[Axis], trials: int | None = None, sample_seed: int = 0) -> list[list[str]]:
+    """The grid's trials as `--set` lists, in grid order; `trials` draws that many without replacement."""
+    keys = [a.key for a in axes]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"--grid names a key twice: {', '.join(sorted(k for k in set(keys) if keys.count(k) > 1))}")
+    grid = [[f"{a.key}={v}" for a, v in zip(axes, combo)] for combo in itertools.product(*(a.values for a in axes))]
+    if trials is None or trials >= len(grid):
+        return grid
+    if trials < 1:
+        raise ConfigError(f"--trials must be at least 1, got {trials}")
+    chosen = sorted(random.Random(sample_seed).sample(range(len(grid)), trials))
+    return [grid[i] for i in chosen]
+
+
+@dataclass
+class Trial:
+    overrides: list[str]
+    root: Path
+    score_mean: float
+    score_std: float
+    units: int
+
+
+@dataclass
+class TuneResult:
+    report: Path  # tune.json; tune.csv beside it
+    selection: dict[str, Any]  # split, metric, mode
+    trials: list[Trial]  # best first
+    chosen_test: dict[str, Any]  # the chosen trial's test summary (metrics.summarize)
+
+
+def search_name(model: str, base_overrides: list[str], fields: dict[str, Any], axes: list[Axis], preset: str | None,
+                trials: int | None, sample_seed: int) -> str:
+    """A stable name for a search, so the same command finds its report and trials again."""
+    spec = {"model": model, "preset": preset, "set": base_overrides, "fields": fields,
+            "grid": [[a.key, list(a.values)] for a in axes], "trials": trials, "sample_seed": sample_seed}
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return f"{model}-{digest}"
+
+
+def tune(
+    model: str,
+    store: str | Path,
+    configs: list[tuple[list[str], TrainConfig]],
+    out: Path,
+    name: str,
+    train: Callable[[TrainConfig], Any],
+) -> TuneResult:
+    """Train every trial (`train(config)` returns a RunSummary), rank them on validation, write the report.
+
+    `configs` are the trials' overrides with their resolved configurations, all validated before
+    anything trains, so a bad value fails without losing time.
+    """
+    for _, config in configs:
+        if config.protocol != "standard":
+            raise ConfigError("tuning ranks trials on the validation split: use --protocol standard")
+
+    trials, selection = [], None
+    for overrides, config in configs:
+        summary = train(config)
+        results = runs.read_json(summary.root / runs.RESULTS_JSON)
+        selection = results["selection"]
+        scores = [unit.get("selection_score") for unit in results["units"]]
+        if any(score is None or math.isnan(score) for score in scores):
+            raise ConfigError("a unit has no validation score (no validation rows): tuning needs a validation "
+                              "split", path=summary.root)
+        mean = sum(scores) / len(scores)
+        std = (sum((s - mean) ** 2 for s in scores) / (len(scores) - 1)) ** 0.5 if len(scores) > 1 else 0.0
+        trials.append(Trial(overrides, summary.root, mean, std, len(scores)))
+
+    ranked = sorted(trials, key=lambda t: -t.score_mean if selection["mode"] == "max" else t.score_mean)
+    chosen = ranked[0]
+    chosen_test = runs.read_json(chosen.root / runs.RESULTS_JSON)["summary"]
+    report = _write_report(out / f"tune-{name}", model, str(store), selection, ranked, chosen_test)
+    return TuneResult(report, selection, ranked, chosen_test)
+
+
+def _write_report(folder: Path, model: str, store: str, selection: dict[str, Any], ranked: list[Trial],
+                  chosen_test: dict[str, Any]) -> Path:
+    import pandas as pd
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"rank": i + 1, "overrides": " ".join(t.overrides), "selection_mean": t.score_mean,
+             "selection_std": t.score_std, "units": t.units, "run": str(t.root)} for i, t in enumerate(ranked)]
+    temporary = folder / ".tune.csv.tmp"
+    pd.DataFrame(rows).to_csv(temporary, index=False)
+    os.replace(temporary, folder / "tune.csv")
+    report = folder / "tune.json"
+    runs.write_json(report, {
+        "model": model, "store": store, "selection": selection, "trials": rows,
+        "chosen": {**rows[0], "test": chosen_test},
+        "note": "trials are ranked on the selection split only; test is reported for the chosen trial alone",
+    })
+    return report
