@@ -107,6 +107,23 @@ def test_a_run_is_found_by_what_trains_not_by_how_it_was_spelled(finished, store
     assert again.skipped and again.root == finished.root
 
 
+def test_two_configurations_started_in_the_same_second_get_two_runs(store, tmp_path, monkeypatch):
+    import datetime as dt
+
+    from emocli.training import trainer
+
+    class FrozenClock(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 1, 1, 12, 0, 0)
+
+    monkeypatch.setattr(trainer, "datetime", FrozenClock)
+    first = train_run("cfnsr", store.path, config(extra=["epochs=1"], seeds=[1], folds=[0]), out=tmp_path)
+    second = train_run("cfnsr", store.path, config(extra=["epochs=2"], seeds=[1], folds=[0]), out=tmp_path)
+    assert first.root.name == "cfnsr-toy-20260101-120000" and second.root.name == "cfnsr-toy-20260101-120000-2"
+    assert not second.skipped and len(runs.read_jsonl(runs.unit_dir(second.root, 1, 0) / runs.METRICS)) == 2
+
+
 def test_evaluate_reproduces_the_stored_test_metrics_exactly(finished):
     unit = runs.unit_dir(finished.root, 1, 0)
     stored = runs.read_json(unit / runs.TEST_METRICS)

@@ -294,7 +294,12 @@ def choose_root(out: Path, prepared: Prepared, name: str | None) -> Path:
         info = candidate / runs.RUN_INFO
         if info.is_file() and runs.read_json(info).get("fingerprint") == fingerprint:
             return candidate
-    return out / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    root, suffix = out / f"{stem}-{stamp}", 1
+    while root.exists():  # another configuration started within the same second (emo tune's trials)
+        suffix += 1
+        root = out / f"{stem}-{stamp}-{suffix}"
+    return root
 
 
 def run_info(prepared: Prepared, command: list[str] | None) -> dict[str, Any]:
