@@ -114,3 +114,17 @@ def test_a_bad_trial_or_a_test_peeking_protocol_fails_before_anything_trains(sto
                      "optimizer.lr=3e-3,1e-3", "--folds", "0", "--out", out)
     assert peeking.exit_code != 0 and "validation" in str(peeking.exception)
     assert not out.exists()
+
+
+def test_a_loss_selected_multi_label_model_ranks_lowest_first(tmp_path):
+    store = make_store(tmp_path / "store", n=48, task="multi_label")
+    out = tmp_path / "runs"
+    result = invoke("smile", "-f", store.path, "--set", "batch_size=16", "--set", "epochs=2",
+                    "--grid", "optimizer.lr=1e-3,1e-5", "--folds", "0", "--out", out)
+    assert result.exit_code == 0, result.output
+    (report,) = out.glob("tune-smile-*/tune.json")
+    data = json.loads(report.read_text())
+    assert data["selection"]["metric"] == "loss" and data["selection"]["mode"] == "min"  # SMILE's paper rule
+    means = [row["selection_mean"] for row in data["trials"]]
+    assert means == sorted(means)
+    assert "jaccard_accuracy" in result.output and "jaccard_accuracy" in data["chosen"]["test"]["mean"]

@@ -80,7 +80,6 @@ def _print(result) -> None:
     console = Console()
     console.print(table)
     test = result.chosen_test
-    task = "multi_label" if "jaccard_accuracy" in test["mean"] else "single_label"
-    scores = ", ".join(f"{k} {test['mean'][k]:.4f} ± {test['std'][k]:.4f}" for k in HEADLINE[task])
+    scores = ", ".join(f"{k} {test['mean'][k]:.4f} ± {test['std'][k]:.4f}" for k in HEADLINE[result.task])
     console.print(f"chosen: {' '.join(result.trials[0].overrides)}\ntest (chosen trial only): {scores}")
     console.print(f"report: {result.report}")

@@ -92,6 +92,7 @@ class TuneResult:
     report: Path  # tune.json; tune.csv beside it
     selection: dict[str, Any]  # split, metric, mode
     trials: list[Trial]  # best first
+    task: str  # single_label | multi_label
     chosen_test: dict[str, Any]  # the chosen trial's test summary (metrics.summarize)
 
 
@@ -135,10 +136,9 @@ def tune(
         trials.append(Trial(overrides, summary.root, mean, std, len(scores)))
 
     ranked = sorted(trials, key=lambda t: -t.score_mean if selection["mode"] == "max" else t.score_mean)
-    chosen = ranked[0]
-    chosen_test = runs.read_json(chosen.root / runs.RESULTS_JSON)["summary"]
-    report = _write_report(out / f"tune-{name}", model, str(store), selection, ranked, chosen_test)
-    return TuneResult(report, selection, ranked, chosen_test)
+    chosen = runs.read_json(ranked[0].root / runs.RESULTS_JSON)
+    report = _write_report(out / f"tune-{name}", model, str(store), selection, ranked, chosen["summary"])
+    return TuneResult(report, selection, ranked, chosen["task"], chosen["summary"])
 
 
 def _write_report(folder: Path, model: str, store: str, selection: dict[str, Any], ranked: list[Trial],
