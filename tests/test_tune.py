@@ -128,3 +128,10 @@ def test_a_loss_selected_multi_label_model_ranks_lowest_first(tmp_path):
     means = [row["selection_mean"] for row in data["trials"]]
     assert means == sorted(means)
     assert "jaccard_accuracy" in result.output and "jaccard_accuracy" in data["chosen"]["test"]["mean"]
+
+
+def test_trials_without_validation_rows_cannot_be_ranked(store, tmp_path):
+    result = invoke("cfnsr", "-f", store.path, *SMALL_CFNSR, "--set", "split.valid_fraction=0",
+                    "--grid", "optimizer.lr=3e-3,1e-3", "--folds", "0", "--out", tmp_path / "runs")
+    assert result.exit_code != 0 and "needs a validation split" in str(result.exception)
+    assert not list((tmp_path / "runs").glob("tune-*"))  # no report ranks trials it could not score

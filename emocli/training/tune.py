@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 import os
 import random
 from dataclasses import dataclass
@@ -113,7 +112,8 @@ def tune(
     name: str,
     train: Callable[[TrainConfig], Any],
 ) -> TuneResult:
-    """Train every trial (`train(config)` returns a RunSummary), rank them on validation, write the report.
+    """Train every trial (`train(config)` returns a RunSummary), rank them by their runs' mean selection
+    score (results.json), write the report.
 
     `configs` are the trials' overrides with their resolved configurations, all validated before
     anything trains, so a bad value fails without losing time.
@@ -124,16 +124,13 @@ def tune(
 
     trials, selection = [], None
     for overrides, config in configs:
-        summary = train(config)
-        results = runs.read_json(summary.root / runs.RESULTS_JSON)
-        selection = results["selection"]
-        scores = [unit.get("selection_score") for unit in results["units"]]
-        if any(score is None or math.isnan(score) for score in scores):
-            raise ConfigError("a unit has no validation score (no validation rows): tuning needs a validation "
-                              "split", path=summary.root)
-        mean = sum(scores) / len(scores)
-        std = (sum((s - mean) ** 2 for s in scores) / (len(scores) - 1)) ** 0.5 if len(scores) > 1 else 0.0
-        trials.append(Trial(overrides, summary.root, mean, std, len(scores)))
+        root = train(config).root
+        results = runs.read_json(root / runs.RESULTS_JSON)
+        selection, summary = results["selection"], results["summary"]
+        if "selection_score" not in summary["mean"]:  # a unit kept its last epoch: no validation rows
+            raise ConfigError("a unit has no validation score: tuning needs a validation split", path=root)
+        mean, std = summary["mean"]["selection_score"], summary["std"]["selection_score"]
+        trials.append(Trial(overrides, root, mean, std, summary["n"]))
 
     ranked = sorted(trials, key=lambda t: -t.score_mean if selection["mode"] == "max" else t.score_mean)
     chosen = runs.read_json(ranked[0].root / runs.RESULTS_JSON)
