@@ -3,9 +3,9 @@
 Two data sizes:
   * RAVDESS-sized: the 1200 training clips of actors 1-20, with the features and training recipes of the
     pipelines/ravdess-*.toml recipes (MFCC [212, 13] + OpenFace AU [35] vector; SMILE: eGeMAPS [88] + AU;
-    SpikEmo: ComParE 2016 [6373] vector + AU vector). With --store, a real RAVDESS feature store (e.g. the one `emo run
-    pipelines/ravdess-cfnsr.toml` writes, plus compare2016 for SpikEmo); otherwise generated features of
-    those widths.
+    SpikEmo: ComParE 2016 [6373] vector + AU vector). With --store, a real RAVDESS feature store (e.g. the
+    one `emo run pipelines/ravdess-cfnsr.toml` writes, plus compare2016 for SpikEmo); otherwise generated
+    features of those widths.
   * MELD-sized: 9989 training utterances in 1038 dialogues, 384-d text vectors (MiniLM's width),
     generated; the models that read text (SMILE, MMER with their paper recipes, SpikEmo with
     pipelines/meld-spikemo-text.toml's). CFN-SR reads no text.
@@ -43,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from a checkout
 
 from benchmarks.common import write_results  # noqa: E402
+from emocli.registry import get_model  # noqa: E402
 
 RAVDESS_CLASSES = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 MELD_CLASSES = ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")
@@ -126,7 +127,6 @@ def store_data(recipe: Recipe, store: Path):
     """The real store's features, the training split (RAVDESS: actors 1-20)."""
     from emocli.features.store import FeatureStore
     from emocli.training.data import load_data, select_inputs, store_label_map
-    from emocli.registry import get_model
 
     feature_store = FeatureStore(store)
     inputs = select_inputs(feature_store, get_model(recipe.model), list(recipe.features), recipe.features)
@@ -142,7 +142,6 @@ def time_epoch(recipe: Recipe, data, rows: np.ndarray, budget_s: float | None, d
     """One epoch of the trainer's loop (no evaluation): seconds, batches, and whether it was projected."""
     import torch
 
-    from emocli.registry import get_model
     from emocli.training.config import resolve_config
     from emocli.training.steps import step_class
     from emocli.training.trainer import build_model_config, build_optimizer, seed_everything, train_loader
@@ -215,7 +214,7 @@ def main() -> None:
         samples = ravdess_samples(rng) if size == "ravdess" else meld_samples(rng)
         for model in (m for m in models if m in recipes):
             recipe = recipes[model]
-            if args.lif_backend and model in ("smile", "spikemo"):
+            if args.lif_backend and get_model(model).spiking:
                 recipe = Recipe(recipe.model, recipe.preset, [*recipe.overrides, f"model.backend={args.lif_backend}"],
                                 recipe.features)
             if size == "ravdess" and args.store is not None:
