@@ -45,6 +45,18 @@ def _choices(pairs: list[str]) -> dict[str, str]:
     return choices
 
 
+def config_fields(
+    seeds: str | None, folds: str | None, modalities: str | None, feature: list[str]
+) -> dict[str, object]:
+    """The training-configuration fields that `emo train` and `emo tune` take as options."""
+    return {
+        "seeds": _int_list(seeds, "--seeds"),
+        "folds": folds if folds == "all" else _int_list(folds, "--folds"),
+        "modalities": [m.strip() for m in modalities.split(",")] if modalities else None,
+        "features": _choices(feature) or None,
+    }
+
+
 def train(
     model: ModelName = typer.Argument(..., help="Registry model (see `emo models`)."),
     features: Path = typer.Option(..., "--features", "-f", help="Feature store written by `emo extract`."),
@@ -80,13 +92,7 @@ def train(
 
     from emocli.training.config import resolve_config
 
-    fields = {
-        "seeds": _int_list(seeds, "--seeds"),
-        "folds": folds if folds == "all" else _int_list(folds, "--folds"),
-        "modalities": [m.strip() for m in modalities.split(",")] if modalities else None,
-        "features": _choices(feature) or None,
-        "protocol": protocol,
-    }
+    fields = {**config_fields(seeds, folds, modalities, feature), "protocol": protocol}
     config = resolve_config(model.value, preset, overrides, **fields)
     if show_config:
         typer.echo(json.dumps(config.model_dump(mode="json"), indent=2))

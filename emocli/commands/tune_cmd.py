@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from emocli.commands.train_cmd import ModelName, _choices, _int_list
+from emocli.commands.train_cmd import ModelName, config_fields
 
 
 def tune(
@@ -43,12 +43,7 @@ def tune(
     from emocli.training.tune import Axis, search_name, trial_overrides
     from emocli.training.tune import tune as run_search
 
-    fields = {
-        "seeds": _int_list(seeds, "--seeds"),
-        "folds": folds if folds == "all" else _int_list(folds, "--folds"),
-        "modalities": [m.strip() for m in modalities.split(",")] if modalities else None,
-        "features": _choices(feature) or None,
-    }
+    fields = config_fields(seeds, folds, modalities, feature)
     axes = [Axis.parse(text) for text in grid]
     chosen = trial_overrides(axes, trials, sample_seed)
     configs = [(extra, resolve_config(model.value, preset, [*overrides, *extra], **fields)) for extra in chosen]
