@@ -12,8 +12,8 @@ import argparse
 import time
 
 import torch
-
 from common import write_results
+
 from emocli.models.base import count_parameters
 from emocli.registry import MODELS
 

@@ -83,7 +83,7 @@ def meld_recipes() -> dict[str, Recipe]:
 
 def generated_data(recipe: Recipe, samples, classes: tuple[str, ...], rng: np.random.Generator):
     """EmotionData of random features of the recipe's widths for `samples` (what load_data returns)."""
-    from emocli.datasets.base import LabelMap
+    from emocli.core.types import LabelMap
     from emocli.training.data import EmotionData, InputSpec
 
     features, inputs = {}, {}
@@ -100,7 +100,7 @@ def generated_data(recipe: Recipe, samples, classes: tuple[str, ...], rng: np.ra
 def ravdess_samples(rng: np.random.Generator):
     import pandas as pd
 
-    from emocli.datasets.base import normalize_table
+    from emocli.core.samples import normalize_table
 
     rows = [{"sample_id": f"actor{a:02d}/{i:02d}", "speaker": f"actor_{a:02d}", "split": "train",
              "label": RAVDESS_CLASSES[rng.integers(len(RAVDESS_CLASSES))]} for a in range(1, 21) for i in range(60)]
@@ -110,7 +110,7 @@ def ravdess_samples(rng: np.random.Generator):
 def meld_samples(rng: np.random.Generator, utterances: int = 9989, dialogues: int = 1038):
     import pandas as pd
 
-    from emocli.datasets.base import normalize_table
+    from emocli.core.samples import normalize_table
 
     lengths = rng.multinomial(utterances - dialogues, np.full(dialogues, 1 / dialogues)) + 1
     rows = []

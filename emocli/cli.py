@@ -47,7 +47,7 @@ app.add_typer(store_cmd.app, name="store")
 
 
 def main() -> None:
-    from emocli.errors import EmoError
+    from emocli.core.errors import EmoError
 
     try:
         app()

@@ -50,7 +50,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from emocli.errors import ConfigError, DatasetError
+from emocli.core.errors import ConfigError, DatasetError
 
 STAGES = ("extract", "train", "evaluate", "predict")
 STAGE_LOG = "stages.jsonl"

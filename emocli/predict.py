@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emocli.errors import ConfigError, EmoError, ExtractionError
+from emocli.core.errors import ConfigError, EmoError, ExtractionError
 from emocli.features.runner import SampleFailure
 from emocli.segments import (
     TRANSCRIPT_SUFFIXES,
@@ -320,7 +320,7 @@ class Predictor:
     def __init__(self, run: str | Path, device: str = "auto", workers: int = 0):
         import torch
 
-        from emocli.datasets.base import LabelMap
+        from emocli.core.types import LabelMap
         from emocli.training import runs
         from emocli.training.config import TrainConfig
         from emocli.training.data import InputSpec
@@ -431,7 +431,7 @@ class Predictor:
         import numpy as np
         import pandas as pd
 
-        from emocli.datasets.base import normalize_table
+        from emocli.core.samples import normalize_table
         from emocli.features.runner import extract_samples
 
         if window_s <= 0:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from emocli.errors import ConfigError
-from emocli.lazy import import_object
+from emocli.core.errors import ConfigError
+from emocli.core.lazy import import_object
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from emocli.errors import DatasetError
+from emocli.core.errors import DatasetError
 
 SUBTITLE_SUFFIXES = (".srt", ".vtt")
 TRANSCRIPT_SUFFIXES = (*SUBTITLE_SUFFIXES, ".txt")

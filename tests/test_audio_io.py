@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from emocli.errors import ExtractionError
+from emocli.core.errors import ExtractionError
 from emocli.features.audio.io import (
     audio_input_fingerprint,
     load_audio,

@@ -1,11 +1,11 @@
 """The logistic-regression floor uses the trainer's inputs, splits and folds."""
 
 import pytest
+from test_training_data import make_store
 from typer.testing import CliRunner
 
 from emocli.cli import app
 from emocli.training.baseline import C_GRID, all_folds, logistic_regression_floor
-from test_training_data import make_store
 
 
 def test_floor_per_fold_on_separable_features(tmp_path):

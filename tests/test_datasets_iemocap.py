@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from emocli.core.errors import DatasetError
 from emocli.datasets import load_dataset
 from emocli.datasets.iemocap import IemocapAdapter
-from emocli.errors import DatasetError
 
 HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
 EVALUATORS = "C-E2:\tNeutral;\t()\nC-E3:\tFrustration;\t()\nA-E3:\tval 3; act 2; dom  2;\t()\n\n"

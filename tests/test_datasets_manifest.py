@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from emocli.core.errors import DatasetError
 from emocli.datasets import ADAPTERS, adapter_class, load_dataset
 from emocli.datasets.manifest import ManifestAdapter
-from emocli.errors import DatasetError
 
 
 def touch(path: Path) -> Path:

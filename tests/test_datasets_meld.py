@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from emocli.core.errors import DatasetError
 from emocli.datasets import load_dataset
 from emocli.datasets.meld import COLUMNS, EMOTIONS, MeldAdapter
-from emocli.errors import DatasetError
 
 FILES = {"train": "train_sent_emo.csv", "valid": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}
 

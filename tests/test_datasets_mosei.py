@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from emocli.core.errors import DatasetError
 from emocli.datasets import load_dataset
 from emocli.datasets.mosei import EMOTIONS, MoseiAdapter
-from emocli.errors import DatasetError
 
 # ------------------------------------------------------------------------------- (a) the aligned torch file
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from emocli.core.errors import DatasetError
 from emocli.datasets import load_dataset
 from emocli.datasets.nemu import NemuAdapter
-from emocli.errors import DatasetError
 
 SIZES = {"train": 4, "valid": 2, "test": 2}
 N_LABELS = 5

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from emocli.core.errors import DatasetError
 from emocli.datasets import load_dataset
 from emocli.datasets.ravdess import EMOTIONS, RavdessAdapter
-from emocli.errors import DatasetError
 
 
 def touch(root: Path, relative: str) -> Path:

@@ -34,11 +34,11 @@ def worker(rank: int, world_size: int, port: int, store: str, out: str) -> None:
         LOCAL_RANK=str(rank), OMP_NUM_THREADS="1",
     )
     torch.set_num_threads(1)
+    from emocli.features.store import FeatureStore
     from emocli.registry import MODELS
     from emocli.training.data import load_data, select_inputs, store_label_map
     from emocli.training.steps import TrainStep
     from emocli.training.trainer import build_model_config, predict, setup_distributed, train_run
-    from emocli.features.store import FeatureStore
 
     # Sharded prediction gathers every row exactly once, in the same order as one process.
     ctx = setup_distributed("cpu")

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_store import NpyMean, TextStats, make_sample_set
 from typer.testing import CliRunner
 
 from emocli.cli import app
 from emocli.commands import store_cmd
+from emocli.core.errors import ConfigError
 from emocli.datasets.base import DatasetAdapter
-from emocli.errors import ConfigError
 from emocli.features.store import FeatureStore
-from test_store import NpyMean, TextStats, make_sample_set
 
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from emocli.errors import ConfigError, ExtractionError
+from emocli.core.errors import ConfigError, ExtractionError
 from emocli.features import build_extractor
 from emocli.features.audio.mfcc import MfccExtractor
 from emocli.features.audio.opensmile import OpenSmileExtractor
@@ -170,7 +170,8 @@ def test_stored_opensmile_features_are_found_without_opensmile(clip, tmp_path, m
 
     import pandas as pd
 
-    from emocli.datasets.base import LabelMap, SampleSet
+    from emocli.core.samples import SampleSet
+    from emocli.core.types import LabelMap
     from emocli.features.presets import build_extractor as build_preset
     from emocli.features.store import FeatureStore
     from emocli.registry import MODELS

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emocli.errors import ConfigError, ExtractionError
+from emocli.core.errors import ConfigError, ExtractionError
 from emocli.features import build_extractor
 from emocli.features.visual.table import ClipTableExtractor
 

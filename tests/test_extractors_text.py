@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emocli.errors import ConfigError, ExtractionError
+from emocli.core.errors import ConfigError, ExtractionError
+from emocli.core.io import text_fingerprint
 from emocli.features import build_extractor
-from emocli.features.base import text_fingerprint
 from emocli.features.text.glove import GloveExtractor, load_glove, tokenize
 from emocli.features.text.transformer import MINILM_PACKAGE, MODEL_TEXT_COLUMN, TransformerTextExtractor
 
@@ -46,7 +46,9 @@ def test_minilm_is_deterministic_and_batch_independent(minilm):
     batch = minilm.extract_batch([{"text": t} for t in TEXTS])
     alone = minilm.extract({"text": TEXTS[1]})
     np.testing.assert_allclose(batch[1].values, alone.values, atol=1e-5)  # padding must not leak in
-    np.testing.assert_array_equal(minilm.extract({"text": TEXTS[0]}).values, batch[0].values)
+    np.testing.assert_allclose(minilm.extract({"text": TEXTS[0]}).values, batch[0].values, atol=1e-5)
+    # Bit-equal only for the same call: another batch shape may take another kernel path (8e-7 apart on some CPUs).
+    np.testing.assert_array_equal(minilm.extract({"text": TEXTS[1]}).values, alone.values)
     assert not np.allclose(batch[0].values, batch[2].values)
 
 
@@ -307,7 +309,8 @@ def test_a_store_made_with_a_text_preset_is_found_by_that_preset(tmp_path, monke
     the model's package is not installed (a training machine that never extracts)."""
     import pandas as pd
 
-    from emocli.datasets.base import LabelMap, SampleSet
+    from emocli.core.samples import SampleSet
+    from emocli.core.types import LabelMap
     from emocli.features.presets import build_extractor as build_preset
     from emocli.features.store import FeatureStore
     from emocli.registry import MODELS

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from media import face_photo, needs_haar, write_video
 
-from emocli.errors import ConfigError, ExtractionError
+from emocli.core.errors import ConfigError, ExtractionError
 from emocli.features.visual.faces import (
     FaceDetector,
     centre_square,

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from emocli.errors import ConfigError
+from emocli.core.errors import ConfigError
 from emocli.models.base import count_parameters
 from emocli.models.blocks.attention import MulTEncoder, sinusoidal_positions
 from emocli.models.blocks.resnext3d import resnext3d50

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emocli.errors import ConfigError
+from emocli.core.errors import ConfigError
 from emocli.models.base import count_parameters
 from emocli.models.mmer import MMER, MMERConfig, reverse_gradient, soft_bottom_k
 from emocli.registry import get_model

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emocli.errors import ConfigError
+from emocli.core.errors import ConfigError
 from emocli.models.base import count_parameters
 from emocli.models.spikemo import DialogueRNN, SpikEmo, SpikEmoConfig, reversal_index
 from emocli.registry import get_model

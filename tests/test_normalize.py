@@ -11,8 +11,8 @@ import pytest
 from test_trainer import config
 from test_training_data import make_store
 
-from emocli.datasets.base import LabelMap
-from emocli.errors import EmoError
+from emocli.core.errors import EmoError
+from emocli.core.types import LabelMap
 from emocli.training import runs
 from emocli.training.data import EmotionData, InputSpec
 from emocli.training.normalize import Standardizer

@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from emocli.errors import ConfigError, DatasetError
+from emocli.core.errors import ConfigError, DatasetError
 from emocli.pipeline import STAGE_LOG, SUMMARY, check_data, load_recipe, locate, root_variable, run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,8 +15,9 @@ import soundfile as sf
 import torch
 from media import truncate, write_garbage, write_video
 
-from emocli.datasets.base import LabelMap, SampleSet
-from emocli.errors import ConfigError
+from emocli.core.errors import ConfigError
+from emocli.core.samples import SampleSet
+from emocli.core.types import LabelMap
 from emocli.features.presets import build_extractor
 from emocli.features.store import FeatureStore
 from emocli.predict import Predictor, choose_unit

@@ -136,8 +136,8 @@ def write_mp4(path: Path, samples: np.ndarray, rate: int, codec: str) -> Path:
 @pytest.fixture(scope="module")
 def ravdess_run(ravdess_root, tmp_path_factory):
     """CFN-SR on eGeMAPS functionals of 64 RAVDESS clips (actors 1-8, every 8th clip), 3 epochs, fold 0."""
+    from emocli.core.samples import SampleSet
     from emocli.datasets import load_dataset
-    from emocli.datasets.base import SampleSet
     from emocli.features.presets import build_extractor
     from emocli.features.store import FeatureStore
 
@@ -154,7 +154,7 @@ def ravdess_run(ravdess_root, tmp_path_factory):
 def evaluation_probabilities(unit: Path) -> tuple[list[str], np.ndarray]:
     """The evaluation path (what `emo evaluate` scores): the test split's features read from the store,
     the run's eval batches through trainer.predict."""
-    from emocli.datasets.base import LabelMap
+    from emocli.core.types import LabelMap
     from emocli.features.store import FeatureStore
     from emocli.training import runs
     from emocli.training.config import TrainConfig

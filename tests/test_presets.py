@@ -6,9 +6,10 @@ import tomllib
 
 import pytest
 
-from emocli.errors import ConfigError
+from emocli.core.errors import ConfigError
+from emocli.core.types import Features
 from emocli.features import EXTRACTORS
-from emocli.features.base import Extractor, ExtractorParams, Features
+from emocli.features.base import Extractor, ExtractorParams
 from emocli.features.presets import (
     build_extractor,
     extractor_class,

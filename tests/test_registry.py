@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from emocli.cli import app
 from emocli.commands.models_cmd import markdown_table, registry_rows
-from emocli.errors import ConfigError
+from emocli.core.errors import ConfigError
 from emocli.models.base import ModelConfig, count_parameters
 from emocli.registry import MODELS, get_model
 

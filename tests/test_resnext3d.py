@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from emocli.errors import EmoError
+from emocli.core.errors import EmoError
 from emocli.models.base import count_parameters
 from emocli.models.blocks.resnext3d import ResNeXt3D, resnext3d50
 

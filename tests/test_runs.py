@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from emocli.errors import ConfigError, EmoError
+from emocli.core.errors import ConfigError, EmoError
 from emocli.training import runs
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emocli.errors import DatasetError
+from emocli.core.errors import DatasetError
 from emocli.segments import Cue, Window, clip_cues, parse_subtitles, read_transcript, sidecar_transcript, windows
 
 SRT = """\ufeff1

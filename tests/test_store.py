@@ -21,9 +21,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from emocli.datasets.base import LabelMap, PrecomputedFeatures, SampleSet
-from emocli.errors import ConfigError, EmoError
-from emocli.features.base import Extractor, ExtractorParams, Features, file_fingerprint, text_fingerprint
+from emocli.core.errors import ConfigError, EmoError
+from emocli.core.io import file_fingerprint, text_fingerprint
+from emocli.core.samples import PrecomputedFeatures, SampleSet
+from emocli.core.types import Features, LabelMap
+from emocli.features.base import Extractor, ExtractorParams
 from emocli.features.runner import SampleFailure, extract_samples
 from emocli.features.store import FeatureStore, Shard
 

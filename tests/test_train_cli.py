@@ -10,7 +10,7 @@ from test_training_data import make_store
 from typer.testing import CliRunner
 
 from emocli.commands import evaluate_cmd, train_cmd
-from emocli.errors import ConfigError
+from emocli.core.errors import ConfigError
 from emocli.registry import MODELS
 from emocli.training import runs
 from emocli.training.config import apply_overrides, load_preset, preset_names, resolve_config

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import torch
 
-from emocli.datasets.base import LabelMap, PrecomputedFeatures, SampleSet
-from emocli.errors import ConfigError
-from emocli.features.base import Features
+from emocli.core.errors import ConfigError
+from emocli.core.samples import PrecomputedFeatures, SampleSet
+from emocli.core.types import Features, LabelMap
 from emocli.features.store import FeatureStore
 from emocli.registry import MODELS
 from emocli.training.data import (

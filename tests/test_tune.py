@@ -11,7 +11,7 @@ from test_training_data import make_store
 from typer.testing import CliRunner
 
 from emocli.cli import app
-from emocli.errors import ConfigError
+from emocli.core.errors import ConfigError
 from emocli.training import runs
 from emocli.training.tune import Axis, trial_overrides
 

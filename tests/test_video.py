@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from media import frame_index, truncate, write_audio_only, write_garbage, write_video
 
-from emocli.errors import ExtractionError
+from emocli.core.errors import ExtractionError
 from emocli.features.visual.video import (
     _decode_at,
     read_frames,

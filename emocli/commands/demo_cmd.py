@@ -35,8 +35,8 @@ def demo(
     import torch
     from rich.console import Console
 
+    from emocli.core.errors import ConfigError
     from emocli.demo import build_corpus
-    from emocli.errors import ConfigError
     from emocli.pipeline import comparison_table, load_recipe, run_pipeline
 
     if not RECIPE.is_file():

@@ -26,7 +26,7 @@ def evaluate(
     """
     from rich.console import Console
 
-    from emocli.errors import ConfigError
+    from emocli.core.errors import ConfigError
     from emocli.metrics import summarize
     from emocli.training import runs
     from emocli.training.trainer import evaluate_unit, print_results, scalars

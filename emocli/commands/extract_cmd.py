@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 
-
 def extract(
     dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset adapter (see `emo datasets`)."),
     root: Path | None = typer.Option(None, "--root", help="The dataset's folder (or manifest file)."),

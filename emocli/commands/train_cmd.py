@@ -28,13 +28,13 @@ def _int_list(text: str | None, option: str) -> list[int] | None:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        from emocli.errors import ConfigError
+        from emocli.core.errors import ConfigError
 
         raise ConfigError(f"{option} expects comma-separated integers, e.g. 1,2,3; got {text!r}") from None
 
 
 def _choices(pairs: list[str]) -> dict[str, str]:
-    from emocli.errors import ConfigError
+    from emocli.core.errors import ConfigError
 
     choices = {}
     for pair in pairs:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emocli.errors import DatasetError
-from emocli.lazy import import_object
+from emocli.core.errors import DatasetError
+from emocli.core.lazy import import_object
 
 # name -> "module:Class"; the single list `emo datasets`, `emo extract --dataset` and the tests use.
 ADAPTERS: dict[str, str] = {

@@ -24,8 +24,10 @@ from typing import Literal
 
 from pydantic import field_validator
 
-from emocli.datasets.base import AdapterOptions, DatasetAdapter, LabelMap, SampleSet
-from emocli.errors import DatasetError
+from emocli.core.errors import DatasetError
+from emocli.core.samples import SampleSet
+from emocli.core.types import LabelMap
+from emocli.datasets.base import AdapterOptions, DatasetAdapter
 
 # The codes of the EmoEvaluation files (majority label of the evaluators; xxx = no majority).
 CODES = {

@@ -21,8 +21,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from emocli.datasets.base import AdapterOptions, DatasetAdapter, LabelMap, SampleSet
-from emocli.errors import DatasetError
+from emocli.core.errors import DatasetError
+from emocli.core.samples import SampleSet
+from emocli.core.types import LabelMap
+from emocli.datasets.base import AdapterOptions, DatasetAdapter
 
 MEDIA = ("audio", "video")
 CONTENT = ("audio", "video", "text")

@@ -11,8 +11,10 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from emocli.datasets.base import AdapterOptions, DatasetAdapter, LabelMap, SampleSet
-from emocli.errors import DatasetError
+from emocli.core.errors import DatasetError
+from emocli.core.samples import SampleSet
+from emocli.core.types import LabelMap
+from emocli.datasets.base import AdapterOptions, DatasetAdapter
 
 EMOTIONS = ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")  # MultiEMO's order
 SPLIT_FILES = {"train": "train_sent_emo.csv", "valid": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}

@@ -24,9 +24,11 @@ from typing import Literal
 
 import numpy as np
 
-from emocli.datasets.base import AdapterOptions, DatasetAdapter, LabelMap, PrecomputedFeatures, SampleSet
-from emocli.errors import DatasetError
-from emocli.features.base import Features, file_fingerprint
+from emocli.core.errors import DatasetError
+from emocli.core.io import file_fingerprint
+from emocli.core.samples import PrecomputedFeatures, SampleSet
+from emocli.core.types import Features, LabelMap
+from emocli.datasets.base import AdapterOptions, DatasetAdapter
 
 ALIGNED_FILE = "train_valid_test.pt"
 SEGMENTS_FILE = "CMU_MOSEI_Labels.csv"

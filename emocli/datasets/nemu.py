@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from emocli.datasets.base import AdapterOptions, DatasetAdapter, LabelMap, PrecomputedFeatures, SampleSet
-from emocli.errors import DatasetError
-from emocli.features.base import Features, file_fingerprint
+from emocli.core.errors import DatasetError
+from emocli.core.io import file_fingerprint
+from emocli.core.samples import PrecomputedFeatures, SampleSet
+from emocli.core.types import Features, LabelMap
+from emocli.datasets.base import AdapterOptions, DatasetAdapter
 
 SPLITS = ("train", "valid", "test")
 SUFFIXES = (".pt", ".pth", ".pkl")

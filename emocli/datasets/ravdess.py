@@ -15,8 +15,10 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from emocli.datasets.base import AdapterOptions, DatasetAdapter, LabelMap, SampleSet
-from emocli.errors import DatasetError
+from emocli.core.errors import DatasetError
+from emocli.core.samples import SampleSet
+from emocli.core.types import LabelMap
+from emocli.datasets.base import AdapterOptions, DatasetAdapter
 
 EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 MEDIA_SUFFIXES = (".wav", ".flac", ".mp4")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-
-from emocli.errors import ConfigError
-from emocli.lazy import import_object
+from emocli.core.errors import ConfigError
+from emocli.core.lazy import import_object
 
 # name -> "module:Class"; the one list the CLI, presets and tests use.
 EXTRACTORS: dict[str, str] = {

@@ -9,35 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from emocli.errors import ConfigError
-
-Modality = Literal["text", "audio", "visual"]
-FeatureKind = Literal["vector", "sequence"]
-
-
-@dataclass
-class Features:
-    """Output for one sample: a vector [D], or a sequence [T, D] with frame times [T] in seconds."""
-
-    values: np.ndarray
-    times: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        self.values = np.asarray(self.values, dtype=np.float32)
-        if self.times is not None:
-            self.times = np.asarray(self.times, dtype=np.float64)
-            if self.values.ndim != 2 or len(self.times) != len(self.values):
-                raise ValueError("a sequence needs values [T, D] and one time per frame")
+from emocli.core.errors import ConfigError
+from emocli.core.types import FeatureKind, Features, Modality
 
 
 class ExtractorParams(BaseModel):
@@ -55,16 +35,6 @@ def package_versions(*distributions: str) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "absent"
     return versions
-
-
-def file_fingerprint(path: str | os.PathLike) -> str:
-    """Cheap identity of a file's content: size and modification time (as audinterface does not)."""
-    stat = os.stat(path)
-    return f"{stat.st_size}-{stat.st_mtime_ns}"
-
-
-def text_fingerprint(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 class Extractor(ABC):

@@ -24,7 +24,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emocli.errors import ConfigError
+from emocli.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from emocli.features.base import Extractor, ExtractorParams
@@ -86,10 +86,10 @@ def load_preset(choice: str) -> Preset:
 
 def extractor_class(name: str) -> type[Extractor]:
     """A registry extractor by name, or any Extractor subclass as "package.module:Class"."""
+    from emocli.core.lazy import import_object
     from emocli.features import EXTRACTORS
     from emocli.features import extractor_class as registry_class
     from emocli.features.base import Extractor
-    from emocli.lazy import import_object
 
     if name in EXTRACTORS or ":" not in name:
         return registry_class(name)

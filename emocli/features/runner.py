@@ -30,13 +30,14 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from emocli.errors import EmoError, ExtractionError
+from emocli.core.errors import EmoError, ExtractionError
 
 if TYPE_CHECKING:
     import pandas as pd
     from rich.progress import Progress
 
-    from emocli.features.base import Extractor, Features
+    from emocli.core.types import Features
+    from emocli.features.base import Extractor
 
 TRACEBACK_LINES = 8  # enough to see the failing call inside the library, short enough for a table cell
 CHUNKS_PER_WORKER = 4  # chunks in flight per worker: keeps workers busy while results stream back

@@ -35,9 +35,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from emocli.datasets.base import SAMPLE_COLUMNS, PrecomputedFeatures, SampleSet, normalize_table
-from emocli.errors import ConfigError, EmoError
-from emocli.features.base import Extractor, ExtractorParams, Features
+from emocli.core.errors import ConfigError, EmoError
+from emocli.core.samples import SAMPLE_COLUMNS, PrecomputedFeatures, SampleSet, normalize_table
+from emocli.core.types import Features
+from emocli.features.base import Extractor, ExtractorParams
 from emocli.features.runner import ExtractionRunner, SampleFailure, progress_bar, sample_records
 
 if TYPE_CHECKING:

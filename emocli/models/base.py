@@ -13,20 +13,18 @@ or sigmoid (multi-label) is applied by the loss and by prediction.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
 
-Task = Literal["single_label", "multi_label"]
-InputKind = Literal["vector", "sequence", "clip"]
+from emocli.core.types import FeatureKind, Task
 
 
 class ModalitySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dim: int
-    kind: InputKind = "sequence"
+    kind: FeatureKind = "sequence"
 
 
 class ModelConfig(BaseModel):

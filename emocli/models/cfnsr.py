@@ -14,13 +14,11 @@ of each temporal slice = α; V <- V ⊙ α + V. Head: Linear([pooled V, audio su
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from pydantic import model_validator
 from torch import nn
 
-from emocli.errors import ConfigError
+from emocli.core.errors import ConfigError
 from emocli.models.base import ModalitySpec, ModelConfig, ModelOutput
 from emocli.models.blocks.attention import MulTEncoder, sequence_input
 from emocli.models.blocks.resnext3d import resnext3d50

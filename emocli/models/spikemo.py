@@ -45,7 +45,7 @@ from pydantic import Field, model_validator
 from spikingjelly.activation_based import functional
 from torch import nn
 
-from emocli.errors import ConfigError
+from emocli.core.errors import ConfigError
 from emocli.models.base import ModalitySpec, ModelConfig, ModelOutput
 from emocli.models.blocks.spiking import HeavisideEncoder, LIFImplementation, SpikingBackend, SpikingModel, lif
 

@@ -21,8 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from emocli.errors import ConfigError
-
+from emocli.core.errors import ConfigError
 
 
 class Strict(BaseModel):

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from emocli.datasets.base import LabelMap
-from emocli.errors import ConfigError
+from emocli.core.errors import ConfigError
+from emocli.core.types import LabelMap
 from emocli.features.presets import preset_names, preset_params
 
 if TYPE_CHECKING:

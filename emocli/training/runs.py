@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from emocli.errors import ConfigError, EmoError
+from emocli.core.errors import ConfigError, EmoError
 
 if TYPE_CHECKING:
     from emocli.training.normalize import Standardizer

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from emocli.errors import ConfigError
+from emocli.core.errors import ConfigError
 from emocli.models.base import ModelOutput
 from emocli.training import losses as L
 from emocli.training.data import Batch

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from emocli.errors import ConfigError, EmoError
+from emocli.core.errors import ConfigError, EmoError
 from emocli.training import runs
 from emocli.training.config import SchedulerConfig, TrainConfig
 from emocli.training.data import (
@@ -721,7 +721,7 @@ def evaluate_unit(
     stored sample order, so evaluating a finished run reproduces its test_metrics.json exactly. `data`
     holds the store's values: the unit's stored standardisation is applied here.
     """
-    from emocli.datasets.base import LabelMap
+    from emocli.core.types import LabelMap
     from emocli.features.store import FeatureStore
     from emocli.models.base import count_parameters
 

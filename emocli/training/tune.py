@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from emocli.errors import ConfigError
+from emocli.core.errors import ConfigError
 from emocli.training import runs
 from emocli.training.config import TrainConfig
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from emocli.errors import ExtractionError
-from emocli.features.base import file_fingerprint
+from emocli.core.errors import ExtractionError
+from emocli.core.io import file_fingerprint
 
 # Formats libsndfile decodes itself; the rest are containers FFmpeg demuxes.
 SOUNDFILE_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff"})

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, model_validator
 
+from emocli.core.types import Features
 from emocli.features.audio.io import (
     AUDIO_IO_LIBRARIES,
     audio_input_fingerprint,
@@ -21,7 +22,7 @@ from emocli.features.audio.io import (
     sample_audio_path,
     sample_segment,
 )
-from emocli.features.base import Extractor, ExtractorParams, Features
+from emocli.features.base import Extractor, ExtractorParams
 
 
 class MfccParams(ExtractorParams):

@@ -15,7 +15,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from emocli.errors import ConfigError, ExtractionError
+from emocli.core.errors import ConfigError, ExtractionError
+from emocli.core.types import FeatureKind, Features
 from emocli.features.audio.io import (
     AUDIO_IO_LIBRARIES,
     audio_input_fingerprint,
@@ -23,7 +24,7 @@ from emocli.features.audio.io import (
     sample_audio_path,
     sample_segment,
 )
-from emocli.features.base import Extractor, ExtractorParams, FeatureKind, Features
+from emocli.features.base import Extractor, ExtractorParams
 
 FeatureLevel = Literal["functionals", "lld", "lld_deltas"]
 

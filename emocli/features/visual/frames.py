@@ -33,12 +33,14 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from emocli.errors import ConfigError
-from emocli.features.base import Extractor, ExtractorParams, Features, file_fingerprint
+from emocli.core.errors import ConfigError
+from emocli.core.io import file_fingerprint
+from emocli.core.types import Features
+from emocli.features.audio.io import sample_segment
+from emocli.features.base import Extractor, ExtractorParams
 from emocli.features.visual.faces import Crops, FaceFallback, FaceReport, face_crops, full_frames
 from emocli.features.visual.video import (
     read_frames,
-    sample_segment,
     sample_video_path,
     video_input_fingerprint,
 )

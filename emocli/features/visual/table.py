@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from emocli.errors import ConfigError, ExtractionError
-from emocli.features.base import Extractor, ExtractorParams, Features, file_fingerprint
+from emocli.core.errors import ConfigError, ExtractionError
+from emocli.core.io import file_fingerprint
+from emocli.core.types import Features
+from emocli.features.base import Extractor, ExtractorParams
 
 
 class ClipTableParams(ExtractorParams):

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from emocli.errors import ExtractionError
-from emocli.features.audio.io import sample_segment, segment_fingerprint  # segments read alike for every modality
+from emocli.core.errors import ExtractionError
+from emocli.features.audio.io import segment_fingerprint  # segments read alike for every modality
 
 # Distributions whose code shapes the decoded frames.
 VIDEO_IO_LIBRARIES = ("av",)

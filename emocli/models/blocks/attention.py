@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from emocli.errors import ConfigError
+from emocli.core.errors import ConfigError
 from emocli.models.base import ModalitySpec
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from emocli.errors import EmoError
+from emocli.core.errors import EmoError
 
 EXPANSION = 2
 

@@ -1,0 +1,47 @@
+"""Types every stage shares: tasks, modalities, feature kinds, the per-sample feature container, label maps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+Task = Literal["single_label", "multi_label"]
+Modality = Literal["text", "audio", "visual"]
+# vector [D]; sequence [T, D]; clip: raw video frames stored as a sequence [T, S*S*3] (features/visual/clips.py)
+FeatureKind = Literal["vector", "sequence", "clip"]
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """Ordered class names; a class's index is its position."""
+
+    names: tuple[str, ...]
+    task: Task = "single_label"
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+    def to_json(self) -> dict:
+        return {"names": list(self.names), "task": self.task}
+
+    @classmethod
+    def from_json(cls, data: dict) -> LabelMap:
+        return cls(names=tuple(data["names"]), task=data["task"])
+
+
+@dataclass
+class Features:
+    """Output for one sample: a vector [D], or a sequence [T, D] with frame times [T] in seconds."""
+
+    values: np.ndarray
+    times: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.values = np.asarray(self.values, dtype=np.float32)
+        if self.times is not None:
+            self.times = np.asarray(self.times, dtype=np.float64)
+            if self.values.ndim != 2 or len(self.times) != len(self.values):
+                raise ValueError("a sequence needs values [T, D] and one time per frame")
