@@ -34,10 +34,16 @@ class LabelMap:
 
 @dataclass
 class Features:
-    """Output for one sample: a vector [D], or a sequence [T, D] with frame times [T] in seconds."""
+    """Output for one sample: a vector [D], or a sequence [T, D] with frame times [T] in seconds.
+
+    `flags` name what the extractor could not find or had to change, so that a prediction can say so
+    instead of guessing silently: "no_face" (no face in any frame), "no_speech" (silence), "cropped"
+    (only part of the segment was read, e.g. Whisper's 30-s window).
+    """
 
     values: np.ndarray
     times: np.ndarray | None = None
+    flags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.values = np.asarray(self.values, dtype=np.float32)
