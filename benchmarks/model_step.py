@@ -15,7 +15,7 @@ import torch
 from common import write_results
 
 from emocli.models.base import count_parameters
-from emocli.registry import MODELS
+from emocli.models.registry import get_model, model_names
 
 
 def reference_inputs(entry, config, batch: int, seq_len: int, dialogue_len: int):
@@ -98,7 +98,7 @@ def time_spiking_layers(model, inputs, masks, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--models", default=",".join(model_names()))
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq-len", type=int, default=60, help="MOSEI's aligned length")
     parser.add_argument("--dialogue-len", type=int, default=12, help="utterances per MELD-like dialogue")
@@ -109,7 +109,7 @@ def main() -> None:
     figures = {"batch": args.batch, "models": {}}
     print(f"{'model':<10}{'reference':<11}{'params':>13}{'s/step':>10}{'spiking share':>15}")
     for name in args.models.split(","):
-        entry = MODELS[name]
+        entry = get_model(name)
         reference = next(iter(entry.references))
         config = entry.config(reference)
         model = entry.build(config)

@@ -34,10 +34,10 @@ RUNS = {"audio": ("cfnsr", ["audio"]), "audio+text": ("smile", ["audio", "text"]
 def trained_run(work: Path, name: str) -> Path:
     from test_predict import SMALL_CFNSR, make_tone_store, train_tiny
 
-    from emocli.training import runs
+    from emocli.runs import layout
 
     model, modalities = RUNS[name]
-    existing = sorted(work.glob(f"runs-{name}/*/seed=1/fold=0/{runs.TEST_METRICS}"))
+    existing = sorted(work.glob(f"runs-{name}/*/seed=1/fold=0/{layout.TEST_METRICS}"))
     if existing:
         return existing[-1].parent
     store_dir = work / f"data-{name}"
@@ -91,7 +91,7 @@ def slowest_imports(run: Path, clip: Path, top: int = 8) -> list[dict]:
 
 
 def warm_throughput(run: Path, folder: Path, repeats: int = 3) -> tuple[float, int]:
-    from emocli.predict import Predictor
+    from emocli.predict.predictor import Predictor
 
     predictor = Predictor(run)
     n = len(predictor.predict([folder]).table)  # warm-up: libraries loaded, caches filled

@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from a checkout
 
 from benchmarks.common import write_results  # noqa: E402
-from emocli.registry import get_model  # noqa: E402
+from emocli.models.registry import get_model
 
 RAVDESS_CLASSES = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 MELD_CLASSES = ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")
@@ -84,7 +84,8 @@ def meld_recipes() -> dict[str, Recipe]:
 def generated_data(recipe: Recipe, samples, classes: tuple[str, ...], rng: np.random.Generator):
     """EmotionData of random features of the recipe's widths for `samples` (what load_data returns)."""
     from emocli.core.types import LabelMap
-    from emocli.training.data import EmotionData, InputSpec
+    from emocli.data.inputs import InputSpec
+    from emocli.data.tables import EmotionData
 
     features, inputs = {}, {}
     for modality, preset in recipe.features.items():
@@ -125,8 +126,9 @@ def meld_samples(rng: np.random.Generator, utterances: int = 9989, dialogues: in
 
 def store_data(recipe: Recipe, store: Path):
     """The real store's features, the training split (RAVDESS: actors 1-20)."""
+    from emocli.data.inputs import select_inputs, store_label_map
+    from emocli.data.tables import load_data
     from emocli.features.store import FeatureStore
-    from emocli.training.data import load_data, select_inputs, store_label_map
 
     feature_store = FeatureStore(store)
     inputs = select_inputs(feature_store, get_model(recipe.model), list(recipe.features), recipe.features)
@@ -143,19 +145,21 @@ def time_epoch(recipe: Recipe, data, rows: np.ndarray, budget_s: float | None, d
     import torch
 
     from emocli.training.config import resolve_config
-    from emocli.training.steps import step_class
-    from emocli.training.trainer import build_model_config, build_optimizer, seed_everything, train_loader
+    from emocli.training.distributed import seed_everything
+    from emocli.training.prepare import build_model_config
+    from emocli.training.schedule import build_optimizer
+    from emocli.data.batches import train_loader
+    from emocli.training.steps import STEPS
 
     entry = get_model(recipe.model)
     config = resolve_config(recipe.model, recipe.preset, recipe.overrides, modalities=list(data.inputs))
     model_config = build_model_config(entry, config, data.inputs, data.label_map)
-    config = config.resolve_with_model(model_config)
     seed_everything(1, deterministic=False)
     model = entry.build(model_config).to(device)
-    step = step_class(recipe.model)(config.step, model_config)
+    step = STEPS[entry.train_step](config.step, entry.objective(config.loss, model_config))
     optimizer = build_optimizer(config, model)
-    loader = train_loader(data, rows, conversation=entry.input_unit == "dialogue", batch_size=config.batch_size,
-                          seed=1, drop_last=config.drop_last, parties=getattr(model_config, "num_parties", None))
+    loader = train_loader(data, rows, conversation=entry.conversation, batch_size=config.batch_size,
+                          seed=1, drop_last=config.drop_last, parties=model_config.speaker_parties)
     model.train()
     on_gpu = torch.device(device).type == "cuda"
     if on_gpu:

@@ -312,10 +312,10 @@ class _Runner:
     def log(self, result: StageResult) -> None:
         if self.dry_run:
             return
-        from emocli.training import runs
+        from emocli.runs import layout
 
         self.where.report.mkdir(parents=True, exist_ok=True)
-        runs.append_jsonl(self.where.report / STAGE_LOG, {
+        layout.append_jsonl(self.where.report / STAGE_LOG, {
             "time": datetime.now().isoformat(timespec="seconds"), "recipe": self.recipe.name,
             "stage": result.stage, "status": result.status, "seconds": result.seconds,
             "detail": result.detail, **result.data,
@@ -383,16 +383,15 @@ class _Runner:
     def _existing_run(self) -> tuple[Path, list[tuple[int, int | None]]] | None:
         """The run directory the trainer would use for this configuration, and its units; None before
         extraction (the configuration's fingerprint depends on the feature sets)."""
-        from emocli.training.trainer import choose_root, prepare
+        from emocli.training.prepare import choose_root, plan
 
         if not (self.where.store / "samples.parquet").is_file():
             return None
-        prepared = prepare(self.recipe.train.model, self.where.store, self._config())
-        root = choose_root(self.where.runs, prepared, None)
-        return root, [(seed, fold) for seed in prepared.config.seeds for fold in prepared.folds]
+        run = plan(self.recipe.train.model, self.where.store, self._config())
+        return choose_root(self.where.runs, run, None), [(seed, fold) for seed in run.config.seeds for fold in run.folds]
 
     def train(self) -> StageResult:
-        from emocli.training import runs
+        from emocli.runs import layout
         from emocli.training.trainer import train_run
 
         if self.dry_run:
@@ -403,7 +402,7 @@ class _Runner:
             if found is None:
                 return StageResult("train", "planned", f"train {self.recipe.train.model} once its features are extracted")
             root, units = found
-            done = sum((runs.unit_dir(root, s, f) / runs.TEST_METRICS).is_file() for s, f in units)
+            done = sum((layout.unit_dir(root, s, f) / layout.TEST_METRICS).is_file() for s, f in units)
             self.run_root = root if root.is_dir() else None
             return StageResult("train", "planned", f"{done}/{len(units)} units finished in {root}")
         command = ["emo", "run", self.recipe.name, "train"]
@@ -426,16 +425,16 @@ class _Runner:
     # -- evaluate --------------------------------------------------------------------------------------
 
     def evaluate(self) -> StageResult:
-        from emocli.training import runs
-        from emocli.training.trainer import evaluate_unit
+        from emocli.runs import layout
+        from emocli.runs.evaluation import evaluate_unit
 
         if self.dry_run and self.run_root is None:
             return StageResult("evaluate", "planned", f"{', '.join(self.recipe.evaluate.splits)} of the trained run")
         root = self._run_root()
         done, kept, differs = 0, 0, []
-        for unit in runs.units(root):
-            weights = unit / runs.WEIGHTS
-            if not (unit / runs.TEST_METRICS).is_file():
+        for unit in layout.units(root):
+            weights = unit / layout.WEIGHTS
+            if not (unit / layout.TEST_METRICS).is_file():
                 if self.dry_run:
                     done += len(self.recipe.evaluate.splits)
                     continue
@@ -450,10 +449,10 @@ class _Runner:
                     done += 1
                     continue
                 result = evaluate_unit(unit, split, device=self.device)
-                runs.write_json(target, result)
+                layout.write_json(target, result)
                 done += 1
-                stored = unit / runs.TEST_METRICS
-                if split == "test" and runs.read_json(stored)["metrics"] != runs.read_json(target)["metrics"]:
+                stored = unit / layout.TEST_METRICS
+                if split == "test" and layout.read_json(stored)["metrics"] != layout.read_json(target)["metrics"]:
                     differs.append(unit)
         verb = "to score" if self.dry_run else "scored"
         detail = f"{done} {verb}, {kept} up to date ({root})"
@@ -465,7 +464,7 @@ class _Runner:
     # -- predict ---------------------------------------------------------------------------------------
 
     def predict(self) -> StageResult:
-        from emocli.training import runs
+        from emocli.runs import layout
 
         section = self.recipe.predict
         assert section is not None  # the loop only calls predict for recipes that have the section
@@ -477,12 +476,13 @@ class _Runner:
         if missing:
             raise DatasetError(f"predict input not found at {missing[0]}")
         root = self._run_root()
-        newest = max([w.stat().st_mtime for w in root.glob(f"seed=*/fold=*/{runs.WEIGHTS}")]
+        newest = max([w.stat().st_mtime for w in root.glob(f"seed=*/fold=*/{layout.WEIGHTS}")]
                      + [i.stat().st_mtime for i in inputs])
         if output.is_file() and output.stat().st_mtime >= newest:
             return StageResult("predict", "skipped", f"{output} is newer than the run and the inputs",
                                data={"output": str(output)})
-        from emocli.predict import predict, write_predictions
+        from emocli.predict.outputs import write_predictions
+        from emocli.predict.predictor import predict
 
         result = predict(root, inputs, text=section.text, window_s=section.window_s, device=self.device)
         for failure in result.failures:
@@ -512,14 +512,14 @@ class _Runner:
     def compare(self) -> tuple[dict[str, Any] | None, list[Comparison]]:
         """Mean ± std over the run's units of the first evaluated split, against the reference."""
         from emocli.metrics import summarize
-        from emocli.training import runs
+        from emocli.runs import layout
 
         measured = None
         if self.run_root is not None and self.run_root.is_dir():
             split = self.recipe.evaluate.splits[0]
-            files = [u / f"evaluation-{split}.json" for u in runs.units(self.run_root)]
+            files = [u / f"evaluation-{split}.json" for u in layout.units(self.run_root)]
             if files and all(f.is_file() for f in files):
-                measured = summarize([runs.read_json(f)["metrics"] for f in files])
+                measured = summarize([layout.read_json(f)["metrics"] for f in files])
         references = self.recipe.reference.metrics if self.recipe.reference else {}
         comparisons = []
         for metric, value in references.items():
@@ -535,11 +535,11 @@ class _Runner:
 
 
 def _write_summary(result: PipelineResult) -> None:
-    from emocli.training import runs
+    from emocli.runs import layout
 
     recipe = result.recipe
     result.locations.report.mkdir(parents=True, exist_ok=True)
-    runs.write_json(result.locations.report / SUMMARY, {
+    layout.write_json(result.locations.report / SUMMARY, {
         "recipe": recipe.name,
         "synthetic": recipe.synthetic,
         "dataset": recipe.dataset.name,
@@ -570,7 +570,7 @@ def comparison_table(result: PipelineResult) -> Any:
         table.add_column(column, justify="left" if column == "metric" else "right")
     if reference is None or not reference.metrics:
         # No paper number (e.g. the synthetic demo): the headline metrics alone.
-        from emocli.training.trainer import HEADLINE
+        from emocli.runs.evaluation import HEADLINE
 
         if result.measured is not None:
             task = "single_label" if "accuracy" in result.measured["mean"] else "multi_label"

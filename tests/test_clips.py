@@ -9,7 +9,7 @@ from media import frame_index, needs_haar, write_video
 
 from emocli.core.errors import ExtractionError
 from emocli.core.types import Features
-from emocli.features import build_extractor
+from emocli.features.presets import build_extractor
 from emocli.features.visual.clips import ClipExtractor, clip_frames, clip_tensor
 
 

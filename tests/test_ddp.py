@@ -14,7 +14,7 @@ import torch
 import torch.multiprocessing as mp
 from test_training_data import make_store
 
-from emocli.training import runs
+from emocli.runs import layout
 from emocli.training.config import resolve_config
 
 CFNSR = ["model.video_dim=16", "model.transformer_layers=1", "model.transformer_heads=2", "batch_size=8", "epochs=4"]
@@ -34,23 +34,27 @@ def worker(rank: int, world_size: int, port: int, store: str, out: str) -> None:
         LOCAL_RANK=str(rank), OMP_NUM_THREADS="1",
     )
     torch.set_num_threads(1)
+    from emocli.data.inputs import select_inputs, store_label_map
+    from emocli.data.tables import load_data
     from emocli.features.store import FeatureStore
-    from emocli.registry import MODELS
-    from emocli.training.data import load_data, select_inputs, store_label_map
-    from emocli.training.steps import TrainStep
-    from emocli.training.trainer import build_model_config, predict, setup_distributed, train_run
+    from emocli.models.registry import get_model
+    from emocli.runs.inference import score_rows
+    from emocli.training.distributed import setup_distributed
+    from emocli.training.prepare import build_model_config
+    from emocli.training.trainer import train_run
 
     # Sharded prediction gathers every row exactly once, in the same order as one process.
     ctx = setup_distributed("cpu")
     feature_store = FeatureStore(store)
-    data = load_data(feature_store, select_inputs(feature_store, MODELS["cfnsr"]), store_label_map(feature_store))
+    data = load_data(feature_store, select_inputs(feature_store, get_model("cfnsr")), store_label_map(feature_store))
     config = resolve_config("cfnsr", overrides=CFNSR)
-    model_config = build_model_config(MODELS["cfnsr"], config, data.inputs, data.label_map)
+    model_config = build_model_config(get_model("cfnsr"), config, data.inputs, data.label_map)
     torch.manual_seed(0)
-    model = MODELS["cfnsr"].build(model_config)
+    model = get_model("cfnsr").build(model_config)
     rows = np.arange(5, len(data))
-    shared = predict(model, TrainStep({}, model_config), data, rows, conversation=False, batch_size=4,
-                     device=torch.device("cpu"), ctx=ctx)
+    objective = get_model("cfnsr").objective({}, model_config)
+    shared = score_rows(model, objective, data, rows, conversation=False, batch_size=4, device=torch.device("cpu"),
+                        rank=ctx.rank, world_size=ctx.world_size, gather=ctx.gather)
     if rank == 0:
         np.save(Path(out) / "ddp_rows.npy", shared.rows)
         np.save(Path(out) / "ddp_probs.npy", shared.probs)
@@ -71,20 +75,21 @@ def two_process_run(tmp_path_factory):
 
 
 def test_sharded_prediction_covers_every_sample_exactly_once(two_process_run):
-    from emocli.registry import MODELS
-    from emocli.training.data import load_data, select_inputs, store_label_map
-    from emocli.training.steps import TrainStep
-    from emocli.training.trainer import build_model_config, predict
+    from emocli.data.inputs import select_inputs, store_label_map
+    from emocli.data.tables import load_data
+    from emocli.models.registry import get_model
+    from emocli.runs.inference import score_rows
+    from emocli.training.prepare import build_model_config
 
     store, out = two_process_run
-    data = load_data(store, select_inputs(store, MODELS["cfnsr"]), store_label_map(store))
+    data = load_data(store, select_inputs(store, get_model("cfnsr")), store_label_map(store))
     config = resolve_config("cfnsr", overrides=CFNSR)
-    model_config = build_model_config(MODELS["cfnsr"], config, data.inputs, data.label_map)
+    model_config = build_model_config(get_model("cfnsr"), config, data.inputs, data.label_map)
     torch.manual_seed(0)
-    model = MODELS["cfnsr"].build(model_config)
+    model = get_model("cfnsr").build(model_config)
     rows = np.arange(5, len(data))
-    single = predict(model, TrainStep({}, model_config), data, rows, conversation=False, batch_size=4,
-                     device=torch.device("cpu"))
+    objective = get_model("cfnsr").objective({}, model_config)
+    single = score_rows(model, objective, data, rows, conversation=False, batch_size=4, device=torch.device("cpu"))
     assert np.array_equal(np.load(out / "ddp_rows.npy"), rows)
     np.testing.assert_allclose(np.load(out / "ddp_probs.npy"), single.probs, rtol=1e-5, atol=1e-6)
 
@@ -94,19 +99,19 @@ def test_two_processes_train_as_well_as_one(two_process_run, tmp_path):
 
     store, out = two_process_run
     one = train_run("cfnsr", store.path, resolve_config("cfnsr", overrides=CFNSR, seeds=[1], folds=[0]), out=tmp_path)
-    two = runs.read_json(runs.unit_dir(out / "cfnsr-toy-ddp", 1, 0) / runs.TEST_METRICS)
-    single = runs.read_json(runs.unit_dir(one.root, 1, 0) / runs.TEST_METRICS)
-    assert two["n_samples"] == single["n_samples"] == len(runs.read_json(runs.unit_dir(one.root, 1, 0) / "splits.json")["test"])
+    two = layout.read_json(layout.unit_dir(out / "cfnsr-toy-ddp", 1, 0) / layout.TEST_METRICS)
+    single = layout.read_json(layout.unit_dir(one.root, 1, 0) / layout.TEST_METRICS)
+    assert two["n_samples"] == single["n_samples"] == len(layout.read_json(layout.unit_dir(one.root, 1, 0) / "splits.json")["test"])
     assert single["metrics"]["accuracy"] >= 0.8  # the synthetic problem is easy ...
     assert two["metrics"]["accuracy"] == pytest.approx(single["metrics"]["accuracy"], abs=0.15)  # ... on two too
-    records = runs.read_jsonl(runs.unit_dir(out / "cfnsr-toy-ddp", 1, 0) / runs.METRICS)
+    records = layout.read_jsonl(layout.unit_dir(out / "cfnsr-toy-ddp", 1, 0) / layout.METRICS)
     assert [r["epoch"] for r in records] == [1, 2, 3, 4]  # rank 0 alone wrote the log
 
 
 def test_spiking_model_with_threshold_buffers_trains_under_ddp(two_process_run):
     _, out = two_process_run
-    unit = runs.unit_dir(out / "smile-toy-ddp", 1, 0)
-    result = runs.read_json(unit / runs.TEST_METRICS)
+    unit = layout.unit_dir(out / "smile-toy-ddp", 1, 0)
+    result = layout.read_json(unit / layout.TEST_METRICS)
     assert result["spiking"]["firing_rates"]
     assert np.isfinite(result["losses"]["loss"])
 
@@ -126,4 +131,4 @@ def test_torchrun_entry_point(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (runs.unit_dir(tmp_path / "runs" / "cfnsr-toy-tr", 1, 0) / runs.TEST_METRICS).is_file()
+    assert (layout.unit_dir(tmp_path / "runs" / "cfnsr-toy-tr", 1, 0) / layout.TEST_METRICS).is_file()

@@ -11,9 +11,9 @@ import soundfile as sf
 import soxr
 
 from emocli.core.errors import ConfigError, ExtractionError
-from emocli.features import build_extractor
 from emocli.features.audio.mfcc import MfccExtractor
 from emocli.features.audio.opensmile import OpenSmileExtractor
+from emocli.features.presets import build_extractor
 
 
 @pytest.fixture(scope="module")
@@ -172,10 +172,10 @@ def test_stored_opensmile_features_are_found_without_opensmile(clip, tmp_path, m
 
     from emocli.core.samples import SampleSet
     from emocli.core.types import LabelMap
+    from emocli.data.inputs import select_inputs
     from emocli.features.presets import build_extractor as build_preset
     from emocli.features.store import FeatureStore
-    from emocli.registry import MODELS
-    from emocli.training.data import select_inputs
+    from emocli.models.registry import get_model
 
     table = pd.DataFrame([{**_sample(clip, sample_id=name), "label": label, "labels": []}
                           for name, label in (("a", "x"), ("b", "y"))])
@@ -184,5 +184,5 @@ def test_stored_opensmile_features_are_found_without_opensmile(clip, tmp_path, m
     monkeypatch.setitem(sys.modules, "opensmile", None)  # importing it now fails
     with pytest.raises(ImportError):
         build_preset("egemaps")
-    chosen = select_inputs(store, MODELS["smile"], modalities=["audio"], choices={"audio": "egemaps"})
+    chosen = select_inputs(store, get_model("smile"), modalities=["audio"], choices={"audio": "egemaps"})
     assert chosen["audio"].dim == 88 and chosen["audio"].feature_set.startswith("audio__opensmile__")

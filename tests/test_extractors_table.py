@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from emocli.core.errors import ConfigError, ExtractionError
-from emocli.features import build_extractor
+from emocli.features.presets import build_extractor
 from emocli.features.visual.table import ClipTableExtractor
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from emocli.core.errors import ConfigError, ExtractionError
 from emocli.core.io import text_fingerprint
-from emocli.features import build_extractor
+from emocli.features.presets import build_extractor
 from emocli.features.text.glove import GloveExtractor, load_glove, tokenize
 from emocli.features.text.transformer import MINILM_PACKAGE, MODEL_TEXT_COLUMN, TransformerTextExtractor
 
@@ -311,18 +311,18 @@ def test_a_store_made_with_a_text_preset_is_found_by_that_preset(tmp_path, monke
 
     from emocli.core.samples import SampleSet
     from emocli.core.types import LabelMap
+    from emocli.data.inputs import select_inputs
     from emocli.features.presets import build_extractor as build_preset
     from emocli.features.store import FeatureStore
-    from emocli.registry import MODELS
-    from emocli.training.data import select_inputs
+    from emocli.models.registry import get_model
 
     table = pd.DataFrame({"sample_id": ["a", "b"], "text": TEXTS[:2], "label": ["x", "y"], "labels": [[], []]})
     store = FeatureStore(tmp_path / "store")
     store.extract(SampleSet("toy", tmp_path, table, LabelMap(("x", "y"))), [build_preset("minilm")], progress=False)
-    chosen = select_inputs(store, MODELS["spikemo"], modalities=["text"], choices={"text": "minilm"})
+    chosen = select_inputs(store, get_model("spikemo"), modalities=["text"], choices={"text": "minilm"})
     assert chosen["text"].feature_set == build_preset("minilm").feature_set_name
     monkeypatch.setitem(sys.modules, MINILM_PACKAGE, None)  # importing it now fails
     with pytest.raises(ConfigError, match="not installed"):
         build_preset("minilm")
-    again = select_inputs(store, MODELS["spikemo"], modalities=["text"], choices={"text": "minilm"})
+    again = select_inputs(store, get_model("spikemo"), modalities=["text"], choices={"text": "minilm"})
     assert again["text"].feature_set == chosen["text"].feature_set

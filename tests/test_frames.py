@@ -10,7 +10,7 @@ import torch
 from media import needs_haar, write_video
 
 from emocli.core.errors import ConfigError, ExtractionError
-from emocli.features import build_extractor
+from emocli.features.presets import build_extractor
 from emocli.features.visual.faces import full_frames
 from emocli.features.visual.frames import IMAGENET_MEAN, IMAGENET_STD, FrameFeatureExtractor, load_backbone
 from emocli.features.visual.video import read_frames

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emocli.training.losses import (
+from emocli.models.losses import (
     AsymmetricLoss,
     MultiDSCLoss,
     SampleWeightedFocalContrastive,

@@ -12,7 +12,7 @@ from emocli.models.base import count_parameters
 from emocli.models.blocks.attention import MulTEncoder, sinusoidal_positions
 from emocli.models.blocks.resnext3d import resnext3d50
 from emocli.models.cfnsr import CFNSR, CFNSRConfig, MFCCNet
-from emocli.registry import get_model
+from emocli.models.registry import get_model
 
 AUDIO_LENGTHS = [40, 25, 9]  # 9 < MFCCNet.MIN_FRAMES: zero-padded to 12 inside
 VISUAL_LENGTHS = [5, 2, 1]

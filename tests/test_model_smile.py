@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from emocli.models.base import count_parameters
+from emocli.models.registry import get_model
 from emocli.models.smile import SMILE, SMILEConfig, SpikingBranch
-from emocli.registry import get_model
 
 WIDTHS = {"text": 12, "audio": 7, "visual": 5}
 SUBSETS = [c for r in (1, 2, 3) for c in itertools.combinations(WIDTHS, r)]

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from emocli.core.errors import ConfigError
 from emocli.models.base import count_parameters
+from emocli.models.registry import get_model
 from emocli.models.spikemo import DialogueRNN, SpikEmo, SpikEmoConfig, reversal_index
-from emocli.registry import get_model
 
 WIDTHS = {"text": 12, "audio": 10, "visual": 8}
 SUBSETS = [c for r in (1, 2, 3) for c in itertools.combinations(WIDTHS, r)]
@@ -63,10 +63,15 @@ def test_reference_parameter_counts():
     assert count_parameters(meld) - count_parameters(default) == (2 * rnn + linear) + 2 * (rnn + linear) + 2 * transform
 
 
-def test_loss_selection_is_exposed():
-    assert SpikEmoConfig.reference("meld").loss_terms == "ce"
-    assert small_config().loss_terms == "ce+dsc+hgr"
-    assert SpikEmoConfig.reference("iemocap").loss_weights == {"ce": 0.2, "dsc": 0.4, "hgr": 0.4}
+def test_loss_terms_follow_faithful_and_the_recipes_weights():
+    from emocli.models.spikemo import SpikEmoObjective
+    from emocli.training.config import resolve_config
+
+    assert set(SpikEmoObjective({}, SpikEmoConfig.reference("meld")).weights) == {"ce"}  # faithful: CE only
+    assert SpikEmoObjective({}, small_config()).weights == {"ce": 0.4, "dsc": 1.0, "hgr": 0.3}
+    iemocap = resolve_config("spikemo", "spikemo-iemocap")
+    assert SpikEmoObjective({**iemocap.loss, "terms": "ce+dsc+hgr"}, SpikEmoConfig.reference("iemocap")).weights == {
+        "ce": 0.2, "dsc": 0.4, "hgr": 0.4}
 
 
 @pytest.mark.parametrize("modalities", SUBSETS)

@@ -13,10 +13,12 @@ from test_training_data import make_store
 
 from emocli.core.errors import EmoError
 from emocli.core.types import LabelMap
-from emocli.training import runs
-from emocli.training.data import EmotionData, InputSpec
-from emocli.training.normalize import Standardizer
-from emocli.training.trainer import evaluate_unit, train_run
+from emocli.data.inputs import InputSpec
+from emocli.data.normalize import Standardizer
+from emocli.data.tables import EmotionData
+from emocli.runs import layout
+from emocli.runs.evaluation import evaluate_unit
+from emocli.training.trainer import train_run
 
 
 def toy_data(vectors: np.ndarray, sequences: list[np.ndarray]) -> EmotionData:
@@ -70,15 +72,15 @@ def test_sequences_are_standardised_over_every_training_frame(data):
 
 def test_saved_statistics_load_back_identically(data, tmp_path):
     fitted = Standardizer.fit(data, np.arange(20))
-    fitted.save(tmp_path / runs.NORMALIZATION)
-    loaded = Standardizer.load(tmp_path / runs.NORMALIZATION)
+    fitted.save(tmp_path / layout.NORMALIZATION)
+    loaded = Standardizer.load(tmp_path / layout.NORMALIZATION)
     assert loaded.stats.keys() == fitted.stats.keys()
     for modality, (mean, scale) in fitted.stats.items():
         assert np.array_equal(loaded.stats[modality][0], mean) and np.array_equal(loaded.stats[modality][1], scale)
 
 
 def test_missing_or_damaged_statistics_are_errors_naming_the_file(data, tmp_path):
-    path = tmp_path / runs.NORMALIZATION
+    path = tmp_path / layout.NORMALIZATION
     with pytest.raises(EmoError, match="missing feature standardisation") as error:
         Standardizer.load(path)
     assert str(path) in str(error.value)
@@ -93,16 +95,16 @@ def test_missing_or_damaged_statistics_are_errors_naming_the_file(data, tmp_path
 def test_a_run_stores_its_statistics_and_evaluate_applies_them(tmp_path):
     store = make_store(tmp_path / "store", n=48, kinds=("vector", "vector"))
     summary = train_run("cfnsr", store.path, config(seeds=[1], folds=[0]), out=tmp_path / "runs", name="std")
-    unit = runs.unit_dir(summary.root, 1, 0)
-    stats = Standardizer.load(unit / runs.NORMALIZATION).stats
+    unit = layout.unit_dir(summary.root, 1, 0)
+    stats = Standardizer.load(unit / layout.NORMALIZATION).stats
     assert set(stats) == {"audio", "visual"} and stats["audio"][0].shape == (6,)
-    stored = runs.read_json(unit / runs.TEST_METRICS)
+    stored = layout.read_json(unit / layout.TEST_METRICS)
     assert json.loads(json.dumps(evaluate_unit(unit, "test")))["metrics"] == stored["metrics"]
     # Evaluating with other statistics scores other probabilities: the file is really what evaluate reads.
     mean, scale = stats["audio"]
-    Standardizer({**stats, "audio": (mean + 3 * scale, scale)}).save(unit / runs.NORMALIZATION)
+    Standardizer({**stats, "audio": (mean + 3 * scale, scale)}).save(unit / layout.NORMALIZATION)
     assert evaluate_unit(unit, "test")["losses"]["loss"] != pytest.approx(stored["losses"]["loss"])
-    (unit / runs.NORMALIZATION).unlink()
+    (unit / layout.NORMALIZATION).unlink()
     with pytest.raises(EmoError, match="missing feature standardisation"):
         evaluate_unit(unit, "test")
 
@@ -111,17 +113,17 @@ def test_normalize_none_feeds_the_stores_values_and_writes_no_statistics(tmp_pat
     store = make_store(tmp_path / "store", n=48, kinds=("vector", "vector"))
     summary = train_run("cfnsr", store.path, config(extra=["normalize=none"], seeds=[1], folds=[0]),
                         out=tmp_path / "runs", name="raw")
-    unit = runs.unit_dir(summary.root, 1, 0)
-    assert not (unit / runs.NORMALIZATION).exists()
-    assert evaluate_unit(unit, "test")["metrics"] == runs.read_json(unit / runs.TEST_METRICS)["metrics"]
+    unit = layout.unit_dir(summary.root, 1, 0)
+    assert not (unit / layout.NORMALIZATION).exists()
+    assert evaluate_unit(unit, "test")["metrics"] == layout.read_json(unit / layout.TEST_METRICS)["metrics"]
 
 
 def test_a_run_made_before_standardisation_is_evaluated_on_raw_features(tmp_path):
     store = make_store(tmp_path / "store", n=48, kinds=("vector", "vector"))
     summary = train_run("cfnsr", store.path, config(extra=["normalize=none"], seeds=[1], folds=[0]),
                         out=tmp_path / "runs", name="old")
-    unit = runs.unit_dir(summary.root, 1, 0)
-    stored = runs.read_json(unit / runs.CONFIG)
+    unit = layout.unit_dir(summary.root, 1, 0)
+    stored = layout.read_json(unit / layout.CONFIG)
     del stored["train"]["normalize"]  # what an emo without standardisation wrote
-    runs.write_json(unit / runs.CONFIG, stored)
-    assert evaluate_unit(unit, "test")["metrics"] == runs.read_json(unit / runs.TEST_METRICS)["metrics"]
+    layout.write_json(unit / layout.CONFIG, stored)
+    assert evaluate_unit(unit, "test")["metrics"] == layout.read_json(unit / layout.TEST_METRICS)["metrics"]

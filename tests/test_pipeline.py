@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from emocli.core.errors import ConfigError, DatasetError
 from emocli.pipeline import STAGE_LOG, SUMMARY, check_data, load_recipe, locate, root_variable, run_pipeline
+from emocli.runs import layout
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "pipelines").glob("*.toml"))
@@ -129,7 +130,6 @@ def mtimes(folder: Path, pattern: str) -> dict[Path, int]:
 
 
 def test_interrupted_run_redoes_no_finished_stage(corpus, tmp_path, monkeypatch):
-    from emocli.training import runs
 
     recipe = tiny_recipe(tmp_path)
     out = tmp_path / "out"
@@ -140,7 +140,7 @@ def test_interrupted_run_redoes_no_finished_stage(corpus, tmp_path, monkeypatch)
     # Interrupted as evaluation starts, after extract and train finished: the evaluate stage lists the
     # run's units first, which training never does.
     with monkeypatch.context() as patch:
-        patch.setattr(runs, "units", interrupt)
+        patch.setattr(layout, "units", interrupt)
         with pytest.raises(KeyboardInterrupt):
             run_pipeline(recipe, root=corpus, out=out)
     report = out / "reports" / "tiny"
@@ -205,12 +205,12 @@ def test_cli_dry_run_and_stage_selection(corpus, tmp_path):
     assert "32/32 held" in dry.output and "0/1 units finished" in dry.output
 
     # --set overrides the recipe's training configuration, which then is a run of its own.
-    from emocli.training import runs
+    from emocli.runs import layout
 
     args = ["run", str(recipe), "--root", str(corpus), "--out", str(out)]
     trained = runner.invoke(app, [*args, "--stage", "train", "--set", "epochs=1"])
     assert trained.exit_code == 0, trained.output
     (unit,) = (out / "runs").glob("*/seed=1/fold=*")
-    assert runs.read_json(unit / runs.CONFIG)["train"]["epochs"] == 1 and len(runs.read_jsonl(unit / runs.METRICS)) == 1
+    assert layout.read_json(unit / layout.CONFIG)["train"]["epochs"] == 1 and len(layout.read_jsonl(unit / layout.METRICS)) == 1
     assert "0/1 units finished" in runner.invoke(app, [*args, "--dry-run"]).output  # the recipe's 2 epochs
     assert "1/1 units finished" in runner.invoke(app, [*args, "--dry-run", "--set", "epochs=1"]).output

@@ -18,12 +18,14 @@ from media import truncate, write_garbage, write_video
 from emocli.core.errors import ConfigError
 from emocli.core.samples import SampleSet
 from emocli.core.types import LabelMap
+from emocli.data.normalize import Standardizer
 from emocli.features.presets import build_extractor
 from emocli.features.store import FeatureStore
-from emocli.predict import Predictor, choose_unit
-from emocli.training import runs
-from emocli.training.config import TrainConfig, resolve_config
-from emocli.training.normalize import Standardizer
+from emocli.predict.predictor import Predictor
+from emocli.runs import layout
+from emocli.runs.config import TrainConfig
+from emocli.runs.inference import TrainedUnit, choose_unit
+from emocli.training.config import resolve_config
 from emocli.training.trainer import train_run
 
 RATE = 16000
@@ -76,7 +78,7 @@ def make_tone_store(path: Path, *, n: int = 36, text: bool = False, dialogues: b
 def train_tiny(store: FeatureStore, out: Path, model: str = "cfnsr", overrides=(), **fields) -> Path:
     config = resolve_config(model, overrides=list(overrides), seeds=[1], folds=[0], **fields)
     summary = train_run(model, store.path, config, out=out)
-    return runs.unit_dir(summary.root, 1, 0)
+    return layout.unit_dir(summary.root, 1, 0)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +100,7 @@ def predictor(unit) -> Predictor:
 
 def standardized(unit: Path, features: np.ndarray, modality: str = "audio") -> np.ndarray:
     """By hand: the z-score with the mean and scale the unit fitted on its training rows."""
-    mean, scale = Standardizer.load(unit / runs.NORMALIZATION).stats[modality]
+    mean, scale = Standardizer.load(unit / layout.NORMALIZATION).stats[modality]
     return ((features - mean) / scale).astype(np.float32)
 
 
@@ -109,7 +111,7 @@ def reference(unit: Path, *samples: dict) -> np.ndarray:
     extractor = build_extractor("egemaps")
     features = standardized(unit, np.stack([extractor.extract({"sample_id": "x", **sample}).values for sample in samples]))
     with torch.no_grad():
-        logits = runs.TrainedUnit.read(unit).build_model()({"audio": torch.from_numpy(features)}, {}).logits
+        logits = TrainedUnit.read(unit).build_model()({"audio": torch.from_numpy(features)}, {}).logits
     return torch.softmax(logits, -1).numpy()
 
 
@@ -208,12 +210,12 @@ def test_run_root_uses_the_unit_with_the_best_validation_score(unit, tmp_path):
     shutil.copytree(unit.parent.parent, root)
     better = root / "seed=2" / "fold=0"
     shutil.copytree(root / "seed=1" / "fold=0", better)
-    best_epoch = runs.read_json(better / runs.TEST_METRICS)["best_epoch"]
-    records = runs.read_jsonl(better / runs.METRICS)
-    metric = TrainConfig.model_validate(runs.read_json(better / runs.CONFIG)["train"]).effective_selection().metric
+    best_epoch = layout.read_json(better / layout.TEST_METRICS)["best_epoch"]
+    records = layout.read_jsonl(better / layout.METRICS)
+    metric = TrainConfig.model_validate(layout.read_json(better / layout.CONFIG)["train"]).effective_selection().metric
     for record in records:
         record["valid"][metric] = 2.0 if record["epoch"] == best_epoch else -1.0
-    (better / runs.METRICS).write_text("".join(json.dumps(r) + "\n" for r in records))
+    (better / layout.METRICS).write_text("".join(json.dumps(r) + "\n" for r in records))
     chosen, note = choose_unit(root)
     assert chosen == better and f"best validation {metric} 2.0000 of 2 units" in note
     assert choose_unit(better)[0] == better
@@ -222,9 +224,9 @@ def test_run_root_uses_the_unit_with_the_best_validation_score(unit, tmp_path):
 def test_library_versions_that_differ_from_extraction_are_warned_about(unit, tmp_path):
     copy = tmp_path / "unit"
     shutil.copytree(unit, copy)
-    spec = runs.read_json(copy / runs.FEATURE_SPEC)
+    spec = layout.read_json(copy / layout.FEATURE_SPEC)
     spec["inputs"]["audio"]["extractor_spec"]["versions"]["opensmile"] = "0.0.1"
-    runs.write_json(copy / runs.FEATURE_SPEC, spec)
+    layout.write_json(copy / layout.FEATURE_SPEC, spec)
     (warning,) = Predictor(copy).warnings
     assert "opensmile 0.0.1 -> " in warning and "audio extractor opensmile" in warning
     assert Predictor(unit).warnings == []
@@ -233,9 +235,9 @@ def test_library_versions_that_differ_from_extraction_are_warned_about(unit, tmp
 def test_runs_on_features_shipped_with_a_dataset_cannot_predict(unit, tmp_path):
     copy = tmp_path / "unit"
     shutil.copytree(unit, copy)
-    spec = runs.read_json(copy / runs.FEATURE_SPEC)
+    spec = layout.read_json(copy / layout.FEATURE_SPEC)
     spec["inputs"]["audio"]["extractor_spec"]["extractor"] = "precomputed-covarep"
-    runs.write_json(copy / runs.FEATURE_SPEC, spec)
+    layout.write_json(copy / layout.FEATURE_SPEC, spec)
     with pytest.raises(ConfigError, match="shipped with the dataset"):
         Predictor(copy)
 
@@ -280,7 +282,7 @@ def test_a_conversation_model_reads_the_segments_of_an_input_as_one_dialogue(tmp
     wav = tmp_path / "talk.wav"
     sf.write(wav, tones("high", "low", "mid", seconds=2.0), RATE)
     predictor = Predictor(dialogue_unit)
-    assert predictor.conversation
+    assert predictor.loaded.unit.conversation
     result = predictor.predict([wav], window_s=2.0)
     assert result.table[["start_s", "end_s"]].values.tolist() == [[0, 2], [2, 4], [4, 6]]
 
@@ -291,7 +293,7 @@ def test_a_conversation_model_reads_the_segments_of_an_input_as_one_dialogue(tmp
         .values for k in range(3)
     ])
     features = standardized(dialogue_unit, features)
-    model = runs.TrainedUnit.read(dialogue_unit).build_model()
+    model = TrainedUnit.read(dialogue_unit).build_model()
     with torch.no_grad():
         logits = model({"audio": torch.from_numpy(features)[None]}, {"utterance": torch.ones(1, 3, dtype=torch.bool)}).logits
     np.testing.assert_allclose(result.probabilities, torch.softmax(logits[0], -1).numpy(), rtol=0, atol=1e-6)

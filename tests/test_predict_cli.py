@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-import torch
 import typer
 from media import write_garbage, write_video
 from test_predict import RATE, SMALL_CFNSR, make_tone_store, tone, tones, train_tiny
@@ -153,27 +152,18 @@ def ravdess_run(ravdess_root, tmp_path_factory):
 
 def evaluation_probabilities(unit: Path) -> tuple[list[str], np.ndarray]:
     """The evaluation path (what `emo evaluate` scores): the test split's features read from the store,
-    the run's eval batches through trainer.predict."""
-    from emocli.core.types import LabelMap
+    standardised and scored by the unit loaded through runs.inference."""
+    from emocli.data.tables import load_data
     from emocli.features.store import FeatureStore
-    from emocli.training import runs
-    from emocli.training.config import TrainConfig
-    from emocli.training.data import InputSpec, load_data
-    from emocli.training.steps import step_class
-    from emocli.training.trainer import predict
+    from emocli.runs import layout
+    from emocli.runs.inference import TrainedUnit
 
-    trained = runs.TrainedUnit.read(unit)
-    config = TrainConfig.model_validate(trained.config["train"])
-    inputs = {m: InputSpec.from_json(s) for m, s in trained.feature_spec["inputs"].items()}
-    data = load_data(FeatureStore(trained.config["store"]), inputs, LabelMap.from_json(trained.label_map))
-    standardizer = trained.standardizer()
-    data = standardizer.apply(data) if standardizer is not None else data
-    model = trained.build_model()
+    trained = TrainedUnit.read(unit)
+    loaded = trained.load("cpu")
+    data = loaded.standardize(load_data(FeatureStore(trained.config["store"]), trained.inputs, trained.label_map))
     position = {sid: i for i, sid in enumerate(data.samples["sample_id"])}
-    rows = np.sort([position[sid] for sid in runs.read_json(unit / runs.SPLITS)["test"]])
-    step = step_class(trained.config["model_name"])(config.step, model.config)
-    pred = predict(model, step, data, rows, conversation=False, batch_size=config.eval_batch_size,
-                   device=torch.device("cpu"))
+    rows = np.sort([position[sid] for sid in layout.read_json(unit / layout.SPLITS)["test"]])
+    pred = loaded.score(data, rows)
     return data.samples["audio_path"].iloc[pred.rows].tolist(), pred.probs
 
 

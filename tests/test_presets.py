@@ -5,20 +5,16 @@ from __future__ import annotations
 import tomllib
 
 import pytest
+from plugins import activate, write_plugin
 
 from emocli.core.errors import ConfigError
+from emocli.core.settings import parse_value
 from emocli.core.types import Features
-from emocli.features import EXTRACTORS
+from emocli.features import EXTRACTORS, extractor_class
 from emocli.features.base import Extractor, ExtractorParams
-from emocli.features.presets import (
-    build_extractor,
-    extractor_class,
-    load_preset,
-    parse_value,
-    preset_names,
-    preset_text,
-    split_overrides,
-)
+from emocli.features.presets import build_extractor, preset_text, split_overrides
+from emocli.features.presets import extraction_presets as preset_names
+from emocli.features.presets import read_preset as load_preset
 
 REQUIRED = {
     "compare2016", "egemaps", "egemaps-lld", "mfcc", "mfcc-cfnsr", "roberta", "roberta-context",
@@ -116,12 +112,31 @@ def test_bad_presets_and_parameters_name_the_file_and_problem(tmp_path):
         load_preset(str(tmp_path / "absent.toml"))
 
 
-def test_root_placeholder_and_own_extractor_classes(tmp_path):
+def test_root_placeholder_and_plugin_extractors(tmp_path, monkeypatch):
+    """A third-party extractor is registered through the entry-point group `emocli.extractors`, as a pip
+    install would; a preset names it like a built-in, and "{root}" is filled with the dataset root."""
+    plugin = write_plugin(tmp_path / "site", "emo-table-path", "emocli.extractors", {"table-path": "test_presets:TablePath"}, {})
+    activate(plugin, monkeypatch)
     preset = tmp_path / "own.toml"
-    preset.write_text('extractor = "test_presets:TablePath"\n[params]\npath = "{root}/au.parquet"\n')
+    preset.write_text('extractor = "table-path"\n[params]\npath = "{root}/au.parquet"\n')
     extractor = build_extractor(str(preset), {"width": 3}, root=tmp_path)
+    assert isinstance(extractor, TablePath)
     assert extractor.params.path == f"{tmp_path}/au.parquet" and extractor.dim == 3
     with pytest.raises(ConfigError, match="no dataset root"):
         build_extractor(str(preset))
-    with pytest.raises(ConfigError, match="not an Extractor subclass"):
-        extractor_class("test_presets:REQUIRED")
+
+
+def test_an_extractor_is_never_imported_from_a_module_string(tmp_path, monkeypatch):
+    """A preset or a run's feature spec naming "module:Class" does not import it: names are resolved in the
+    registry only, so a file cannot make emo run code."""
+    marker = tmp_path / "imported"
+    (tmp_path / "hostile_extractor.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    preset = tmp_path / "hostile.toml"
+    preset.write_text('extractor = "hostile_extractor:Anything"\n')
+    for name in ("hostile_extractor:Anything", "this:s"):
+        with pytest.raises(ConfigError, match="unknown extractor"):
+            extractor_class(name)
+    with pytest.raises(ConfigError, match="unknown extractor"):
+        build_extractor(str(preset))
+    assert not marker.exists()

@@ -1,4 +1,4 @@
-"""emocli.training.report: real PNGs on the Agg canvas, and the model card's sections and flags."""
+"""emocli.runs.card: real PNGs on the Agg canvas, and the model card's sections and flags."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from emocli.metrics import multi_label_metrics, single_label_metrics
-from emocli.training.report import plot_confusion_matrix, plot_learning_curves, render_model_card
+from emocli.runs.card import plot_confusion_matrix, plot_learning_curves, render_model_card
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -151,7 +151,7 @@ def test_model_card_paper_protocol_on_validation_is_not_called_peeking():
 
 
 def test_best_epoch_ties_go_to_the_earliest():
-    from emocli.training.report import _best_epoch
+    from emocli.runs.card import _best_epoch
 
     points = [(1, 0.5), (2, 0.3), (3, 0.3), (4, 0.4)]
     assert _best_epoch(points, lower_is_better=True) == 2

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from emocli.core.errors import ConfigError, EmoError
-from emocli.training import runs
+from emocli.runs import layout
 
 
 class Tiny(torch.nn.Module):
@@ -22,18 +22,18 @@ class Tiny(torch.nn.Module):
 
 def test_weights_round_trip_and_strict_loading(tmp_path):
     model, other = Tiny(), Tiny()
-    path = tmp_path / runs.WEIGHTS
-    runs.save_weights(model, path, {"epoch": "3"})
-    runs.load_weights(other, path)
+    path = tmp_path / layout.WEIGHTS
+    layout.save_weights(model, path, {"epoch": "3"})
+    layout.load_weights(other, path)
     for (name, a), (_, b) in zip(model.state_dict().items(), other.state_dict().items()):
         assert torch.equal(a, b), name
     with pytest.raises(ConfigError, match="do not fit"):
-        runs.load_weights(Tiny(width=4), path)
+        layout.load_weights(Tiny(width=4), path)
     renamed = torch.nn.Sequential(torch.nn.Linear(2, 3))
     with pytest.raises(ConfigError, match="missing|unexpected"):
-        runs.load_weights(renamed, path)
+        layout.load_weights(renamed, path)
     with pytest.raises(EmoError, match="no weights"):
-        runs.load_weights(model, tmp_path / "absent.safetensors")
+        layout.load_weights(model, tmp_path / "absent.safetensors")
 
 
 def test_checkpoint_loads_with_weights_only_and_restores_every_rng(tmp_path):
@@ -43,16 +43,16 @@ def test_checkpoint_loads_with_weights_only_and_restores_every_rng(tmp_path):
     loss.backward()
     optimizer.step()
     torch.manual_seed(5), np.random.seed(5), random.seed(5)
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 2, "rng": [runs.rng_state()]}
-    path = tmp_path / runs.CHECKPOINT
-    runs.save_checkpoint(path, state)
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 2, "rng": [layout.rng_state()]}
+    path = tmp_path / layout.CHECKPOINT
+    layout.save_checkpoint(path, state)
     expected = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
 
-    loaded = runs.load_checkpoint(path)  # weights_only=True inside: plain containers and tensors only
+    loaded = layout.load_checkpoint(path)  # weights_only=True inside: plain containers and tensors only
     assert loaded["epoch"] == 2
     fresh = torch.optim.Adam(Tiny().parameters(), lr=1e-3)
     fresh.load_state_dict(loaded["optimizer"])
-    runs.set_rng_state(loaded["rng"][0])
+    layout.set_rng_state(loaded["rng"][0])
     assert torch.equal(torch.rand(3), expected[0])
     assert np.array_equal(np.random.rand(3), expected[1])
     assert [random.random() for _ in range(3)] == expected[2]
@@ -60,34 +60,34 @@ def test_checkpoint_loads_with_weights_only_and_restores_every_rng(tmp_path):
 
 
 def test_a_checkpoint_with_pickled_code_is_refused(tmp_path):
-    path = tmp_path / runs.CHECKPOINT
+    path = tmp_path / layout.CHECKPOINT
     torch.save({"module": Tiny()}, path)  # a whole module: not loadable with weights_only
     with pytest.raises(EmoError, match="cannot read the resumable checkpoint"):
-        runs.load_checkpoint(path)
-    assert runs.load_checkpoint(tmp_path / "none.pt") is None
+        layout.load_checkpoint(path)
+    assert layout.load_checkpoint(tmp_path / "none.pt") is None
 
 
 def test_jsonl_append_read_truncate(tmp_path):
-    path = tmp_path / runs.METRICS
+    path = tmp_path / layout.METRICS
     for epoch in range(1, 5):
-        runs.append_jsonl(path, {"epoch": epoch, "value": np.float32(0.5)})
-    assert [r["epoch"] for r in runs.read_jsonl(path)] == [1, 2, 3, 4]
-    runs.truncate_jsonl(path, 2)
-    assert runs.read_jsonl(path) == [{"epoch": 1, "value": 0.5}, {"epoch": 2, "value": 0.5}]
+        layout.append_jsonl(path, {"epoch": epoch, "value": np.float32(0.5)})
+    assert [r["epoch"] for r in layout.read_jsonl(path)] == [1, 2, 3, 4]
+    layout.truncate_jsonl(path, 2)
+    assert layout.read_jsonl(path) == [{"epoch": 1, "value": 0.5}, {"epoch": 2, "value": 0.5}]
 
 
 def test_unit_directories(tmp_path):
-    unit = runs.unit_dir(tmp_path, 3, None)
+    unit = layout.unit_dir(tmp_path, 3, None)
     assert unit == tmp_path / "seed=3" / "fold=none"
-    assert runs.parse_unit(unit) == (3, None)
-    assert runs.parse_unit(runs.unit_dir(tmp_path, 1, 4)) == (1, 4)
+    assert layout.parse_unit(unit) == (3, None)
+    assert layout.parse_unit(layout.unit_dir(tmp_path, 1, 4)) == (1, 4)
     with pytest.raises(EmoError, match="not a run directory"):
-        runs.units(tmp_path)
-    for u in (unit, runs.unit_dir(tmp_path, 1, 4)):
+        layout.units(tmp_path)
+    for u in (unit, layout.unit_dir(tmp_path, 1, 4)):
         u.mkdir(parents=True)
-        runs.write_json(u / runs.CONFIG, {"x": 1})
-    assert runs.units(tmp_path) == [runs.unit_dir(tmp_path, 1, 4), unit]
-    assert runs.units(unit) == [unit]
+        layout.write_json(u / layout.CONFIG, {"x": 1})
+    assert layout.units(tmp_path) == [layout.unit_dir(tmp_path, 1, 4), unit]
+    assert layout.units(unit) == [unit]
     with pytest.raises(EmoError, match="not valid JSON"):
         (unit / "bad.json").write_text("{")
-        runs.read_json(unit / "bad.json")
+        layout.read_json(unit / "bad.json")

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from emocli.core.errors import DatasetError
-from emocli.segments import Cue, Window, clip_cues, parse_subtitles, read_transcript, sidecar_transcript, windows
+from emocli.predict.segments import (
+    Cue,
+    Window,
+    clip_cues,
+    parse_subtitles,
+    read_transcript,
+    sidecar_transcript,
+    windows,
+)
 
 SRT = """\ufeff1
 00:00:00,500 --> 00:00:02,250

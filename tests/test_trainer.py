@@ -1,4 +1,5 @@
-"""The training loop (emocli/training/trainer.py) and the per-family steps (steps.py), on tiny data."""
+"""The training loop (emocli/training/loop.py, trainer.py), the train steps (steps.py) and the models'
+objectives, on tiny data."""
 
 from __future__ import annotations
 
@@ -8,12 +9,18 @@ import pytest
 import torch
 from test_training_data import make_store
 
+from emocli.data.batches import Batch
 from emocli.models.base import ModelOutput
-from emocli.training import runs
-from emocli.training.config import TrainConfig, resolve_config
-from emocli.training.data import Batch
-from emocli.training.steps import MMERStep, SmileStep, SpikEmoStep, TrainStep
-from emocli.training.trainer import evaluate_unit, train_run
+from emocli.models.mmer import MMERObjective
+from emocli.models.objectives import ClassificationObjective
+from emocli.models.smile import SmileObjective
+from emocli.models.spikemo import SpikEmoObjective
+from emocli.runs import layout
+from emocli.runs.config import TrainConfig
+from emocli.runs.evaluation import evaluate_unit
+from emocli.training.config import resolve_config
+from emocli.training.steps import PerturbationStep
+from emocli.training.trainer import train_run
 
 SMALL_CFNSR = ["model.video_dim=16", "model.transformer_layers=1", "model.transformer_heads=2", "batch_size=16",
                "optimizer.lr=3e-3"]
@@ -26,7 +33,7 @@ def config(model="cfnsr", extra=(), **fields) -> TrainConfig:
 
 def history(unit):
     """metrics.jsonl without the wall-clock times."""
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in runs.read_jsonl(unit / runs.METRICS)]
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in layout.read_jsonl(unit / layout.METRICS)]
 
 
 @pytest.fixture(scope="module")
@@ -48,36 +55,36 @@ def test_run_directory_layout(finished):
     for name in ("run.json", "results.csv", "results.json", "README.md"):
         assert (root / name).is_file(), name
     for seed in (1, 2):
-        unit = runs.unit_dir(root, seed, 0)
+        unit = layout.unit_dir(root, seed, 0)
         for name in (
             "model.safetensors", "normalization.safetensors", "config.json", "label_map.json", "feature_spec.json",
             "splits.json", "metrics.jsonl", "test_metrics.json", "README.md", "learning_curves.png", "confusion_matrix.png",
         ):
             assert (unit / name).is_file(), (seed, name)
-        assert not (unit / runs.CHECKPOINT).exists()  # removed once the unit is finished
-        spec = runs.read_json(unit / "feature_spec.json")
+        assert not (unit / layout.CHECKPOINT).exists()  # removed once the unit is finished
+        spec = layout.read_json(unit / "feature_spec.json")
         assert spec["input_unit"] == "utterance"
         assert spec["inputs"]["audio"]["extractor_spec"]["extractor"] == "precomputed-toy-audio"
         assert "versions" in spec["inputs"]["audio"]["extractor_spec"]
-        cfg = runs.read_json(unit / "config.json")
+        cfg = layout.read_json(unit / "config.json")
         assert cfg["model"]["modalities"]["audio"] == {"dim": 6, "kind": "sequence"}
         assert cfg["train"]["optimizer"]["lr"] == 3e-3 and cfg["train"]["epochs"] == 3
-        records = runs.read_jsonl(unit / runs.METRICS)
+        records = layout.read_jsonl(unit / layout.METRICS)
         assert [r["epoch"] for r in records] == [1, 2, 3]
         assert {"loss", "accuracy"} <= set(records[0]["train"]) and {"loss", "weighted_f1"} <= set(records[0]["valid"])
         assert "test" not in records[0]  # standard protocol: the test split is never looked at while training
-        splits = runs.read_json(unit / "splits.json")
+        splits = layout.read_json(unit / "splits.json")
         assert not set(splits["valid"]) & set(splits["test"]) and not set(splits["train"]) & set(splits["valid"])
 
 
 def test_results_table_has_mean_and_std(finished):
     import pandas as pd
 
-    table = pd.read_csv(finished.root / runs.RESULTS_CSV)
+    table = pd.read_csv(finished.root / layout.RESULTS_CSV)
     assert table["seed"].astype(str).tolist() == ["1", "2", "mean", "std"]
     accuracies = table["accuracy"].tolist()
     assert accuracies[2] == pytest.approx((accuracies[0] + accuracies[1]) / 2)
-    results = runs.read_json(finished.root / runs.RESULTS_JSON)
+    results = layout.read_json(finished.root / layout.RESULTS_JSON)
     assert results["summary"]["n"] == 2 and results["protocol"] == "standard"
     assert "per_class.calm.f1" in results["summary"]["mean"]
 
@@ -87,21 +94,21 @@ def test_results_keep_the_validation_score_of_the_selected_weights(finished):
 
     scores = []
     for seed in (1, 2):
-        unit = runs.unit_dir(finished.root, seed, 0)
-        stored = runs.read_json(unit / runs.TEST_METRICS)
-        best = next(r for r in runs.read_jsonl(unit / runs.METRICS) if r["epoch"] == stored["best_epoch"])
+        unit = layout.unit_dir(finished.root, seed, 0)
+        stored = layout.read_json(unit / layout.TEST_METRICS)
+        best = next(r for r in layout.read_jsonl(unit / layout.METRICS) if r["epoch"] == stored["best_epoch"])
         assert stored["selection_score"] == {"split": "valid", "metric": "accuracy", "value": best["valid"]["accuracy"]}
         scores.append(best["valid"]["accuracy"])
-    table = pd.read_csv(finished.root / runs.RESULTS_CSV)
+    table = pd.read_csv(finished.root / layout.RESULTS_CSV)
     assert table["selection_score"].tolist()[:3] == pytest.approx([*scores, sum(scores) / 2])
-    assert runs.read_json(finished.root / runs.RESULTS_JSON)["summary"]["std"]["selection_score"] == pytest.approx(
+    assert layout.read_json(finished.root / layout.RESULTS_JSON)["summary"]["std"]["selection_score"] == pytest.approx(
         abs(scores[0] - scores[1]) / 2**0.5
     )
 
 
 def test_a_run_is_found_by_what_trains_not_by_how_it_was_spelled(finished, store):
     # The model's own default spelled out, and the feature set named by its name: the same run.
-    feature_set = runs.read_json(runs.unit_dir(finished.root, 1, 0) / runs.FEATURE_SPEC)["inputs"]["audio"]["feature_set"]
+    feature_set = layout.read_json(layout.unit_dir(finished.root, 1, 0) / layout.FEATURE_SPEC)["inputs"]["audio"]["feature_set"]
     spelled = config(extra=["model.audio_dropout=0.4"], seeds=[1, 2], folds=[0], features={"audio": feature_set})
     again = train_run("cfnsr", store.path, spelled, out=finished.root.parent)
     assert again.skipped and again.root == finished.root
@@ -110,30 +117,30 @@ def test_a_run_is_found_by_what_trains_not_by_how_it_was_spelled(finished, store
 def test_two_configurations_started_in_the_same_second_get_two_runs(store, tmp_path, monkeypatch):
     import datetime as dt
 
-    from emocli.training import trainer
+    from emocli.training import prepare
 
     class FrozenClock(dt.datetime):
         @classmethod
         def now(cls, tz=None):
             return cls(2026, 1, 1, 12, 0, 0)
 
-    monkeypatch.setattr(trainer, "datetime", FrozenClock)
+    monkeypatch.setattr(prepare, "datetime", FrozenClock)
     first = train_run("cfnsr", store.path, config(extra=["epochs=1"], seeds=[1], folds=[0]), out=tmp_path)
     second = train_run("cfnsr", store.path, config(extra=["epochs=2"], seeds=[1], folds=[0]), out=tmp_path)
     assert first.root.name == "cfnsr-toy-20260101-120000" and second.root.name == "cfnsr-toy-20260101-120000-2"
-    assert not second.skipped and len(runs.read_jsonl(runs.unit_dir(second.root, 1, 0) / runs.METRICS)) == 2
+    assert not second.skipped and len(layout.read_jsonl(layout.unit_dir(second.root, 1, 0) / layout.METRICS)) == 2
 
 
 def test_evaluate_reproduces_the_stored_test_metrics_exactly(finished):
-    unit = runs.unit_dir(finished.root, 1, 0)
-    stored = runs.read_json(unit / runs.TEST_METRICS)
+    unit = layout.unit_dir(finished.root, 1, 0)
+    stored = layout.read_json(unit / layout.TEST_METRICS)
     again = json.loads(json.dumps(evaluate_unit(unit, "test")))
     assert again["metrics"] == stored["metrics"]
     assert again["metrics"]["accuracy"] > 0.6  # the synthetic problem is easy
 
 
 def test_rerunning_a_finished_run_does_nothing(finished, store):
-    weights = runs.unit_dir(finished.root, 1, 0) / runs.WEIGHTS
+    weights = layout.unit_dir(finished.root, 1, 0) / layout.WEIGHTS
     before = weights.stat().st_mtime_ns
     again = train_run("cfnsr", store.path, config(seeds=[1, 2], folds=[0]), out=finished.root.parent)
     assert again.skipped and again.root == finished.root  # found by its configuration, without --name
@@ -141,51 +148,55 @@ def test_rerunning_a_finished_run_does_nothing(finished, store):
 
 
 def test_same_seed_same_metrics_and_resume_matches_an_uninterrupted_run(finished, store, tmp_path):
-    reference = runs.unit_dir(finished.root, 1, 0)
+    reference = layout.unit_dir(finished.root, 1, 0)
 
-    def interrupt(record):
-        if record["epoch"] == 2:
-            raise KeyboardInterrupt
+    class Interrupt:
+        def on_epoch_end(self, unit, record):
+            if record["epoch"] == 2:
+                raise KeyboardInterrupt
+
+        def on_unit_end(self, unit, result):
+            raise AssertionError("interrupted before the end")
 
     cfg = config(seeds=[1], folds=[0])
     with pytest.raises(KeyboardInterrupt):
-        train_run("cfnsr", store.path, cfg, out=tmp_path, name="b", on_epoch_end=interrupt)
-    unit = runs.unit_dir(tmp_path / "cfnsr-toy-b", 1, 0)
-    assert (unit / runs.CHECKPOINT).is_file() and not (unit / runs.TEST_METRICS).exists()
-    assert runs.load_checkpoint(unit / runs.CHECKPOINT)["epoch"] == 2
+        train_run("cfnsr", store.path, cfg, out=tmp_path, name="b", callbacks=[Interrupt()])
+    unit = layout.unit_dir(tmp_path / "cfnsr-toy-b", 1, 0)
+    assert (unit / layout.CHECKPOINT).is_file() and not (unit / layout.TEST_METRICS).exists()
+    assert layout.load_checkpoint(unit / layout.CHECKPOINT)["epoch"] == 2
 
     train_run("cfnsr", store.path, cfg, out=tmp_path, name="b")
     assert history(unit) == history(reference)
-    assert runs.read_json(unit / runs.TEST_METRICS)["metrics"] == runs.read_json(reference / runs.TEST_METRICS)["metrics"]
+    assert layout.read_json(unit / layout.TEST_METRICS)["metrics"] == layout.read_json(reference / layout.TEST_METRICS)["metrics"]
 
 
 def test_paper_protocol_selects_on_test_and_says_so(store, tmp_path):
     summary = train_run("cfnsr", store.path, config(seeds=[1], folds=[2], protocol="paper"), out=tmp_path)
-    unit = runs.unit_dir(summary.root, 1, 2)
-    records = runs.read_jsonl(unit / runs.METRICS)
+    unit = layout.unit_dir(summary.root, 1, 2)
+    records = layout.read_jsonl(unit / layout.METRICS)
     assert "test" in records[0] and "valid" not in records[0]  # CFN-SR's rule: no validation, the fold decides
     best = max(range(len(records)), key=lambda i: (records[i]["test"]["accuracy"], -i))
-    stored = runs.read_json(unit / runs.TEST_METRICS)
+    stored = layout.read_json(unit / layout.TEST_METRICS)
     assert stored["best_epoch"] == best + 1
     assert "PAPER PROTOCOL" in stored["warning"]
-    assert "PAPER PROTOCOL" in runs.read_json(summary.root / runs.RESULTS_JSON)["warning"]
+    assert "PAPER PROTOCOL" in layout.read_json(summary.root / layout.RESULTS_JSON)["warning"]
     assert "PAPER PROTOCOL" in (unit / "README.md").read_text()
-    splits = runs.read_json(unit / "splits.json")
+    splits = layout.read_json(unit / "splits.json")
     assert not splits["valid"]
 
 
 def test_multi_label_spiking_run_reports_firing_rates_and_energy(tmp_path):
     store = make_store(tmp_path / "store", n=48, task="multi_label")
     summary = train_run("smile", store.path, config("smile", ["batch_size=16"], seeds=[1], folds=[0]), out=tmp_path)
-    unit = runs.unit_dir(summary.root, 1, 0)
-    result = runs.read_json(unit / runs.TEST_METRICS)
+    unit = layout.unit_dir(summary.root, 1, 0)
+    result = layout.read_json(unit / layout.TEST_METRICS)
     assert result["metrics"]["threshold"] == 0.35  # SMILE's paper threshold
     assert {"jaccard_accuracy", "hamming_loss", "micro_f1", "macro_f1"} <= set(result["metrics"])
     assert result["spiking"]["firing_rates"] and result["spiking"]["energy"]["energy_pj_per_sample"] > 0
     card = (unit / "README.md").read_text()
     assert "pJ" in card or "energy" in card.lower()
     assert len(result["label_confusion"]) == 3
-    records = runs.read_jsonl(unit / runs.METRICS)
+    records = layout.read_jsonl(unit / layout.METRICS)
     assert records[0]["lr"] == 1e-3 and "bce" in records[0]["train"]
     threshold = evaluate_unit(unit, "test", threshold=0.9)["metrics"]
     assert threshold["threshold"] == 0.9
@@ -219,16 +230,15 @@ def toy_batch(multi: bool) -> Batch:
     return Batch({"x": x}, {}, targets, rows=None)
 
 
-class _Config:
-    task = "multi_label"
-    masked_loss_weight = 0.1
-    perturbation_epsilon = 1.0
-    perturbation_kl_weight = 1.0
+def toy_config(task: str = "multi_label"):
+    from emocli.models.base import ModelConfig
+
+    return ModelConfig(modalities={"x": {"dim": 4, "kind": "vector"}}, num_classes=3, task=task)
 
 
 def test_mmer_step_perturbs_the_encoder_then_restores_it_before_the_update():
     model = Toy()
-    step = MMERStep({}, _Config())
+    step = PerturbationStep({}, MMERObjective({}, toy_config()))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: what is left is exactly the restore
     out = step.train_step(model, toy_batch(True), optimizer, clip=1.0)
@@ -244,53 +254,48 @@ def test_mmer_step_perturbs_the_encoder_then_restores_it_before_the_update():
     # The ASL term carries MMER's ×1000; the masked branch its 0.1.
     plain = Toy()
     plain.load_state_dict({k: v for k, v in model.state_dict().items()})
-    terms = step.losses(plain({"x": toy_batch(True).inputs["x"]}, {}), toy_batch(True), training=True)
+    batch = toy_batch(True)
+    terms = step.objective.losses(plain({"x": batch.inputs["x"]}, {}), batch.targets, None, training=True)
     assert terms["main"].item() > 10 and terms["masked"].item() < terms["main"].item()
 
 
 def test_mmer_step_without_perturbation_is_one_forward():
-    class NoApp(_Config):
-        perturbation_epsilon = 0.0
-
     model = Toy()
-    MMERStep({}, NoApp()).train_step(model, toy_batch(True), torch.optim.SGD(model.parameters(), lr=0.1), clip=None)
+    step = PerturbationStep({"epsilon": 0.0}, MMERObjective({}, toy_config()))
+    step.train_step(model, toy_batch(True), torch.optim.SGD(model.parameters(), lr=0.1), clip=None)
     assert len(model.seen) == 1
 
 
 def test_smile_step_smooths_targets_in_training_only():
-    class Config:
-        task = "multi_label"
-
-    step = SmileStep({}, Config())
-    logits = torch.zeros(2, 3)
-    batch = Batch({}, {}, torch.tensor([[1.0, 0, 0], [0, 1, 0]]), rows=None)
-    train = step.losses(ModelOutput(logits), batch, training=True)["bce"]
-    valid = step.losses(ModelOutput(torch.full((2, 3), 3.0)), batch, training=False)["bce"]
-    smoothed = step.losses(ModelOutput(torch.full((2, 3), 3.0)), batch, training=True)["bce"]
+    objective = SmileObjective({}, toy_config())
+    targets = torch.tensor([[1.0, 0, 0], [0, 1, 0]])
+    train = objective.losses(ModelOutput(torch.zeros(2, 3)), targets, None, training=True)["bce"]
+    valid = objective.losses(ModelOutput(torch.full((2, 3), 3.0)), targets, None, training=False)["bce"]
+    smoothed = objective.losses(ModelOutput(torch.full((2, 3), 3.0)), targets, None, training=True)["bce"]
     assert train.item() == pytest.approx(torch.log(torch.tensor(2.0)).item(), rel=1e-5)  # BCE at p = 0.5
     assert valid.item() != pytest.approx(smoothed.item())
-    assert SmileStep.paper_threshold == 0.35 and TrainStep.paper_threshold == 0.5
+    assert SmileObjective.paper_threshold == 0.35 and ClassificationObjective.paper_threshold == 0.5
 
 
-def test_spikemo_step_uses_the_models_loss_terms():
+def test_spikemo_objective_terms_follow_faithful_or_the_loss_table():
     from emocli.models.spikemo import SpikEmoConfig
 
     modalities = {m: {"dim": 4, "kind": "vector"} for m in ("text", "audio")}
-    faithful = SpikEmoStep({}, SpikEmoConfig(modalities=modalities, num_classes=3, faithful=True))
-    paper = SpikEmoStep({}, SpikEmoConfig(modalities=modalities, num_classes=3, loss="ce+dsc+hgr"))
+    faithful = SpikEmoObjective({}, SpikEmoConfig(modalities=modalities, num_classes=3, faithful=True))
+    paper = SpikEmoObjective({"terms": "ce+dsc+hgr"}, SpikEmoConfig(modalities=modalities, num_classes=3, faithful=True))
     assert set(faithful.weights) == {"ce"} and set(paper.weights) == {"ce", "dsc", "hgr"}
     mask = torch.tensor([[True, True, False], [True, False, False]])
-    batch = Batch({}, {"utterance": mask}, torch.tensor([0, 1, 2]), rows=None)
+    targets = torch.tensor([0, 1, 2])
     g = torch.Generator().manual_seed(1)
     output = ModelOutput(
         torch.randn(2, 3, 3, generator=g),
         {"fused_text": torch.randn(2, 3, 5, generator=g), "fused_audio": torch.randn(2, 3, 5, generator=g)},
     )
-    assert set(faithful.losses(output, batch, training=True)) == {"ce"}
-    terms = paper.losses(output, batch, training=True)
+    assert set(faithful.losses(output, targets, mask, training=True)) == {"ce"}
+    terms = paper.losses(output, targets, mask, training=True)
     assert set(terms) == {"ce", "dsc", "hgr"}
     assert terms["ce"].item() == pytest.approx(
-        0.4 * torch.nn.functional.cross_entropy(output.logits[mask], batch.targets).item(), rel=1e-6
+        0.4 * torch.nn.functional.cross_entropy(output.logits[mask], targets).item(), rel=1e-6
     )
 
 
@@ -301,13 +306,13 @@ def test_conversation_model_trains_on_whole_dialogues(tmp_path):
         "model.spike_heads=2", "model.mlp_hidden=16", "batch_size=4", "optimizer.lr=1e-3", "epochs=2",
     ]
     summary = train_run("spikemo", store.path, resolve_config("spikemo", overrides=small, seeds=[1], folds=[0]), out=tmp_path)
-    unit = runs.unit_dir(summary.root, 1, 0)
-    splits = runs.read_json(unit / "splits.json")
+    unit = layout.unit_dir(summary.root, 1, 0)
+    splits = layout.read_json(unit / "splits.json")
     samples = store.samples().set_index("sample_id")
     dialogues = {name: set(samples.loc[ids, "dialogue_id"]) for name, ids in splits.items()}
     assert not dialogues["train"] & dialogues["valid"] and not dialogues["valid"] & dialogues["test"]
     assert not dialogues["train"] & dialogues["test"]
-    result = runs.read_json(unit / runs.TEST_METRICS)
+    result = layout.read_json(unit / layout.TEST_METRICS)
     assert result["metrics"]["n_samples"] == len(splits["test"])  # every test utterance, once
-    assert runs.read_json(unit / "feature_spec.json")["input_unit"] == "dialogue"
+    assert layout.read_json(unit / "feature_spec.json")["input_unit"] == "dialogue"
     assert evaluate_unit(unit, "test")["metrics"] == result["metrics"]

@@ -1,4 +1,4 @@
-"""Feature store -> splits and batches (emocli/training/data.py), on tiny synthetic stores.
+"""Feature store -> splits and batches (emocli/data/), on tiny synthetic stores.
 
 `make_store` is shared with the other training tests: an easy, separable synthetic dataset written
 through the store's ordinary path (precomputed features), single- or multi-label, with speakers, folds
@@ -16,17 +16,13 @@ import torch
 
 from emocli.core.errors import ConfigError
 from emocli.core.samples import PrecomputedFeatures, SampleSet
-from emocli.core.types import Features, LabelMap
+from emocli.core.types import Features, LabelMap, real_utterances
+from emocli.data.batches import Collator, train_loader
+from emocli.data.inputs import select_inputs, store_label_map
+from emocli.data.splits import make_splits
+from emocli.data.tables import load_data
 from emocli.features.store import FeatureStore
-from emocli.registry import MODELS
-from emocli.training.data import (
-    Collator,
-    load_data,
-    make_splits,
-    select_inputs,
-    store_label_map,
-    train_loader,
-)
+from emocli.models.registry import get_model
 
 CLASSES = ("calm", "happy", "sad")
 
@@ -98,22 +94,22 @@ def store(tmp_path_factory) -> FeatureStore:
 
 
 def test_select_inputs_picks_the_only_fit_and_honours_choices(store):
-    inputs = select_inputs(store, MODELS["cfnsr"])
+    inputs = select_inputs(store, get_model("cfnsr"))
     assert set(inputs) == {"audio", "visual"}
     assert inputs["audio"].dim == 6 and inputs["audio"].kind == "sequence"
     assert inputs["audio"].extractor_spec["extractor"] == "precomputed-toy-audio"
-    only = select_inputs(store, MODELS["cfnsr"], modalities=["audio"], choices={"audio": "precomputed-toy-audio"})
+    only = select_inputs(store, get_model("cfnsr"), modalities=["audio"], choices={"audio": "precomputed-toy-audio"})
     assert set(only) == {"audio"}
     with pytest.raises(ConfigError, match="no such feature set"):
-        select_inputs(store, MODELS["cfnsr"], choices={"audio": "opensmile"})
+        select_inputs(store, get_model("cfnsr"), choices={"audio": "opensmile"})
     with pytest.raises(ConfigError, match="has no text features"):
-        select_inputs(store, MODELS["smile"], modalities=["text"])
+        select_inputs(store, get_model("smile"), modalities=["text"])
 
 
 def test_load_data_joins_features_and_labels(store):
     label_map = store_label_map(store)
     assert label_map.names == CLASSES
-    data = load_data(store, select_inputs(store, MODELS["cfnsr"]), label_map)
+    data = load_data(store, select_inputs(store, get_model("cfnsr")), label_map)
     assert len(data) == 48
     assert data.targets.dtype == np.int64
     row = 7
@@ -147,7 +143,7 @@ def test_split_column_with_no_valid_split_carves_one_from_train(tmp_path):
 
 
 def test_utterance_batches_pad_sequences_with_masks(store):
-    data = load_data(store, select_inputs(store, MODELS["cfnsr"]), store_label_map(store))
+    data = load_data(store, select_inputs(store, get_model("cfnsr")), store_label_map(store))
     batch = Collator(data, conversation=False)(list(range(4)))
     lengths = [len(data.features["audio"][r]) for r in range(4)]
     assert batch.inputs["audio"].shape == (4, max(lengths), 6)
@@ -158,10 +154,10 @@ def test_utterance_batches_pad_sequences_with_masks(store):
 
 def test_dialogue_batches_group_order_and_mask_utterances(tmp_path):
     store = make_store(tmp_path, n=22, dialogues=True, kinds=("vector", "vector"))
-    data = load_data(store, select_inputs(store, MODELS["spikemo"], modalities=["audio", "visual"]), store_label_map(store))
+    data = load_data(store, select_inputs(store, get_model("spikemo"), modalities=["audio", "visual"]), store_label_map(store))
     rows = np.random.default_rng(0).permutation(len(data))  # order must not matter
     collate = Collator(data, conversation=True, parties=2)
-    from emocli.training.data import dialogues
+    from emocli.data.batches import dialogues
 
     groups = dialogues(data.samples, rows)
     assert sum(len(g) for g in groups) == 22
@@ -173,7 +169,7 @@ def test_dialogue_batches_group_order_and_mask_utterances(tmp_path):
     assert batch.masks["utterance"].sum(1).tolist() == [len(g) for g in groups[:6]]
     assert batch.inputs["speaker"][0].tolist() == [0, 1, 0, 1]
     logits = torch.arange(6 * 4).reshape(6, 4, 1).float()
-    flat = batch.flatten(logits)
+    flat = real_utterances(logits, batch.utterance_mask)
     assert flat.shape == (sum(len(g) for g in groups[:6]), 1)
     assert batch.targets.tolist() == data.targets[batch.rows].tolist()
 
@@ -181,8 +177,8 @@ def test_dialogue_batches_group_order_and_mask_utterances(tmp_path):
 def test_samples_outside_conversations_are_dialogues_of_one(tmp_path):
     """RAVDESS-like data (no dialogue_id) still feeds conversation models; validation is carved by speaker."""
     store = make_store(tmp_path, n=24, kinds=("vector", "vector"))
-    data = load_data(store, select_inputs(store, MODELS["spikemo"], modalities=["audio", "visual"]), store_label_map(store))
-    from emocli.training.data import dialogues
+    data = load_data(store, select_inputs(store, get_model("spikemo"), modalities=["audio", "visual"]), store_label_map(store))
+    from emocli.data.batches import dialogues
 
     groups = dialogues(data.samples, np.arange(len(data)))
     assert [len(g) for g in groups] == [1] * 24
@@ -196,14 +192,14 @@ def test_samples_outside_conversations_are_dialogues_of_one(tmp_path):
 
 def test_multi_label_targets_are_multi_hot(tmp_path):
     store = make_store(tmp_path, n=12, task="multi_label")
-    data = load_data(store, select_inputs(store, MODELS["smile"]), store_label_map(store))
+    data = load_data(store, select_inputs(store, get_model("smile")), store_label_map(store))
     assert data.targets.shape == (12, 3) and data.targets.dtype == np.float32
     assert data.targets[1].tolist() == [0.0, 1.0, 1.0]  # sample 1: "happy", and being odd, also "sad"
     assert data.targets[4].tolist() == [0.0, 1.0, 0.0]  # sample 4: "happy" alone
 
 
 def test_train_loader_order_depends_only_on_seed_and_epoch(store):
-    data = load_data(store, select_inputs(store, MODELS["cfnsr"]), store_label_map(store))
+    data = load_data(store, select_inputs(store, get_model("cfnsr")), store_label_map(store))
     rows = np.arange(len(data))
 
     def order(seed, epoch):

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from emocli.cli import app
 from emocli.core.errors import ConfigError
-from emocli.training import runs
+from emocli.runs import layout
 from emocli.training.tune import Axis, trial_overrides
 
 SMALL_CFNSR = ["--set", "model.video_dim=16", "--set", "model.transformer_layers=1", "--set",
@@ -86,14 +86,14 @@ def test_trials_are_ranked_on_validation_and_only_the_chosen_test_is_reported(st
 
     # Each trial is an ordinary run; its score is the mean of its units' validation scores.
     for row in data["trials"]:
-        run = runs.read_json(Path(row["run"]) / runs.RESULTS_JSON)
+        run = layout.read_json(Path(row["run"]) / layout.RESULTS_JSON)
         scores = [unit["selection_score"] for unit in run["units"]]
         assert row["selection_mean"] == pytest.approx(sum(scores) / 2) and row["units"] == 2
-        config = runs.read_json(runs.unit_dir(Path(row["run"]), 1, 0) / runs.CONFIG)
+        config = layout.read_json(layout.unit_dir(Path(row["run"]), 1, 0) / layout.CONFIG)
         assert f"optimizer.lr={config['train']['optimizer']['lr']:g}" in {"optimizer.lr=0.003", "optimizer.lr=1e-06"}
     means = [row["selection_mean"] for row in data["trials"]]
     assert means == sorted(means, reverse=True)
-    chosen = runs.read_json(Path(data["chosen"]["run"]) / runs.RESULTS_JSON)
+    chosen = layout.read_json(Path(data["chosen"]["run"]) / layout.RESULTS_JSON)
     assert data["chosen"]["test"] == chosen["summary"]
     assert "test (chosen trial only)" in result.output and "test" not in table.columns
 

@@ -28,29 +28,30 @@ def evaluate(
 
     from emocli.core.errors import ConfigError
     from emocli.metrics import summarize
-    from emocli.training import runs
-    from emocli.training.trainer import evaluate_unit, print_results, scalars
+    from emocli.runs import layout
+    from emocli.runs.evaluation import evaluate_unit, scalars
+    from emocli.runs.results import print_results
 
     if empty_rule not in (None, "zero", "one"):
         raise ConfigError(f"--empty-rule is 'zero' or 'one', not {empty_rule!r}")
     console = Console()
     units, metrics, task, dataset, protocol, warning = [], [], None, None, None, None
-    for unit in runs.units(run):
-        seed, fold = runs.parse_unit(unit) if unit.name.startswith("fold=") else (None, None)
+    for unit in layout.units(run):
+        seed, fold = layout.parse_unit(unit) if unit.name.startswith("fold=") else (None, None)
         result = evaluate_unit(
             unit, split, store=features, threshold=threshold, empty_rule=empty_rule, device=device
         )
-        runs.write_json(unit / f"evaluation-{split}.json", result)
-        stored = unit / runs.TEST_METRICS
+        layout.write_json(unit / f"evaluation-{split}.json", result)
+        stored = unit / layout.TEST_METRICS
         if split == "test" and threshold is None and empty_rule is None and stored.is_file():
-            same = runs.read_json(stored)["metrics"] == runs.read_json(unit / f"evaluation-{split}.json")["metrics"]
+            same = layout.read_json(stored)["metrics"] == layout.read_json(unit / f"evaluation-{split}.json")["metrics"]
             console.print(
                 f"{unit}: " + ("[green]reproduces test_metrics.json[/]" if same else "[red]differs from test_metrics.json[/]")
             )
-        config = runs.read_json(unit / runs.CONFIG)
+        config = layout.read_json(unit / layout.CONFIG)
         task, dataset = result["metrics"]["task"], config["dataset"]
         protocol, warning = result["protocol"], result.get("warning")
-        best_epoch = runs.read_json(stored).get("best_epoch") if stored.is_file() else None
+        best_epoch = layout.read_json(stored).get("best_epoch") if stored.is_file() else None
         units.append({"seed": seed, "fold": fold, "best_epoch": best_epoch, **scalars(result["metrics"])})
         metrics.append(result["metrics"])
         if result["metrics"]["task"] == "single_label":

@@ -49,8 +49,9 @@ def extract(
 
     from rich.console import Console
 
+    from emocli.core.settings import parse_assignments
     from emocli.datasets import load_dataset
-    from emocli.features.presets import build_extractors, parse_assignments
+    from emocli.features.presets import build_extractors
     from emocli.features.store import FeatureStore, Shard
 
     shard_slice = Shard.parse(shard) if shard else None  # before any slow loading, so typos fail fast
@@ -80,7 +81,7 @@ def _show_presets(preset: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from emocli.features.presets import load_preset, preset_names, preset_text
+    from emocli.features.presets import extraction_presets, preset_text, read_preset
 
     if preset is not None:
         typer.echo(preset_text(preset), nl=False)  # plain: meant to be redirected into a file and edited
@@ -88,8 +89,8 @@ def _show_presets(preset: str | None) -> None:
     table = Table(title="extraction presets (emo extract --preset NAME --show)")
     for column in ("preset", "extractor", "description"):
         table.add_column(column)
-    for name in preset_names():
-        loaded = load_preset(name)
+    for name in extraction_presets():
+        loaded = read_preset(name)
         table.add_row(name, loaded.extractor, loaded.description)
     Console().print(table)
 

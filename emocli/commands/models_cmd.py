@@ -8,18 +8,18 @@ COLUMNS = ("model", "paper", "task", "unit", "modalities", "inputs", "spiking", 
 
 
 def registry_rows(count: bool) -> list[tuple[str, ...]]:
-    """One row per registry model; `count` builds each reference configuration to count its parameters."""
-    from emocli.registry import MODELS
+    """One row per registry model; `count` builds each reference configuration on torch's meta device (no
+    weights allocated) to count its parameters, else the original models' published counts are shown."""
+    from emocli.models.base import count_parameters_of
+    from emocli.models.registry import all_models
 
     rows = []
-    for entry in MODELS.values():
+    for entry in all_models().values():
         params = []
         for reference, expected in entry.references.items():
             if count:
-                from emocli.models.base import count_parameters
-
-                params.append(f"{reference}: {count_parameters(entry.build(entry.config(reference))):,}")
-            else:
+                params.append(f"{reference}: {count_parameters_of(entry.model_class, entry.config(reference)):,}")
+            elif expected is not None:
                 approx = "≈" if entry.reference_tolerance else ""
                 params.append(f"{reference}: {approx}{expected:,}")
         rows.append(

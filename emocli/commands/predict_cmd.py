@@ -33,7 +33,8 @@ def predict(
     from rich.console import Console
 
     from emocli.features.runner import progress_bar
-    from emocli.predict import Predictor, plot_timeline, write_predictions
+    from emocli.predict.outputs import plot_timeline, write_predictions
+    from emocli.predict.predictor import Predictor
 
     console, errors = Console(), Console(stderr=True)
     predictor = Predictor(run, device=device, workers=workers)

@@ -6,20 +6,15 @@ Several processes: `torchrun --nproc_per_node=N -m emocli train ...` (DDP; gloo 
 from __future__ import annotations
 
 from enum import Enum
-from importlib import resources
 from pathlib import Path
 
 import typer
 
-from emocli.registry import MODELS
+from emocli.core.settings import preset_names
+from emocli.models.registry import model_names
 
 # Typer takes the CLI choices from an Enum: generated from the registry, the single source of truth.
-ModelName = Enum("ModelName", {name: name for name in MODELS}, type=str)
-
-
-def _preset_names() -> str:
-    folder = resources.files("emocli") / "presets" / "train"
-    return ", ".join(sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")))
+ModelName = Enum("ModelName", {name: name for name in model_names()}, type=str)
 
 
 def _int_list(text: str | None, option: str) -> list[int] | None:
@@ -61,7 +56,7 @@ def train(
     model: ModelName = typer.Argument(..., help="Registry model (see `emo models`)."),
     features: Path = typer.Option(..., "--features", "-f", help="Feature store written by `emo extract`."),
     preset: str | None = typer.Option(
-        None, "--preset", "-p", help=f"Training recipe, a name or a .toml path ({_preset_names()}). "
+        None, "--preset", "-p", help=f"Training recipe, a name or a .toml path ({', '.join(preset_names('train'))}). "
         "Default: the model's own paper recipe."
     ),
     overrides: list[str] = typer.Option(

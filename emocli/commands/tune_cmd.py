@@ -62,7 +62,7 @@ def _print(result) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from emocli.training.trainer import HEADLINE
+    from emocli.runs.evaluation import HEADLINE
 
     selection = result.selection
     table = Table(title=f"trials ranked by {selection['split']} {selection['metric']} ({selection['mode']})",

@@ -51,3 +51,12 @@ class Features:
             self.times = np.asarray(self.times, dtype=np.float64)
             if self.values.ndim != 2 or len(self.times) != len(self.values):
                 raise ValueError("a sequence needs values [T, D] and one time per frame")
+
+
+def real_utterances(values, utterance_mask):
+    """[B, L, ...] per-utterance outputs of a conversation model -> [N, ...] of its real utterances, in the
+    order of the batch's targets; anything else (utterance models' [B, ...]) is returned as it is.
+    Works on any tensor type, so this module needs no torch."""
+    if utterance_mask is None or values.dim() < 3 or tuple(values.shape[:2]) != tuple(utterance_mask.shape):
+        return values
+    return values[utterance_mask]

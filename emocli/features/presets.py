@@ -2,7 +2,7 @@
 
 A preset (emocli/presets/extract/<name>.toml)::
 
-    extractor = "opensmile"     # a name in emocli.features.EXTRACTORS, or "package.module:Class"
+    extractor = "opensmile"     # a registered extractor name (emocli.features.EXTRACTORS or a plugin's)
     description = "openSMILE ComParE_2016 functionals: one 6373-d vector per clip"
 
     [params]                    # the extractor's Params; "{root}" in a string is the dataset root
@@ -10,30 +10,25 @@ A preset (emocli/presets/extract/<name>.toml)::
 
 Wherever an extractor is chosen (`emo extract --audio X`), X is a preset name, a path to a preset
 file, or an extractor name (its default parameters). Parameters are overridden with assignments
-"X.param=value", the value read as TOML ("20", "2.45", "true", '"text"'), bare words as strings and
-"none" as None.
+"X.param=value", read by the one settings parser (core/settings.py): TOML values, bare words as
+strings, "none" as None.
 """
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emocli.core.errors import ConfigError
+from emocli.core.settings import is_preset_path, load_preset, parse_assignments, preset_names, preset_source
 
 if TYPE_CHECKING:
     from emocli.features.base import Extractor, ExtractorParams
 
 ROOT_PLACEHOLDER = "{root}"
-
-
-def _preset_dir() -> Traversable:
-    return resources.files("emocli") / "presets" / "extract"
+KIND = "extract"
 
 
 @dataclass(frozen=True)
@@ -45,34 +40,18 @@ class Preset:
     source: str = ""  # the file it was read from, for error messages
 
 
-def preset_names() -> list[str]:
-    return sorted(p.name.removesuffix(".toml") for p in _preset_dir().iterdir() if p.name.endswith(".toml"))
-
-
-def _is_path(choice: str) -> bool:
-    return choice.endswith(".toml") or "/" in choice or "\\" in choice
+def extraction_presets() -> list[str]:
+    return preset_names(KIND)
 
 
 def preset_text(choice: str) -> str:
     """The TOML of a named preset (or preset file), as `emo extract --preset NAME --show` prints it."""
-    if _is_path(choice):
-        path = Path(choice).expanduser()
-        if not path.is_file():
-            raise ConfigError("preset file not found", path=path)
-        return path.read_text(encoding="utf-8")
-    resource = _preset_dir() / f"{choice}.toml"
-    if not resource.is_file():
-        raise ConfigError(f"unknown preset {choice!r}; presets: {', '.join(preset_names())}")
-    return resource.read_text(encoding="utf-8")
+    return preset_source(KIND, choice)[0]
 
 
-def load_preset(choice: str) -> Preset:
-    """A preset by name or path; raises ConfigError naming the file for malformed TOML or keys."""
-    source = str(Path(choice).expanduser()) if _is_path(choice) else f"emocli/presets/extract/{choice}.toml"
-    try:
-        data = tomllib.loads(preset_text(choice))
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"not valid TOML: {error}", path=source) from None
+def read_preset(choice: str) -> Preset:
+    """A preset by name or path; ConfigError naming the file for malformed TOML or keys."""
+    data, source = load_preset(KIND, choice)
     unknown = set(data) - {"extractor", "description", "params"}
     if unknown:
         raise ConfigError(f"unknown keys {sorted(unknown)}; a preset has extractor, description, [params]", path=source)
@@ -80,47 +59,8 @@ def load_preset(choice: str) -> Preset:
         raise ConfigError('a preset needs extractor = "<name>"', path=source)
     if not isinstance(data.get("params", {}), dict):
         raise ConfigError("params must be a table ([params])", path=source)
-    name = Path(choice).stem if _is_path(choice) else choice
+    name = Path(choice).stem if is_preset_path(choice) else choice
     return Preset(name, data["extractor"], data.get("description", ""), data.get("params", {}), source)
-
-
-def extractor_class(name: str) -> type[Extractor]:
-    """A registry extractor by name, or any Extractor subclass as "package.module:Class"."""
-    from emocli.core.lazy import import_object
-    from emocli.features import EXTRACTORS
-    from emocli.features import extractor_class as registry_class
-    from emocli.features.base import Extractor
-
-    if name in EXTRACTORS or ":" not in name:
-        return registry_class(name)
-    try:
-        kind = import_object(name)
-    except (ImportError, AttributeError) as error:
-        raise ConfigError(f"cannot import extractor {name!r}: {error}") from None
-    if not (isinstance(kind, type) and issubclass(kind, Extractor)):
-        raise ConfigError(f"{name!r} is not an Extractor subclass")
-    return kind
-
-
-def parse_value(raw: str) -> Any:
-    """A command-line value read as TOML, so numbers, booleans and lists keep their types."""
-    if raw.strip().lower() in ("none", "null"):
-        return None
-    try:
-        return tomllib.loads(f"value = {raw}")["value"]
-    except tomllib.TOMLDecodeError:
-        return raw  # a bare word or path
-
-
-def parse_assignments(assignments: Iterable[str], what: str = "--set") -> dict[str, Any]:
-    """["a.b=1", "c=x"] -> {"a.b": 1, "c": "x"}."""
-    parsed: dict[str, Any] = {}
-    for assignment in assignments:
-        key, sep, raw = assignment.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{what} {assignment!r}: expected KEY=VALUE")
-        parsed[key.strip()] = parse_value(raw)
-    return parsed
 
 
 def split_overrides(assignments: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -136,7 +76,7 @@ def split_overrides(assignments: Iterable[str]) -> dict[str, dict[str, Any]]:
 
 def choice_label(choice: str) -> str:
     """How `--set` refers to an extractor choice: preset/extractor name, or a preset file's stem."""
-    return Path(choice).stem if _is_path(choice) else choice
+    return Path(choice).stem if is_preset_path(choice) else choice
 
 
 def _fill_root(value: Any, root: Path | None, source: str) -> Any:
@@ -153,22 +93,24 @@ def _fill_root(value: Any, root: Path | None, source: str) -> Any:
 
 def resolve_preset(choice: str) -> Preset:
     """A preset for a choice: itself when it is a preset, else the extractor with default parameters."""
-    from emocli.features import EXTRACTORS
+    from emocli.features import extractor_names
 
-    if _is_path(choice) or choice in preset_names():
-        return load_preset(choice)
-    if choice in EXTRACTORS or ":" in choice:
+    if is_preset_path(choice) or choice in extraction_presets():
+        return read_preset(choice)
+    if choice in extractor_names():
         return Preset(choice, choice, source=f"extractor {choice!r}")
     raise ConfigError(
-        f"{choice!r} is neither a preset ({', '.join(preset_names())}) nor an extractor "
-        f"({', '.join(EXTRACTORS)}), nor a .toml preset file"
+        f"{choice!r} is neither a preset ({', '.join(extraction_presets())}) nor an extractor "
+        f"({', '.join(extractor_names())}), nor a .toml preset file"
     )
 
 
-def build_extractor(choice: str, overrides: Mapping[str, Any] | None = None, root: Path | None = None) -> Extractor:
-    """The extractor a choice names, with its preset's parameters, then `overrides`, validated."""
-    kind, params = preset_params(choice, overrides, root)
-    return kind(params)
+def build_extractor(
+    choice: str, overrides: Mapping[str, Any] | None = None, root: Path | None = None, **params: Any
+) -> Extractor:
+    """The extractor a choice names, with its preset's parameters, then `overrides` and `params`, validated."""
+    kind, validated = preset_params(choice, {**(overrides or {}), **params}, root)
+    return kind(validated)
 
 
 def preset_params(
@@ -176,6 +118,8 @@ def preset_params(
 ) -> tuple[type[Extractor], ExtractorParams]:
     """The extractor class a choice names and its validated parameters, without building the extractor."""
     from pydantic import ValidationError
+
+    from emocli.features import extractor_class
 
     preset = resolve_preset(choice)
     kind = extractor_class(preset.extractor)

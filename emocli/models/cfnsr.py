@@ -19,9 +19,11 @@ from pydantic import model_validator
 from torch import nn
 
 from emocli.core.errors import ConfigError
-from emocli.models.base import ModalitySpec, ModelConfig, ModelOutput
+from emocli.models.base import EmotionModel, ModalitySpec, ModelConfig, ModelOutput
 from emocli.models.blocks.attention import MulTEncoder, sequence_input
 from emocli.models.blocks.resnext3d import resnext3d50
+from emocli.models.objectives import ClassificationObjective
+from emocli.models.registry import register_model
 
 AUDIO_CHANNELS = 64  # MFCCNet's output width d_f, also the cross-modal transformer's width
 
@@ -45,11 +47,6 @@ class CFNSRConfig(ModelConfig):
     stem_relu: bool | None = None
     video_dim: int = 2048  # the video map's channels; for feature inputs the width they are projected to
     video_weights: str | None = None  # a local ResNeXt-3D state dict without `fc.*` to start from (§4.3)
-
-    # Training defaults (§4.3): Adam, no weight decay or schedule.
-    lr: float = 1e-3
-    batch_size: int = 16
-    epochs: int = 70
 
     @model_validator(mode="after")
     def _check(self) -> CFNSRConfig:
@@ -127,10 +124,22 @@ class MFCCNet(nn.Module):
         return _zero_padding(x, lengths), lengths
 
 
-class CFNSR(nn.Module):
+@register_model(
+    name="cfnsr",
+    title="CFN-SR: cross-modal fusion with self-attention and residual structure",
+    paper="arXiv 2111.02172",
+    task="single_label",
+    input_unit="utterance",
+    modalities=("audio", "visual"),
+    input_kinds=("sequence", "vector", "clip"),
+    config_class=CFNSRConfig,
+    objective=ClassificationObjective,
+    preset="cfnsr",
+    references={"ravdess": 26_301_417},
+)
+class CFNSR(EmotionModel):
     def __init__(self, config: CFNSRConfig) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         audio, visual = config.modalities.get("audio"), config.modalities.get("visual")
         head_width = 0
 

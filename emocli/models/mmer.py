@@ -11,21 +11,25 @@ Adversarial temporal masking, in the same forward:
   s_m = sigmoid(Linear_1(H_m)), reversed-gradient (λ = 0.1), soft bottom-k mask A_m by entropic optimal
   transport (k = 24, ε = 0.1, 100 Sinkhorn iterations), X̂_m = (1 - A_m) ⊙ X_m re-encoded by the same encoders
   and decoder -> p̂ = aux["masked_logits"].
-The training step (§3.3: asymmetric loss on p and 0.1 x on p̂, then the adversarial parameter perturbation
-of `perturbation_parameters()` with a KL term) belongs to the trainer; its defaults live in `MMERConfig`.
+The training objective (§3.3: asymmetric loss on p and 0.1 x on p̂) is `MMERObjective`; the adversarial
+parameter perturbation of `perturbation_parameters()` with its KL term is the "perturbation" train step;
+the optimiser and schedule are the `mmer` training preset's.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import field_validator
 from torch import nn
 
-from emocli.models.base import ModalitySpec, ModelConfig, ModelOutput
+from emocli.models.base import ModalitySpec, ModelConfig, ModelOutput, PerturbableModel
 from emocli.models.blocks.attention import sequence_input
+from emocli.models.losses import AsymmetricLoss
+from emocli.models.objectives import Objective, ObjectiveParams
+from emocli.models.registry import register_model
 
 
 class MMERConfig(ModelConfig):
@@ -47,23 +51,6 @@ class MMERConfig(ModelConfig):
     # depends on the others; "sample" divides by each sample's own maximum. None: "batch" when faithful.
     topk_cost_norm: Literal["sample", "batch"] | None = None
 
-    # Training defaults the trainer reads (§3.3).
-    lr: float = 5e-5
-    weight_decay: float = 1e-2
-    warmup_lr_init: float = 5e-6
-    warmup_epochs: int = 10
-    # None: 10 when faithful (the released default: the whole run is warm-up and the LR never reaches `lr`),
-    # else 30 (our choice: the paper does not give its epoch count).
-    epochs: int | None = None
-    # The released code steps the scheduler after each epoch with that epoch's index, so epoch e trains with
-    # the rate meant for e - 1. None: 1 when faithful, else 0.
-    lr_lag_epochs: int | None = None
-    batch_size: int = 128
-    grad_clip_norm: float = 1.0
-    masked_loss_weight: float = 0.1  # ℓ₂ = 0.1 · ASL(p̂, y)
-    perturbation_epsilon: float = 1.0  # θ ← θ + ε · g / ‖g‖₂ per tensor of `perturbation_parameters()`
-    perturbation_kl_weight: float = 1.0
-
     @field_validator("mask_k")
     @classmethod
     def _check_mask_k(cls, value: int | float) -> int | float:
@@ -78,26 +65,6 @@ class MMERConfig(ModelConfig):
         if self.topk_cost_norm is not None:
             return self.topk_cost_norm
         return "batch" if self.faithful else "sample"
-
-    @property
-    def num_epochs(self) -> int:
-        if self.epochs is not None:
-            return self.epochs
-        return 10 if self.faithful else 30
-
-    @property
-    def lr_lag(self) -> int:
-        if self.lr_lag_epochs is not None:
-            return self.lr_lag_epochs
-        return 1 if self.faithful else 0
-
-    def learning_rate(self, epoch: int) -> float:
-        """The LR for 0-based `epoch`: timm's CosineLRScheduler(t_initial=num_epochs, warmup_t=warmup_epochs,
-        warmup_lr_init) evaluated at epoch - lr_lag (faithful: 5e-6 + max(0, e - 1) · 4.5e-6 over 10 epochs)."""
-        t = max(0, epoch - self.lr_lag)
-        if t < self.warmup_epochs:
-            return self.warmup_lr_init + t * (self.lr - self.warmup_lr_init) / self.warmup_epochs
-        return 0.5 * self.lr * (1.0 + math.cos(math.pi * t / self.num_epochs))
 
     @classmethod
     def reference(cls, name: str) -> MMERConfig:
@@ -180,10 +147,56 @@ def _encoder(config: MMERConfig) -> nn.TransformerEncoder:
     )
 
 
-class MMER(nn.Module):
+class MMERObjective(Objective):
+    """MMER's loss: the asymmetric loss (×1000) on p plus `masked_weight` × the same on the masked p̂; cross
+    entropy for single-label data. The adversarial parameter perturbation and its KL term are the train
+    step's ("perturbation", training/steps.py)."""
+
+    paper_threshold = 0.5
+
+    class Params(ObjectiveParams):
+        gamma_neg: float = 2.0
+        gamma_pos: float = 1.0
+        clip: float = 0.05
+        eps: float = 1e-5
+        scale: float = 1000.0
+        masked_weight: float = 0.1  # ℓ₂ = 0.1 · ASL(p̂, y)
+
+    def __init__(self, params: dict, config: ModelConfig):
+        super().__init__(params, config)
+        p = self.params
+        self.asl = AsymmetricLoss(p.gamma_neg, p.gamma_pos, p.clip, p.eps, p.scale)
+
+    def _classification(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.asl(logits, targets) if self.multi_label else F.cross_entropy(logits, targets)
+
+    def losses(
+        self, output: ModelOutput, targets: torch.Tensor, utterances: torch.Tensor | None, training: bool
+    ) -> dict[str, torch.Tensor]:
+        terms = {"main": self._classification(output.logits, targets)}
+        if "masked_logits" in output.aux and self.params.masked_weight:
+            terms["masked"] = self.params.masked_weight * self._classification(output.aux["masked_logits"], targets)
+        return terms
+
+
+@register_model(
+    name="mmer",
+    title="MMER: adversarial temporal masking and parameter perturbation",
+    paper="WWW 2023",
+    task="multi_label",
+    input_unit="utterance",
+    modalities=("text", "audio", "visual"),
+    input_kinds=("sequence", "vector"),
+    config_class=MMERConfig,
+    objective=MMERObjective,
+    train_step="perturbation",
+    preset="mmer",
+    references={"mosei": 28_610_000},
+    reference_tolerance=5_000,
+)
+class MMER(PerturbableModel):
     def __init__(self, config: MMERConfig) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         d = config.d_model
         names = list(config.modalities)
         self.projections = nn.ModuleDict(

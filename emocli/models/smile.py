@@ -42,9 +42,13 @@ import torch.nn.functional as F
 from pydantic import model_validator
 from torch import nn
 
+from emocli.core.types import real_utterances
 from emocli.models.base import ModalitySpec, ModelConfig, ModelOutput
 from emocli.models.blocks.attention import sequence_input
 from emocli.models.blocks.spiking import LIFImplementation, SpikingBackend, SpikingModel, lif
+from emocli.models.losses import smoothed_bce
+from emocli.models.objectives import Objective, ObjectiveParams
+from emocli.models.registry import register_model
 
 MODALITIES = ("text", "audio", "visual")
 NONVERBAL = ("audio", "visual")
@@ -307,10 +311,40 @@ def masked_time_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * weights).sum(1) / weights.sum(1)
 
 
+class SmileObjective(Objective):
+    """SMILE's loss: BCE against targets smoothed to 0.8 / 0.2 in training, the raw targets in validation;
+    cross entropy for single-label data."""
+
+    paper_threshold = 0.35
+
+    class Params(ObjectiveParams):
+        smoothing: float = 0.2
+
+    def losses(
+        self, output: ModelOutput, targets: torch.Tensor, utterances: torch.Tensor | None, training: bool
+    ) -> dict[str, torch.Tensor]:
+        logits = real_utterances(output.logits, utterances)
+        if self.multi_label:
+            return {"bce": smoothed_bce(logits, targets, self.params.smoothing if training else 0.0)}
+        return {"ce": F.cross_entropy(logits, targets)}
+
+
+@register_model(
+    name="smile",
+    title="SMILE: spiking multi-modal interactive label-guided enhancement",
+    paper="ICME 2024",
+    task="multi_label",
+    input_unit="utterance",
+    modalities=("text", "audio", "visual"),
+    input_kinds=("sequence", "vector"),
+    config_class=SMILEConfig,
+    objective=SmileObjective,
+    preset="smile",
+    references={"mosei": 185_793},
+)
 class SMILE(SpikingModel):
     def __init__(self, config: SMILEConfig) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         d = config.d_model
         present = [m for m in MODALITIES if m in config.modalities]
         self.modalities = present

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from emocli.data.inputs import select_inputs, store_label_map
+from emocli.data.splits import dataset_folds, make_splits
+from emocli.data.tables import load_data
 from emocli.metrics import single_label_metrics, summarize
-from emocli.training.data import dataset_folds, load_data, make_splits, select_inputs, store_label_map
 
 if TYPE_CHECKING:
     from emocli.features.store import FeatureStore
@@ -23,7 +25,7 @@ C_GRID = (0.001, 0.01, 0.1, 1.0)
 
 @dataclass(frozen=True)
 class LinearReader:
-    """What `select_inputs` needs to know of a consumer of features (a registry entry has the same fields)."""
+    """The linear floor as a `FeatureReader`: every modality, vectors and (mean-pooled) sequences."""
 
     name: str = "logreg"
     modalities: tuple[str, ...] = ("text", "audio", "visual")

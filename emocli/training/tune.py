@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from emocli.core.errors import ConfigError
-from emocli.training import runs
-from emocli.training.config import TrainConfig
+from emocli.runs import layout
+from emocli.runs.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def tune(
     trials, selection = [], None
     for overrides, config in configs:
         root = train(config).root
-        results = runs.read_json(root / runs.RESULTS_JSON)
+        results = layout.read_json(root / layout.RESULTS_JSON)
         selection, summary = results["selection"], results["summary"]
         if "selection_score" not in summary["mean"]:  # a unit kept its last epoch: no validation rows
             raise ConfigError("a unit has no validation score: tuning needs a validation split", path=root)
@@ -133,7 +133,7 @@ def tune(
         trials.append(Trial(overrides, root, mean, std, summary["n"]))
 
     ranked = sorted(trials, key=lambda t: -t.score_mean if selection["mode"] == "max" else t.score_mean)
-    chosen = runs.read_json(ranked[0].root / runs.RESULTS_JSON)
+    chosen = layout.read_json(ranked[0].root / layout.RESULTS_JSON)
     report = _write_report(out / f"tune-{name}", model, str(store), selection, ranked, chosen["summary"])
     return TuneResult(report, selection, ranked, chosen["task"], chosen["summary"])
 
@@ -149,7 +149,7 @@ def _write_report(folder: Path, model: str, store: str, selection: dict[str, Any
     pd.DataFrame(rows).to_csv(temporary, index=False)
     os.replace(temporary, folder / "tune.csv")
     report = folder / "tune.json"
-    runs.write_json(report, {
+    layout.write_json(report, {
         "model": model, "store": store, "selection": selection, "trials": rows,
         "chosen": {**rows[0], "test": chosen_test},
         "note": "trials are ranked on the selection split only; test is reported for the chosen trial alone",

@@ -29,6 +29,8 @@ from pydantic import BeforeValidator
 from spikingjelly.activation_based import functional, neuron, surrogate
 from torch import nn
 
+from emocli.models.base import EmotionModel
+
 Backend = Literal["torch", "cuda", "triton", "auto"]
 
 
@@ -190,7 +192,7 @@ def estimate_energy(model: nn.Module, *args: Any, **kwargs: Any) -> EnergyEstima
     )
 
 
-class SpikingModel(nn.Module):
+class SpikingModel(EmotionModel):
     """Base of the spiking models: state reset, spiking-module listing, firing rates, energy."""
 
     def spiking_modules(self) -> dict[str, nn.Module]:

@@ -24,17 +24,13 @@ from __future__ import annotations
 import json
 import os
 import random
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from emocli.core.errors import ConfigError, EmoError
-
-if TYPE_CHECKING:
-    from emocli.training.normalize import Standardizer
 
 WEIGHTS = "model.safetensors"
 NORMALIZATION = "normalization.safetensors"
@@ -197,45 +193,3 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - a truncated or foreign file: say which, do not guess
         raise EmoError(f"cannot read the resumable checkpoint ({error}); delete it to start over", path=path) from None
-
-
-# ------------------------------------------------------------------------------------------- reading
-
-
-@dataclass
-class TrainedUnit:
-    """A finished (or in-progress) seed/fold directory, read back."""
-
-    path: Path
-    config: dict[str, Any]
-    label_map: dict[str, Any]
-    feature_spec: dict[str, Any]
-
-    @classmethod
-    def read(cls, path: Path) -> TrainedUnit:
-        return cls(path, read_json(path / CONFIG), read_json(path / LABEL_MAP), read_json(path / FEATURE_SPEC))
-
-    @property
-    def finished(self) -> bool:
-        return (self.path / TEST_METRICS).is_file()
-
-    def build_model(self) -> torch.nn.Module:
-        """The model of config.json with the best weights, in eval mode."""
-        from emocli.registry import get_model
-
-        entry = get_model(self.config["model_name"])
-        try:
-            model = entry.build(entry.config(**self.config["model"]))
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"cannot rebuild {entry.name} from its configuration: {error}", path=self.path / CONFIG) from None
-        load_weights(model, self.path / WEIGHTS)
-        return model.eval()
-
-    def standardizer(self) -> Standardizer | None:
-        """The feature standardisation it was trained with: None for normalize = "none", and for runs made
-        before emo standardised (their config.json has no `normalize`)."""
-        from emocli.training.normalize import Standardizer
-
-        if self.config["train"].get("normalize", "none") != "standard":
-            return None
-        return Standardizer.load(self.path / NORMALIZATION)

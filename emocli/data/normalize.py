@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from emocli.core.errors import EmoError
-from emocli.training.data import EmotionData
+from emocli.data.tables import EmotionData
 
 FIT_CHUNK = 256  # samples per partial_fit call: sequence stores need not be concatenated whole
 

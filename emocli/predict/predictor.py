@@ -1,0 +1,281 @@
+"""A trained unit loaded once with its extractors rebuilt once, for any number of predictions on raw media."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from emocli.core.errors import ConfigError, EmoError, ExtractionError
+from emocli.features.runner import SampleFailure
+from emocli.predict.segments import Cue, clip_cues, read_transcript, windows
+from emocli.predict.sources import MediaInfo, PredictFailure, Segment, Source, collect_sources, probe_media
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from rich.progress import Progress
+
+    from emocli.data.inputs import InputSpec
+    from emocli.data.tables import EmotionData
+    from emocli.features.base import Extractor
+
+PROBABILITY_PREFIX = "prob_"
+
+
+def rebuild_extractor(spec: InputSpec, device: str = "auto") -> tuple[Extractor, list[str]]:
+    """The extractor a feature set was made with, from its recorded spec; and warnings where this
+    environment differs from the one that extracted the training features (library versions, ...)."""
+    from emocli.features import extractor_class
+
+    recorded = spec.extractor_spec
+    name = recorded.get("extractor", spec.extractor)
+    if name.startswith("precomputed-"):
+        raise ConfigError(
+            f"the run's {spec.modality} features ({name}) were shipped with the dataset, not extracted; they "
+            "cannot be computed from new media. Train on extracted features (emo extract) to predict"
+        )
+    cls = extractor_class(name)
+    params = dict(recorded.get("params", {}))
+    # Where the extractor runs does not change what it outputs (it is not part of its fingerprint).
+    if device != "auto" and "device" in cls.Params.model_fields:
+        params["device"] = device
+    extractor = cls(**params)
+    if extractor.kind != spec.kind or extractor.dim != spec.dim:
+        raise ConfigError(
+            f"{name} rebuilt from the run gives {extractor.kind} [{extractor.dim}] features, but the model was "
+            f"trained on {spec.kind} [{spec.dim}]"
+        )
+    warnings = []
+    now = extractor.spec()
+    then, here = recorded.get("versions", {}), now.get("versions", {})
+    changed = [f"{lib} {then.get(lib, 'absent')} -> {here.get(lib, 'absent')}"
+               for lib in sorted(set(then) | set(here)) if then.get(lib) != here.get(lib)]
+    if changed:
+        warnings.append(
+            f"{spec.modality} extractor {name}: library versions differ from extraction ({', '.join(changed)}); "
+            "predictions may differ slightly from evaluation"
+        )
+    others = [key for key in sorted(set(now) | set(recorded)) if key not in ("versions", "dim", "params")
+              and now.get(key) != recorded.get(key)]
+    if others:
+        warnings.append(f"{spec.modality} extractor {name}: {', '.join(others)} differ(s) from the recorded spec")
+    return extractor, warnings
+
+
+
+@dataclass
+class PredictionResult:
+    table: pd.DataFrame  # one row per predicted segment
+    failures: list[PredictFailure]
+    classes: tuple[str, ...]
+    task: str  # single_label / multi_label
+    threshold: float | None  # multi-label decision threshold
+    unit: Path
+    model_name: str
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """[N, C] probabilities in class order."""
+        return self.table[[PROBABILITY_PREFIX + c for c in self.classes]].to_numpy()
+
+
+class Predictor:
+    """A trained unit loaded once, with its extractors built once, for any number of `predict` calls."""
+
+    def __init__(self, run: str | Path, device: str = "auto", workers: int = 0):
+        from emocli.runs.inference import TrainedUnit, choose_unit
+
+        self.unit, self.note = choose_unit(run)
+        trained = TrainedUnit.read(self.unit)
+        self.model_name = trained.model_name
+        self.label_map = trained.label_map
+        self.inputs = trained.inputs
+        self.loaded = trained.load(device)
+        self.threshold = self.loaded.threshold
+        self.workers = workers
+        self.extractors: dict[str, Extractor] = {}
+        self.warnings: list[str] = []
+        for modality, spec in self.inputs.items():
+            self.extractors[modality], warnings = rebuild_extractor(spec, device)
+            self.warnings.extend(warnings)
+
+    def needs(self, modality: str) -> bool:
+        return modality in self.inputs
+
+    def _needs_text_message(self, source: Source) -> str:
+        extractor = self.inputs["text"].extractor
+        if source.media is None:
+            return f"the run needs text ({extractor}) and this input has none"
+        media = source.media
+        return (f"the run needs text ({extractor}); give --text or put {media.stem}.srt (or .vtt, .txt) next to "
+                f"{media.name}")
+
+    # -- segmentation -------------------------------------------------------------------------------
+
+    def segments(self, source: Source, window_s: float) -> list[Segment]:
+        """The segments of one source; EmoError when it lacks what the run needs or cannot be read."""
+        info = None
+        if source.media is not None:
+            info = self._check_media(source)
+        else:
+            for modality in ("audio", "visual"):
+                if self.needs(modality):
+                    raise EmoError(f"the run needs {modality} ({self.inputs[modality].extractor}); a text input has none")
+        transcript = source.transcript
+        if transcript is None and source.transcript_path is not None:
+            transcript = read_transcript(source.transcript_path)
+        if source.segments is not None:  # manifest rows, as given
+            segments = source.segments
+        elif source.media is None:  # text alone: one segment per line or cue
+            segments = [Segment(c.start_s, c.end_s, c.text, c.start_s, c.end_s) for c in transcript or []]
+        else:
+            segments = self._media_segments(source, info, transcript, window_s)
+        if self.needs("text"):
+            missing = [i for i, s in enumerate(segments) if not s.text]
+            if missing and len(missing) == len(segments):
+                raise EmoError(self._needs_text_message(source))
+        if not segments:
+            raise EmoError("nothing to predict: no segment (the transcript's cues all lie past the end of the media)")
+        return segments
+
+    def _check_media(self, source: Source) -> MediaInfo:
+        info = probe_media(source.media)
+        if source.audio is not None and source.video is not None:
+            audio = probe_media(source.audio)
+            info = MediaInfo(audio.duration_s or info.duration_s, audio.has_audio, info.has_video)
+        if self.needs("audio") and not info.has_audio:
+            raise ExtractionError(
+                f"has no audio track; the run needs audio ({self.inputs['audio'].extractor}): give a video with "
+                "sound, or its audio file in a manifest's audio column",
+                path=source.media,
+            )
+        if self.needs("visual") and not info.has_video:
+            raise ExtractionError(f"has no video; the run needs visual ({self.inputs['visual'].extractor})",
+                                  path=source.media)
+        return info
+
+    def _media_segments(self, source: Source, info: MediaInfo, transcript: list[Cue] | None, window_s: float) -> list[Segment]:
+        duration = info.duration_s
+        whole = Segment(None, None, None, 0.0 if duration else None, duration)
+        if transcript and all(c.start_s is not None for c in transcript):  # subtitle cues
+            cues = sorted(clip_cues(transcript, duration), key=lambda c: c.start_s)
+            return [Segment(c.start_s, c.end_s, c.text, c.start_s, c.end_s) for c in cues]
+        if transcript and self.needs("text"):  # untimed text belongs to the whole medium
+            whole.text = " ".join(c.text for c in transcript)
+            return [whole]
+        if duration is None:
+            return [whole]
+        parts = windows(duration, window_s)
+        if len(parts) == 1:
+            # The whole file, read as training read it (no segment bounds): identical samples.
+            return [whole]
+        return [Segment(w.start_s, w.end_s, None, w.start_s, w.end_s) for w in parts]
+
+    # -- prediction ---------------------------------------------------------------------------------
+
+    def predict(
+        self,
+        inputs: Sequence[str | Path],
+        *,
+        text: str | None = None,
+        window_s: float = 4.0,
+        progress: Progress | None = None,
+    ) -> PredictionResult:
+        import numpy as np
+        import pandas as pd
+
+        from emocli.core.samples import normalize_table
+        from emocli.features.runner import extract_samples
+
+        if window_s <= 0:
+            raise ConfigError(f"the window must be positive, not {window_s}")
+        sources, failures = collect_sources(inputs, text)
+        rows, shown = [], []
+        for number, source in enumerate(sources):
+            try:
+                segments = self.segments(source, window_s)
+            except EmoError as error:
+                failures.append(PredictFailure(source.name, _message(error, source.name)))
+                continue
+            for index, segment in enumerate(segments):
+                rows.append({
+                    "sample_id": f"{number}/{index}",
+                    "dialogue_id": str(number),
+                    "position": index,
+                    "speaker": segment.extra.get("speaker"),
+                    "text": segment.text,
+                    "audio_path": str(source.audio) if source.audio else None,
+                    "video_path": str(source.video) if source.video else None,
+                    "start_s": segment.start_s,
+                    "end_s": segment.end_s,
+                })
+                shown.append((source.name, index, segment.shown_start_s, segment.shown_end_s, segment.text))
+        columns = ["input", "segment", "start_s", "end_s", "text"]
+        if not rows:
+            return self._result(pd.DataFrame(columns=columns), np.zeros((0, len(self.label_map.names))), failures)
+
+        samples = normalize_table(pd.DataFrame(rows), source="predict")
+        extracted = extract_samples(list(self.extractors.values()), samples, workers=self.workers, progress=progress)
+        ok = np.ones(len(samples), dtype=bool)
+        for extractor in self.extractors.values():
+            for i, result in enumerate(extracted[extractor.feature_set_name]):
+                if ok[i] and isinstance(result, ExtractionError):
+                    ok[i] = False
+                    name, index = shown[i][:2]
+                    failures.append(PredictFailure(name, _message(result, name), segment=index))
+        keep = np.flatnonzero(ok)
+        info = pd.DataFrame([shown[i] for i in keep], columns=columns)
+        if not len(keep):
+            return self._result(info, np.zeros((0, len(self.label_map.names))), failures)
+        data = self._data(samples.iloc[keep].reset_index(drop=True),
+                          {m: [extracted[e.feature_set_name][i].values for i in keep] for m, e in self.extractors.items()})
+        return self._result(info, self._probabilities(data), failures)
+
+    def _data(self, samples: pd.DataFrame, features: dict[str, list[np.ndarray]]) -> EmotionData:
+        import numpy as np
+
+        from emocli.data.tables import EmotionData
+
+        # The collator carries targets for losses; unlabelled samples get zeros, which nothing reads here.
+        shape = (len(samples),) if self.label_map.task == "single_label" else (len(samples), len(self.label_map.names))
+        targets = np.zeros(shape, dtype=np.int64 if self.label_map.task == "single_label" else np.float32)
+        return self.loaded.standardize(EmotionData(samples, features, targets, self.label_map, self.inputs))
+
+    def _probabilities(self, data: EmotionData) -> np.ndarray:
+        """[N, C] in the rows' order, through the one scoring path evaluation takes (the run's eval batch
+        size, whole dialogues for conversation models)."""
+        import numpy as np
+
+        return self.loaded.score(data, np.arange(len(data))).probs
+
+    def _result(self, info: pd.DataFrame, probs: np.ndarray, failures: list[PredictFailure]) -> PredictionResult:
+        import numpy as np
+
+        names = list(self.label_map.names)
+        table = info.reset_index(drop=True)
+        if self.label_map.task == "single_label":
+            table["label"] = [names[i] for i in probs.argmax(axis=1)] if len(probs) else []
+        else:
+            table["labels"] = [[n for n, p in zip(names, row) if p > self.threshold] for row in probs]
+        for k, name in enumerate(names):
+            table[PROBABILITY_PREFIX + name] = probs[:, k].astype(np.float64)
+        threshold = self.threshold if self.label_map.task == "multi_label" else None
+        return PredictionResult(table, failures, tuple(names), self.label_map.task, threshold, self.unit, self.model_name)
+
+
+def _message(error: EmoError, input_name: str) -> str:
+    """An error's text for a failure of `input_name`: the file only when it is another one (a sidecar)."""
+    problem = error.message if isinstance(error, SampleFailure) else error.problem
+    if error.path is None or str(error.path) == input_name:
+        return problem
+    return f"{error.path}: {problem}"
+
+
+def predict(run: str | Path, inputs: Sequence[str | Path], **options: Any) -> PredictionResult:
+    """One-off prediction: load the run, predict, return. Keep a `Predictor` to predict repeatedly."""
+    device, workers = options.pop("device", "auto"), options.pop("workers", 0)
+    return Predictor(run, device=device, workers=workers).predict(inputs, **options)
+
+

@@ -1,0 +1,246 @@
+"""The one way to load a trained unit and score samples with it.
+
+Training's per-epoch validation, the final test scoring, `emo evaluate` and `emo predict` all score
+through `score_rows`, and everything that loads a finished unit (evaluate, predict, pretrained models,
+export) goes through `TrainedUnit`: so a sample gets the same probabilities whichever command asks.
+
+    unit = TrainedUnit.read("runs/smile-ravdess-x/seed=1/fold=0")   # cheap: JSON only
+    loaded = unit.load(device="cpu")                                # model + best weights + normalisation
+    predictions = loaded.score(data, rows)                          # probabilities and losses of rows
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from emocli.core.errors import ConfigError, EmoError
+from emocli.core.types import LabelMap, real_utterances
+from emocli.data.batches import eval_loader
+from emocli.data.inputs import InputSpec
+from emocli.data.normalize import Standardizer
+from emocli.data.tables import EmotionData
+from emocli.runs import layout
+from emocli.runs.config import TrainConfig
+
+if TYPE_CHECKING:
+    from emocli.models.base import EmotionModel
+    from emocli.models.objectives import Objective
+    from emocli.models.registry import ModelEntry
+
+
+@dataclass
+class Predictions:
+    rows: np.ndarray  # [N] row positions, sorted
+    probs: np.ndarray  # [N, C]
+    losses: dict[str, float]  # sample-weighted means of the objective's loss terms and "loss"
+
+
+@torch.no_grad()
+def score_rows(
+    model: torch.nn.Module,
+    objective: Objective,
+    data: EmotionData,
+    rows: np.ndarray,
+    *,
+    conversation: bool,
+    batch_size: int,
+    device: torch.device,
+    parties: int | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    gather: Callable[[Any], list[Any]] | None = None,
+) -> Predictions:
+    """Eval-mode probabilities and losses of `rows`, in sequential batches of the given size (batch
+    composition matters to models that normalise over the batch). With several ranks each scores its
+    share (items rank, rank + W, ...) and `gather` collects every rank's share."""
+    model.eval()
+    loader = eval_loader(
+        data, rows, conversation=conversation, batch_size=batch_size, rank=rank, world_size=world_size,
+        parties=parties,
+    )
+    seen, probs, sums, count = [], [], {}, 0
+    for batch in loader:
+        batch = batch.to(device)
+        output = model(batch.inputs, batch.masks)
+        terms = objective.losses(output, batch.targets, batch.utterance_mask, training=False)
+        n = len(batch.rows)
+        for name, value in {**terms, "loss": sum(terms.values())}.items():
+            sums[name] = sums.get(name, 0.0) + float(value) * n
+        count += n
+        seen.append(batch.rows)
+        logits = real_utterances(output.logits, batch.utterance_mask)
+        probs.append(objective.probabilities(logits).float().cpu().numpy())
+    shares = gather((seen, probs, sums, count)) if gather is not None else [(seen, probs, sums, count)]
+    all_rows = np.concatenate([r for share in shares for r in share[0]])
+    all_probs = np.concatenate([p for share in shares for p in share[1]])
+    total = sum(share[3] for share in shares)
+    losses = {name: sum(share[2].get(name, 0.0) for share in shares) / total for name in shares[0][2]}
+    order = np.argsort(all_rows, kind="stable")
+    return Predictions(all_rows[order], all_probs[order], losses)
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """"auto" (or None): a GPU when there is one, else the CPU; otherwise the named device, checked."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"--device {device!r}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
+    if chosen.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {device}: emo runs on cpu or cuda")
+    return chosen
+
+
+@dataclass
+class TrainedUnit:
+    """A unit directory (seed=S/fold=K) read back: its configuration, label map and inputs, as data."""
+
+    path: Path
+    config: dict[str, Any]
+    label_map_json: dict[str, Any]
+    feature_spec: dict[str, Any]
+
+    @classmethod
+    def read(cls, path: str | Path) -> TrainedUnit:
+        path = Path(path)
+        return cls(
+            path,
+            layout.read_json(path / layout.CONFIG),
+            layout.read_json(path / layout.LABEL_MAP),
+            layout.read_json(path / layout.FEATURE_SPEC),
+        )
+
+    @property
+    def model_name(self) -> str:
+        return self.config["model_name"]
+
+    @property
+    def entry(self) -> ModelEntry:
+        from emocli.models.registry import get_model
+
+        return get_model(self.model_name)
+
+    @property
+    def train(self) -> TrainConfig:
+        try:
+            return TrainConfig.model_validate(self.config["train"])
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"invalid training configuration: {error}", path=self.path / layout.CONFIG) from None
+
+    @property
+    def label_map(self) -> LabelMap:
+        try:
+            return LabelMap.from_json(self.label_map_json)
+        except (KeyError, TypeError) as error:
+            raise EmoError(f"not a label map ({error})", path=self.path / layout.LABEL_MAP) from None
+
+    @property
+    def inputs(self) -> dict[str, InputSpec]:
+        try:
+            return {m: InputSpec.from_json(s) for m, s in self.feature_spec["inputs"].items()}
+        except (KeyError, TypeError) as error:
+            raise EmoError(f"not a feature spec ({error})", path=self.path / layout.FEATURE_SPEC) from None
+
+    @property
+    def conversation(self) -> bool:
+        return self.feature_spec.get("input_unit") == "dialogue"
+
+    @property
+    def finished(self) -> bool:
+        return (self.path / layout.TEST_METRICS).is_file()
+
+    def build_model(self) -> EmotionModel:
+        """The model of config.json with the best weights, in eval mode."""
+        entry = self.entry
+        try:
+            model = entry.build(entry.config(**self.config["model"]))
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"cannot rebuild {entry.name} from its configuration: {error}",
+                              path=self.path / layout.CONFIG) from None
+        if model.config.num_classes != len(self.label_map.names):
+            raise ConfigError(
+                f"the model has {model.config.num_classes} classes but label_map.json names "
+                f"{len(self.label_map.names)}", path=self.path / layout.LABEL_MAP,
+            )
+        layout.load_weights(model, self.path / layout.WEIGHTS)
+        return model.eval()
+
+    def standardizer(self) -> Standardizer | None:
+        """The feature standardisation it was trained with: None for normalize = "none", and for runs made
+        before emo standardised (their config.json has no `normalize`)."""
+        if self.config["train"].get("normalize", "none") != "standard":
+            return None
+        return Standardizer.load(self.path / layout.NORMALIZATION)
+
+    def load(self, device: str | None = "auto") -> LoadedUnit:
+        torch_device = resolve_device(device)
+        model = self.build_model().to(torch_device)
+        train = self.train
+        objective = self.entry.objective(train.loss, model.config)
+        return LoadedUnit(self, model, objective, self.standardizer(), train, torch_device)
+
+
+@dataclass
+class LoadedUnit:
+    """A unit ready to score: its model with the best weights on a device, objective and standardisation."""
+
+    unit: TrainedUnit
+    model: EmotionModel
+    objective: Objective
+    standardizer: Standardizer | None
+    train: TrainConfig
+    device: torch.device
+
+    @property
+    def threshold(self) -> float:
+        """The multi-label decision threshold the run was evaluated with."""
+        return self.train.threshold if self.train.threshold is not None else self.objective.paper_threshold
+
+    def standardize(self, data: EmotionData) -> EmotionData:
+        """The store's (or freshly extracted) features as the model was trained on them."""
+        return self.standardizer.apply(data) if self.standardizer is not None else data
+
+    def score(self, data: EmotionData, rows: np.ndarray) -> Predictions:
+        """Probabilities and losses of `rows` of already standardised `data`, with the run's eval batch size."""
+        return score_rows(
+            self.model, self.objective, data, rows, conversation=self.unit.conversation,
+            batch_size=self.train.eval_batch_size, device=self.device, parties=self.model.config.speaker_parties,
+        )
+
+
+def choose_unit(run: str | Path) -> tuple[Path, str]:
+    """The unit to predict with, and a sentence saying which and why.
+
+    A unit directory (seed=S/fold=K) is used as it is. In a run root, the finished unit with the best
+    validation value of the run's own selection metric is chosen (validation, never test: choosing by
+    test scores would make them optimistic); units without a validation score fall back to the first.
+    """
+    root = Path(run)
+    found = layout.units(root)
+    if len(found) == 1:
+        return found[0], f"model: {found[0]}"
+    finished = [u for u in found if (u / layout.WEIGHTS).is_file() and (u / layout.TEST_METRICS).is_file()]
+    if not finished:
+        raise EmoError("no finished unit (seed=*/fold=*/test_metrics.json) in this run", path=root)
+    scored = []
+    for unit in finished:
+        selection = TrainedUnit.read(unit).train.effective_selection()
+        best_epoch = layout.read_json(unit / layout.TEST_METRICS).get("best_epoch")
+        record = next((r for r in layout.read_jsonl(unit / layout.METRICS) if r.get("epoch") == best_epoch), {})
+        value = record.get("valid", {}).get(selection.metric)
+        if value is not None and not math.isnan(value):
+            scored.append((value if selection.mode == "max" else -value, unit, selection.metric, value))
+    if not scored:
+        return finished[0], f"model: {finished[0]} (the first of {len(finished)} units; none has a validation score)"
+    _, unit, metric, value = max(scored, key=lambda item: item[0])
+    return unit, f"model: {unit} (best validation {metric} {value:.4f} of {len(finished)} units)"

@@ -1,0 +1,74 @@
+"""What training tells the user: the run's setup, a progress bar while an epoch runs (in a terminal), and
+one line per epoch, printed and appended to the unit's train.log whether or not a terminal is attached
+(Slurm, nohup and pipes get them too)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from emocli.data.tables import EmotionData
+from emocli.runs.evaluation import PAPER_WARNING
+from emocli.training.prepare import Plan
+
+TRAIN_LOG = "train.log"
+
+
+class _Quiet:
+    """Stands in for rich's Progress when no bar is shown (not a terminal, or not rank 0)."""
+
+    def __enter__(self) -> _Quiet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, *args: Any, **kwargs: Any) -> int:
+        return 0
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def remove_task(self, *args: Any) -> None:
+        return None
+
+
+def progress_bar(console: Any, enabled: bool) -> Any:
+    if not (enabled and console.is_terminal):
+        return _Quiet()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
+        TimeRemainingColumn(), console=console, transient=True,
+    )
+
+
+def print_setup(console: Any, plan: Plan, data: EmotionData, root: Path) -> None:
+    cfg = plan.config
+    inputs = ", ".join(f"{m}={s.feature_set} ({s.kind}, {s.dim})" for m, s in plan.inputs.items())
+    console.print(f"[bold]{plan.entry.name}[/] on {plan.dataset}: {len(data)} samples; {inputs}")
+    if data.dropped:
+        console.print("left out: " + ", ".join(f"{n} ({why})" for why, n in data.dropped.items()))
+    if cfg.protocol == "paper":
+        selection = cfg.effective_selection()
+        console.print(f"[bold red]{PAPER_WARNING.format(split=selection.split, metric=selection.metric)}[/]")
+    console.print(f"run directory: {root}")
+
+
+def epoch_line(record: dict[str, Any], splits: list[str], metric: str, epochs: int) -> str:
+    parts = [f"epoch {record['epoch']}/{epochs}", f"lr {record['lr']:.2e}", f"train loss {record['train']['loss']:.4f}"]
+    for split in splits:
+        values = record[split]
+        parts.append(f"{split} loss {values['loss']:.4f}")
+        if metric in values and metric != "loss":
+            parts.append(f"{split} {metric} {values[metric]:.4f}")
+    remaining = record["seconds"] * (epochs - record["epoch"])
+    parts.append(f"{record['seconds']:.1f}s ({remaining:.0f}s left)")
+    return ("* " if record["selected"] else "  ") + " · ".join(parts)
+
+
+def report_epoch(console: Any, unit: Path, line: str) -> None:
+    console.print(line, highlight=False)
+    with open(unit / TRAIN_LOG, "a", encoding="utf-8") as log:
+        log.write(line + "\n")
