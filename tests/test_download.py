@@ -276,6 +276,32 @@ def test_python_literals_become_json_and_code_is_never_run(server, tmp_path):
     assert not marker.exists() and not (tmp_path / "hostile.json").exists()
 
 
+@pytest.mark.realdata
+def test_the_declared_meld_and_mosei_files_are_the_real_ones(server, meld_root, mosei_root, tmp_path):
+    """The sizes and checksums MELD and MOSEI declare match the real files (served here, the URLs
+    pointed at the local server); the MOSEI folds arrive as the SDK's Python file, rebuilt byte for byte
+    from the shared JSON, and come out as the JSON the adapter reads."""
+    from emocli.datasets.meld import MeldAdapter
+    from emocli.datasets.mosei import MoseiAdapter
+
+    folds = json.loads((mosei_root / "cmu_mosei_std_folds.json").read_text())
+    bodies = {
+        "cmu_mosei_std_folds.py": "".join(f"{key}={ids!r}\n\n" for key, ids in folds.items()).encode(),
+        "CMU_MOSEI_Labels.csv": (mosei_root / "CMU_MOSEI_Labels.csv").read_bytes(),
+        **{f.name: (meld_root / f.name).read_bytes() for f in MeldAdapter.remote_files if not f.optional},
+    }
+    for adapter in (MeldAdapter, MoseiAdapter):
+        declared = [f for f in adapter.remote_files if not f.optional]
+        for f in declared:
+            server.files[f"/{adapter.name}/{f.name}"] = bodies[f.name]
+        local = [f.model_copy(update={"url": f"{server.url}/{adapter.name}/{f.name}"}) for f in declared]
+        install(local, tmp_path / adapter.name, **FAST)
+    assert (tmp_path / "mosei" / "cmu_mosei_std_folds.json").read_text() == json.dumps(folds)
+    splits = MoseiAdapter().load(tmp_path / "mosei").table["split"].value_counts().to_dict()
+    assert splits == {"train": 16327, "valid": 1871, "test": 4662}
+    assert len(MeldAdapter().load(tmp_path / "meld").table) == 13708
+
+
 # ------------------------------------------------------------------------------- ensure_available
 
 
