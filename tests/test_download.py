@@ -25,7 +25,7 @@ from emocli.core.errors import DatasetError
 from emocli.core.samples import SampleSet
 from emocli.core.types import LabelMap
 from emocli.datasets.base import Checksum, DatasetAdapter, DefaultExtractor, RemoteFile
-from emocli.datasets.download import ensure_available, fetch, install, staging_name
+from emocli.datasets.download import LOCK_NAME, ensure_available, fetch, install, staging_name
 from emocli.datasets.home import USER_FOLDER, locate_dataset, root_variable
 from emocli.datasets.iemocap import IemocapAdapter
 from emocli.datasets.ravdess import RavdessAdapter
@@ -120,6 +120,11 @@ def private_data_home(tmp_path, monkeypatch):
         monkeypatch.delenv(root_variable(name), raising=False)
 
 
+def entries(folder: Path) -> list[str]:
+    """What a folder holds, less the download lock file."""
+    return sorted(p.name for p in folder.iterdir() if p.name != LOCK_NAME)
+
+
 def body_of(n: int) -> bytes:
     return bytes(range(256)) * (n // 256) + bytes(n % 256)
 
@@ -206,6 +211,25 @@ def test_without_the_network_one_line_says_what_to_fetch_and_where(tmp_path):
     assert f"{remote.url} -> {tmp_path / 'meld' / 'train.csv'} (10 bytes)" in message
 
 
+def test_processes_sharing_a_folder_download_once(server, tmp_path):
+    remote = server.serve("/data.bin", body_of(500_000))
+    errors = []
+
+    def shard():
+        try:
+            install([remote], tmp_path / "shared", **FAST)
+        except Exception as error:  # reported below: a thread's exception is otherwise lost
+            errors.append(error)
+
+    shards = [threading.Thread(target=shard) for _ in range(3)]
+    for thread in shards:
+        thread.start()
+    for thread in shards:
+        thread.join()
+    assert errors == [] and server.requests == [("/data.bin", None)]
+    assert (tmp_path / "shared" / "data.bin").read_bytes() == body_of(500_000)
+
+
 def clips_zip() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -232,7 +256,7 @@ def test_an_interrupted_unpack_leaves_no_usable_folder(server, tmp_path, monkeyp
 
     install([remote], folder, **FAST)  # the verified archive is unpacked again, not downloaded again
     assert [r[0] for r in server.requests] == ["/clips.zip"]
-    assert sorted(p.name for p in folder.iterdir()) == ["clips"]
+    assert entries(folder) == ["clips"]
     assert len(RavdessAdapter().load(folder).table) == 3
 
 
@@ -257,7 +281,7 @@ def test_tar_archives_inside_a_tar_are_unpacked_and_unsafe_members_refused(serve
     evil = server.serve("/evil.tar.gz", tar_bytes({"../outside.txt": b"x"}), unpack="tar")
     with pytest.raises(DatasetError, match="cannot unpack"):
         install([evil], tmp_path / "evil", **FAST)
-    assert not (tmp_path / "outside.txt").exists() and list((tmp_path / "evil").iterdir()) == []
+    assert not (tmp_path / "outside.txt").exists() and entries(tmp_path / "evil") == []
 
 
 def test_python_literals_become_json_and_code_is_never_run(server, tmp_path):
@@ -266,7 +290,7 @@ def test_python_literals_become_json_and_code_is_never_run(server, tmp_path):
     )
     install([folds], tmp_path, **FAST)
     assert json.loads((tmp_path / "folds.json").read_text()) == {"train": ["a", "b"], "valid": ["c"]}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["folds.json"]
+    assert entries(tmp_path) == ["folds.json"]
 
     marker = tmp_path / "ran"
     code = f"import pathlib\npathlib.Path({str(marker)!r}).touch()\n".encode()

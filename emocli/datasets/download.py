@@ -33,6 +33,7 @@ from emocli.datasets.base import DatasetAdapter, RemoteFile
 from emocli.datasets.home import DatasetLocation, root_variable
 
 PART_SUFFIX = ".part"
+LOCK_NAME = ".emo-download.lock"  # hidden: adapters and foreign_entries skip dot-names
 # urllib3 drops a partly read chunk when the connection breaks: a small chunk keeps what arrived.
 CHUNK_BYTES = 1 << 16
 USER_AGENT = "emocli-dataset-download"
@@ -278,24 +279,31 @@ def unpack(file: RemoteFile, archive: Path, folder: Path) -> Path:
 
 
 def install(files: Sequence[RemoteFile], folder: Path, *, progress: bool = True, console=None, **fetch_options) -> None:
-    """Fetch, check and unpack each file that is not yet in place (what an earlier run finished is kept)."""
-    for file in files:
-        if (folder / file.installed_name).exists():
-            continue
-        downloaded = fetch(file, folder, progress=progress, console=console, **fetch_options)
-        if file.unpack != "none":
-            if console is not None:
-                console.print(f"unpacking {downloaded.name} into {folder / file.installed_name}", highlight=False)
-            unpack(file, downloaded, folder)
+    """Fetch, check and unpack each file that is not yet in place (what an earlier run finished is kept).
+    One process at a time per folder (a lock file in it): the shards of a cluster array job started
+    together wait for the first one's download instead of writing into the same .part."""
+    from filelock import FileLock
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder / LOCK_NAME):
+        for file in files:
+            if (folder / file.installed_name).exists():
+                continue
+            downloaded = fetch(file, folder, progress=progress, console=console, **fetch_options)
+            if file.unpack != "none":
+                if console is not None:
+                    console.print(f"unpacking {downloaded.name} into {folder / file.installed_name}", highlight=False)
+                unpack(file, downloaded, folder)
 
 
 def not_found_message(adapter: type[DatasetAdapter], location: DatasetLocation) -> str:
     """Why the dataset is not there, where it was looked for, and how to get it there, in one line."""
-    elsewhere = f"or give --root DIR, or set ${root_variable(adapter.name)}"
+    elsewhere = f"give --root PATH, or set ${root_variable(adapter.name)}"
     if adapter.gated is not None:
-        how = f"{gated_message(adapter, location.path)} ({elsewhere})"
+        how = f"{gated_message(adapter, location.path)} (or {elsewhere})"
     else:
-        how = f"{adapter.name} reads: {adapter.needs_on_disk}; put it in {location.path}, {elsewhere}"
+        place = f"put it in {location.path}, or " if location.origin != "--root" else ""
+        how = f"{adapter.name} reads: {adapter.needs_on_disk}; {place}{elsewhere}"
     return f"{adapter.name} is not here ({location.describe()}); {how}"
 
 
