@@ -40,12 +40,15 @@ def extract(
     """Extract features of a dataset into a Parquet feature store.
 
     Runs again do only what is missing: features are keyed on (input file or text, extractor, parameters,
-    library versions). Inputs that fail are listed and do not stop the run. Without --audio/--text/--visual
-    the dataset's default presets are used (`emo datasets`); without --root its folder comes from the data
-    home, downloaded there first when the dataset is public (docs/DATASETS.md).
+    library versions). Inputs that fail are listed and do not stop the run.
 
-    Example: emo extract --dataset meld    (or, all spelled out: emo extract --dataset ravdess --root
-    data/ravdess --audio compare2016 --audio mfcc-cfnsr --visual openface-au --out stores/ravdess)
+    Without --audio/--text/--visual the dataset's default presets are used (see `emo datasets`).
+    Without --root its folder comes from the data home, downloaded there first when the dataset is public.
+
+    Example: emo extract --dataset meld
+
+    Spelled out: emo extract --dataset ravdess --root data/ravdess --audio compare2016 --audio mfcc-cfnsr
+    --visual openface-au --out stores/ravdess
     """
     if show:
         _show_presets(preset)
