@@ -36,6 +36,7 @@ bench: install
 	$(PY) benchmarks/model_step.py
 	$(PY) benchmarks/train_epoch.py $(BENCH_ARGS)
 	$(PY) benchmarks/predict.py
+	$(PY) benchmarks/download.py
 	$(PY) benchmarks/report.py
 
 # `make pipeline-ravdess-cfnsr` runs `emo run pipelines/ravdess-cfnsr.toml` (docs/PIPELINES.md);

@@ -51,6 +51,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from emocli.core.errors import ConfigError, DatasetError
+from emocli.datasets.home import root_variable
 
 STAGES = ("extract", "train", "evaluate", "predict")
 STAGE_LOG = "stages.jsonl"
@@ -149,11 +150,6 @@ def load_recipe(path: str | Path) -> Recipe:
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'recipe'}: {e['msg']}" for e in error.errors())
         raise ConfigError(f"invalid recipe ({problems})", path=path) from None
-
-
-def root_variable(dataset: str) -> str:
-    """The environment variable that overrides a dataset's root: EMO_RAVDESS_ROOT, ..."""
-    return f"EMO_{re.sub(r'[^A-Za-z0-9]', '_', dataset).upper()}_ROOT"
 
 
 @dataclass(frozen=True)

@@ -73,9 +73,16 @@ def test_choices_are_checked_before_any_work(fakes, tmp_path):
     assert isinstance(stray.exception, ConfigError) and "'mfcc' is not an extractor of this command" in str(stray.exception)
     bad_param = emo(*base, "--audio", "npy-mean", "--set", "npy-mean.scale=big")
     assert isinstance(bad_param.exception, ConfigError) and "scale" in str(bad_param.exception)
-    assert emo(*base).exit_code != 0  # nothing to extract
-    assert emo("--dataset", "fake", "--root", str(fakes), "--audio", "npy-mean").exit_code != 0  # no --out
+    assert emo(*base).exit_code != 0  # nothing to extract: no extractor given and the adapter has no defaults
+    assert emo("--root", str(fakes), "--audio", "npy-mean").exit_code != 0  # no --dataset
     assert not (tmp_path / "s" / NpyMean().feature_set_name).exists()
+
+
+def test_out_defaults_to_stores_in_the_working_folder(fakes, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = emo("--dataset", "fake", "--root", str(fakes), "--audio", "npy-mean", "--workers", "0", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert FeatureStore(tmp_path / "stores" / "fake").read(NpyMean().feature_set_name).num_rows == 12
 
 
 def test_failures_are_summarised_and_listed(fakes, tmp_path):

@@ -11,7 +11,8 @@ import typer
 from typer.testing import CliRunner
 
 from emocli.core.errors import ConfigError, DatasetError
-from emocli.pipeline import STAGE_LOG, SUMMARY, check_data, load_recipe, locate, root_variable, run_pipeline
+from emocli.datasets.home import root_variable
+from emocli.pipeline import STAGE_LOG, SUMMARY, check_data, load_recipe, locate, run_pipeline
 from emocli.runs import layout
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,8 +9,12 @@ import typer
 
 def extract(
     dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset adapter (see `emo datasets`)."),
-    root: Path | None = typer.Option(None, "--root", help="The dataset's folder (or manifest file)."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Feature store directory (created or updated)."),
+    root: Path | None = typer.Option(
+        None, "--root", help="The dataset's folder (or manifest file); default: $EMO_<NAME>_ROOT, else the data home."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Feature store directory (created or updated); default: stores/<dataset>."
+    ),
     audio: list[str] | None = typer.Option(
         None, "--audio", help="Audio extractor: a preset, a preset .toml file or an extractor name. Repeatable."
     ),
@@ -21,6 +25,9 @@ def extract(
     ),
     options: list[str] | None = typer.Option(
         None, "--option", help="Dataset adapter option KEY=VALUE (see the adapter's Options). Repeatable."
+    ),
+    download: bool = typer.Option(
+        True, "--download/--no-download", help="Download a public dataset that is missing (saying what and how big)."
     ),
     workers: int = typer.Option(2, "--workers", "-j", min=0, help="Worker processes for CPU extractors; 0: in-process."),
     shard: str | None = typer.Option(None, "--shard", help="Extract only slice K of N (K/N, 1-based), by sample_id hash."),
@@ -35,7 +42,12 @@ def extract(
     Runs again do only what is missing: features are keyed on (input file or text, extractor, parameters,
     library versions). Inputs that fail are listed and do not stop the run.
 
-    Example: emo extract --dataset ravdess --root data/ravdess --audio compare2016 --audio mfcc-cfnsr
+    Without --audio/--text/--visual the dataset's default presets are used (see `emo datasets`).
+    Without --root its folder comes from the data home, downloaded there first when the dataset is public.
+
+    Example: emo extract --dataset meld
+
+    Spelled out: emo extract --dataset ravdess --root data/ravdess --audio compare2016 --audio mfcc-cfnsr
     --visual openface-au --out stores/ravdess
     """
     if show:
@@ -43,29 +55,42 @@ def extract(
         return
     if preset is not None:
         raise typer.BadParameter("--preset only goes with --show; choose extractors with --audio/--text/--visual")
-    for value, flag in ((dataset, "--dataset"), (root, "--root"), (out, "--out")):
-        if value is None:
-            raise typer.BadParameter(f"{flag} is required", param_hint=flag)
+    if dataset is None:
+        raise typer.BadParameter("--dataset is required (see `emo datasets`)", param_hint="--dataset")
 
     from rich.console import Console
 
     from emocli.core.settings import parse_assignments
-    from emocli.datasets import load_dataset
+    from emocli.datasets import adapter_class, load_dataset
+    from emocli.datasets.download import ensure_available, gated_message
+    from emocli.datasets.home import locate_dataset
     from emocli.features.presets import build_extractors
     from emocli.features.store import FeatureStore, Shard
 
     shard_slice = Shard.parse(shard) if shard else None  # before any slow loading, so typos fail fast
-    sample_set = load_dataset(dataset, root, **parse_assignments(options or [], what="--option"))
+    adapter = adapter_class(dataset)
+    adapter_options = parse_assignments(options or [], what="--option")
     errors = Console(stderr=True)
+    location = locate_dataset(dataset, root)
+    folder = ensure_available(adapter, location, download=download, progress=not quiet, console=errors)
+    if location.origin != "--root":
+        errors.print(f"{dataset}: {folder} ({location.describe()})", highlight=False, soft_wrap=True)
+    sample_set = load_dataset(dataset, folder, **adapter_options)
     for note in sample_set.notes:
         errors.print(f"[yellow]note:[/] {note}", highlight=False)
-    extractors = build_extractors(
-        {"audio": audio or [], "text": text or [], "visual": visual or []}, overrides or [], sample_set.root
-    )
+    chosen = {"audio": audio or [], "text": text or [], "visual": visual or []}
+    if not any(chosen.values()):
+        chosen, skipped = adapter.default_extractors(sample_set)
+        described = ", ".join(f"{m} {p}" for m, presets in chosen.items() for p in presets) or "none it can feed"
+        errors.print(f"{dataset}: default extraction: {described}", highlight=False)
+        for reason in skipped:
+            errors.print(f"[yellow]note:[/] default skipped: {reason}", highlight=False, soft_wrap=True)
+    extractors = build_extractors(chosen, overrides or [], sample_set.root)
     if not extractors and not sample_set.precomputed:
-        raise typer.BadParameter("nothing to extract: give --audio, --text or --visual")
+        hint = f"; {gated_message(adapter, folder)}" if adapter.gated is not None else ""
+        raise typer.BadParameter(f"nothing to extract from {folder}: give --audio, --text or --visual{hint}")
 
-    report = FeatureStore(out).extract(
+    report = FeatureStore(out if out is not None else Path("stores") / dataset).extract(
         sample_set,
         extractors,
         workers=workers,

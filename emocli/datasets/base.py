@@ -1,21 +1,104 @@
 """Dataset adapters: what turns a dataset folder (or manifest) into the canonical sample table
-(emocli.core.samples) that every later stage reads."""
+(emocli.core.samples) that every later stage reads.
+
+An adapter also declares, as data, what `emo datasets` shows and `emo extract --dataset NAME` acts on:
+its licence, the public files it can be downloaded from (emocli.datasets.download), where a
+licence-gated dataset is requested, and the extraction presets used when none are named.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from emocli.core.samples import SampleSet
+from emocli.core.types import Modality
 
 
 class AdapterOptions(BaseModel):
     """Options of an adapter; subclasses add fields. Serialised into the feature store's provenance."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class Licence(BaseModel):
+    """The terms a dataset comes under, with a one-line meaning for `emo datasets`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    url: str
+    meaning: str
+
+
+class Checksum(BaseModel):
+    """A digest of a remote file and where the value comes from (the host's listing, a pinned commit)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    algorithm: Literal["sha256", "md5"]
+    value: str
+    source: str
+
+
+class RemoteFile(BaseModel):
+    """One public file of a dataset and how it lands in the dataset's folder.
+
+    unpack: "none" keeps the file as `name`; "zip" / "tar" unpack it into the folder `into` (default:
+    `name` without its archive suffix; archives found inside a tar are unpacked in place, as MELD's
+    videos are packed); "python-literals-json" turns a Python file of literal assignments (`x = [...]`)
+    into a JSON object `into` by parsing it, never running it.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    name: str
+    size: int  # bytes; always checked
+    checksum: Checksum | None = None  # None: the host publishes none (the docs say so)
+    unpack: Literal["none", "zip", "tar", "python-literals-json"] = "none"
+    into: str | None = None
+    optional: bool = False  # large media fetched only when asked for (`emo datasets NAME --download --all`)
+    description: str = ""
+
+    @property
+    def installed_name(self) -> str:
+        """The file or folder this download leaves in the dataset's folder."""
+        if self.into is not None:
+            return self.into
+        if self.unpack in ("zip", "tar"):
+            for suffix in (".tar.gz", ".tgz", ".tar", ".zip"):
+                if self.name.endswith(suffix):
+                    return self.name[: -len(suffix)]
+        return self.name
+
+
+class GatedAccess(BaseModel):
+    """A dataset (or part of one) that is given out on request: where to ask and what to put where."""
+
+    model_config = ConfigDict(frozen=True)
+
+    what: str  # "the IEMOCAP release (IEMOCAP_full_release/)"
+    request_url: str
+    how: str  # one sentence: the form, the agreement, who answers
+    place: str  # what the dataset's folder must hold afterwards
+
+
+class DefaultExtractor(BaseModel):
+    """An extraction preset used when `emo extract` is given no --audio/--text/--visual."""
+
+    model_config = ConfigDict(frozen=True)
+
+    modality: Modality
+    preset: str
+    requires: str | None = None  # a file under the root the preset reads (skipped when it is absent)
+
+
+# The sample-table column a modality's extractors read, to skip defaults the dataset cannot feed.
+_INPUT_COLUMN: dict[str, str] = {"audio": "audio_path", "text": "text", "visual": "video_path"}
 
 
 class DatasetAdapter(ABC):
@@ -25,6 +108,10 @@ class DatasetAdapter(ABC):
     summary: ClassVar[str]
     needs_on_disk: ClassVar[str]  # shown by `emo datasets`: the files the adapter reads
     Options: ClassVar[type[AdapterOptions]] = AdapterOptions
+    licence: ClassVar[Licence | None] = None  # None: your own data
+    remote_files: ClassVar[tuple[RemoteFile, ...]] = ()  # public downloads, in the order they are fetched
+    gated: ClassVar[GatedAccess | None] = None  # what is only given out on request
+    default_extraction: ClassVar[tuple[DefaultExtractor, ...]] = ()
 
     def __init__(self, options: AdapterOptions | None = None, **overrides):
         self.options = options if options is not None else self.Options(**overrides)
@@ -32,3 +119,22 @@ class DatasetAdapter(ABC):
     @abstractmethod
     def load(self, root: Path) -> SampleSet:
         """Read the dataset at `root`; raise DatasetError naming the file and problem when it is malformed."""
+
+    @classmethod
+    def default_extractors(cls, sample_set: SampleSet) -> tuple[dict[str, list[str]], list[str]]:
+        """The default presets this sample set can feed ({modality: [preset]}), and a note per skipped one."""
+        chosen: dict[str, list[str]] = {"audio": [], "text": [], "visual": []}
+        skipped: list[str] = []
+        folder = sample_set.root if sample_set.root.is_dir() else sample_set.root.parent
+        for default in cls.default_extraction:
+            if default.requires is not None:
+                if not (folder / default.requires).exists():
+                    skipped.append(f"{default.modality} {default.preset}: {folder / default.requires} not found")
+                    continue
+            else:
+                column = _INPUT_COLUMN[default.modality]
+                if not sample_set.table[column].notna().any():
+                    skipped.append(f"{default.modality} {default.preset}: no sample has {column}")
+                    continue
+            chosen[default.modality].append(default.preset)
+        return chosen, skipped

@@ -27,7 +27,7 @@ from pydantic import field_validator
 from emocli.core.errors import DatasetError
 from emocli.core.samples import SampleSet
 from emocli.core.types import LabelMap
-from emocli.datasets.base import AdapterOptions, DatasetAdapter
+from emocli.datasets.base import AdapterOptions, DatasetAdapter, DefaultExtractor, GatedAccess, Licence
 
 # The codes of the EmoEvaluation files (majority label of the evaluators; xxx = no majority).
 CODES = {
@@ -172,6 +172,21 @@ class IemocapAdapter(DatasetAdapter):
         "(audio + video, cut per utterance), or sentences/wav/<dialog>/<utterance>.wav (media=sentence)"
     )
     Options = IemocapOptions
+    licence = Licence(
+        name="USC IEMOCAP release agreement",
+        url="https://sail.usc.edu/iemocap/Data_Release_Form_IEMOCAP.pdf",
+        meaning="research use under an agreement your institution signs; no redistribution",
+    )
+    gated = GatedAccess(
+        what="IEMOCAP",
+        request_url="https://sail.usc.edu/iemocap/iemocap_release.htm",
+        how="send USC SAIL the release form signed for your institution; they reply with a download link",
+        place="IEMOCAP_full_release/ (Session1..Session5)",
+    )
+    default_extraction = (
+        DefaultExtractor(modality="audio", preset="compare2016"),
+        DefaultExtractor(modality="text", preset="minilm"),
+    )
 
     def load(self, root: Path) -> SampleSet:
         import pandas as pd

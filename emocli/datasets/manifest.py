@@ -24,7 +24,7 @@ from typing import Any, Literal
 from emocli.core.errors import DatasetError
 from emocli.core.samples import SampleSet
 from emocli.core.types import LabelMap
-from emocli.datasets.base import AdapterOptions, DatasetAdapter
+from emocli.datasets.base import AdapterOptions, DatasetAdapter, DefaultExtractor
 
 MEDIA = ("audio", "video")
 CONTENT = ("audio", "video", "text")
@@ -240,6 +240,10 @@ class ManifestAdapter(DatasetAdapter):
         "media paths relative to the manifest's folder"
     )
     Options = ManifestOptions
+    default_extraction = (
+        DefaultExtractor(modality="audio", preset="compare2016"),
+        DefaultExtractor(modality="text", preset="minilm"),
+    )
 
     def load(self, root: Path) -> SampleSet:
         import pandas as pd

@@ -14,7 +14,14 @@ from typing import Literal
 from emocli.core.errors import DatasetError
 from emocli.core.samples import SampleSet
 from emocli.core.types import LabelMap
-from emocli.datasets.base import AdapterOptions, DatasetAdapter
+from emocli.datasets.base import (
+    AdapterOptions,
+    Checksum,
+    DatasetAdapter,
+    DefaultExtractor,
+    Licence,
+    RemoteFile,
+)
 
 EMOTIONS = ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")  # MultiEMO's order
 SPLIT_FILES = {"train": "train_sent_emo.csv", "valid": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}
@@ -209,6 +216,25 @@ def find_videos(root: Path, splits, explicit: dict[str, str], notes: list[str]) 
     return videos
 
 
+# The annotation CSVs at the last commit of declare-lab/MELD that changed them (cp1252 -> UTF-8); the
+# sha256 values are of the files at that commit (git blob ids 91dd39cd, 357d4a5f, b91dbd63).
+MELD_COMMIT = "ca3e1266db4cc4a4e802156e2f721c4cd114a696"
+MELD_CSV_SOURCE = f"computed from the file at declare-lab/MELD commit {MELD_COMMIT[:12]}"
+# The utterance videos: the Hugging Face copy of the authors' MELD.Raw.tar.gz, whose git-LFS pointer
+# publishes its sha256 and size (commit 9abc51ee). Its three split archives sit inside it.
+MELD_RAW_COMMIT = "9abc51ee7903424ffb971297608aa6d3d0de3bfa"
+
+
+def _meld_csv(name: str, size: int, sha256: str) -> RemoteFile:
+    return RemoteFile(
+        url=f"https://raw.githubusercontent.com/declare-lab/MELD/{MELD_COMMIT}/data/MELD/{name}",
+        name=name,
+        size=size,
+        checksum=Checksum(algorithm="sha256", value=sha256, source=MELD_CSV_SOURCE),
+        description="annotation CSV: utterance, speaker, emotion, sentiment, dialogue and utterance ids, times",
+    )
+
+
 class MeldAdapter(DatasetAdapter):
     name = "meld"
     summary = "MELD conversations (Friends): 7 emotions per utterance, text + utterance videos"
@@ -218,6 +244,30 @@ class MeldAdapter(DatasetAdapter):
         "output_repeated_splits_test/ (or any folder under the root whose path names the split)"
     )
     Options = MeldOptions
+    licence = Licence(
+        name="GPL-3.0",
+        url="https://github.com/declare-lab/MELD/blob/master/LICENSE",
+        meaning="copyleft: what you redistribute from it stays GPL-3.0, with attribution (dialogue from Friends)",
+    )
+    remote_files = (
+        _meld_csv("train_sent_emo.csv", 1_119_290, "d2fa2d6529cf03cac2989efec05c9b27d8fd2f4c8fc5974c7ae88aa537fa02db"),
+        _meld_csv("dev_sent_emo.csv", 121_640, "2e89c6f8aa182d6f62f8c6331aece905ac7273ca4999660bfb5213e1d0370c1c"),
+        _meld_csv("test_sent_emo.csv", 294_526, "8d37103938f7067600839fe29d5a114a6cd1bcdafb75bec101e06464c5006888"),
+        RemoteFile(
+            url=f"https://huggingface.co/datasets/declare-lab/MELD/resolve/{MELD_RAW_COMMIT}/MELD.Raw.tar.gz",
+            name="MELD.Raw.tar.gz",
+            size=10_878_146_150,
+            checksum=Checksum(
+                algorithm="sha256",
+                value="a56b4407d574195cbce470d86f9c9d72fcfea59b0e34502ecd4babee4a5c613e",
+                source=f"the git-LFS pointer of declare-lab/MELD on Hugging Face, commit {MELD_RAW_COMMIT[:7]}",
+            ),
+            unpack="tar",
+            optional=True,
+            description="the utterance videos (train/dev/test archives inside, unpacked too)",
+        ),
+    )
+    default_extraction = (DefaultExtractor(modality="text", preset="minilm"),)
 
     def load(self, root: Path) -> SampleSet:
         import pandas as pd

@@ -28,7 +28,15 @@ from emocli.core.errors import DatasetError
 from emocli.core.io import file_fingerprint
 from emocli.core.samples import PrecomputedFeatures, SampleSet
 from emocli.core.types import Features, LabelMap
-from emocli.datasets.base import AdapterOptions, DatasetAdapter
+from emocli.datasets.base import (
+    AdapterOptions,
+    Checksum,
+    DatasetAdapter,
+    DefaultExtractor,
+    GatedAccess,
+    Licence,
+    RemoteFile,
+)
 
 ALIGNED_FILE = "train_valid_test.pt"
 SEGMENTS_FILE = "CMU_MOSEI_Labels.csv"
@@ -447,6 +455,12 @@ def segment_emotions(path: Path, segments, threshold: float) -> dict[str, list[s
     return labels
 
 
+# The segment index as s3prl ships it and the CMU Multimodal SDK's standard folds (a Python file of three
+# lists, turned into FOLDS_FILE); both pinned to a commit, their sha256 computed from the files there.
+S3PRL_COMMIT = "5f1eb812c10a3f0a686bc24662fc8c3ab0e6d18e"
+SDK_COMMIT = "4f2eadcd7e7b9e20e83b868cdad385b41830285c"
+
+
 class MoseiAdapter(DatasetAdapter):
     name = "mosei"
     summary = "CMU-MOSEI segments: 6 emotions (multi-label, aligned features) or argmax emotion/sentiment"
@@ -456,6 +470,51 @@ class MoseiAdapter(DatasetAdapter):
         "optionally the SDK's *.csd files and raw {video}.mp4/.wav anywhere under the root"
     )
     Options = MoseiOptions
+    licence = Licence(
+        name="index Apache-2.0, folds MIT; videos and features: CMU's terms",
+        url="https://github.com/CMU-MultiComp-Lab/CMU-MultimodalSDK",
+        meaning="the segment index and folds are free to use with attribution; the YouTube videos are not shared",
+    )
+    remote_files = (
+        RemoteFile(
+            url=(
+                f"https://raw.githubusercontent.com/s3prl/s3prl/{S3PRL_COMMIT}/"
+                f"s3prl/downstream/mosei/utility/{SEGMENTS_FILE}"
+            ),
+            name=SEGMENTS_FILE,
+            size=1_051_987,
+            checksum=Checksum(
+                algorithm="sha256",
+                value="f80bef15ec18fc6f362773720e8f79e35bc4f20dc74d5aed3a44d7a097c7715c",
+                source=f"computed from the file at s3prl/s3prl commit {S3PRL_COMMIT[:12]}",
+            ),
+            description="segment index: video, segment, start/end seconds, sentiment classes, argmax emotion",
+        ),
+        RemoteFile(
+            url=(
+                f"https://raw.githubusercontent.com/CMU-MultiComp-Lab/CMU-MultimodalSDK/{SDK_COMMIT}/"
+                "mmsdk/mmdatasdk/dataset/standard_datasets/CMU_MOSEI/cmu_mosei_std_folds.py"
+            ),
+            name="cmu_mosei_std_folds.py",
+            size=46_028,
+            checksum=Checksum(
+                algorithm="sha256",
+                value="4e13a2f538cf02ab56144eb2a91ca48a4024ce64faaae790ab9ff1c3f399b473",
+                source=f"computed from the file at CMU-MultiComp-Lab/CMU-MultimodalSDK commit {SDK_COMMIT[:12]}",
+            ),
+            unpack="python-literals-json",
+            into=FOLDS_FILE,
+            description="the SDK's standard train/valid/test video ids",
+        ),
+    )
+    gated = GatedAccess(
+        what="CMU-MOSEI's media and features",
+        request_url="https://github.com/CMU-MultiComp-Lab/CMU-MultimodalSDK",
+        how="the raw YouTube videos are not redistributed (ask the CMU MultiComp Lab); the processed features "
+        "(*.csd) are fetched with the CMU Multimodal SDK",
+        place="*.csd files, {video}.mp4 / {video}.wav (any depth) or the aligned train_valid_test.pt",
+    )
+    default_extraction = (DefaultExtractor(modality="audio", preset="compare2016"),)
 
     def load(self, root: Path) -> SampleSet:
         root = Path(root)

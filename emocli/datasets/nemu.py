@@ -22,7 +22,7 @@ from emocli.core.errors import DatasetError
 from emocli.core.io import file_fingerprint
 from emocli.core.samples import PrecomputedFeatures, SampleSet
 from emocli.core.types import Features, LabelMap
-from emocli.datasets.base import AdapterOptions, DatasetAdapter
+from emocli.datasets.base import AdapterOptions, DatasetAdapter, GatedAccess, Licence
 
 SPLITS = ("train", "valid", "test")
 SUFFIXES = (".pt", ".pth", ".pkl")
@@ -125,6 +125,17 @@ class NemuAdapter(DatasetAdapter):
         "'tgt' as read by MMER: the root itself, or the only .pt/.pth/.pkl in the root folder"
     )
     Options = NemuOptions
+    licence = Licence(
+        name="none stated",
+        url="https://github.com/MANLP-suda/Data-set",
+        meaning="its authors publish no licence: research use; ask them before anything else",
+    )
+    gated = GatedAccess(
+        what="NEMu",
+        request_url="https://github.com/MANLP-suda/Data-set",
+        how="its authors share it through a Baidu Netdisk link with an access code, given in that README",
+        place="the NEMu .pt file",
+    )  # it ships features (comments, lyrics, cover, audio): no extraction defaults
 
     def load(self, root: Path) -> SampleSet:
         import pandas as pd

@@ -18,7 +18,14 @@ from typing import Literal
 from emocli.core.errors import DatasetError
 from emocli.core.samples import SampleSet
 from emocli.core.types import LabelMap
-from emocli.datasets.base import AdapterOptions, DatasetAdapter
+from emocli.datasets.base import (
+    AdapterOptions,
+    Checksum,
+    DatasetAdapter,
+    DefaultExtractor,
+    Licence,
+    RemoteFile,
+)
 
 EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 MEDIA_SUFFIXES = (".wav", ".flac", ".mp4")
@@ -83,6 +90,30 @@ class RavdessAdapter(DatasetAdapter):
         ".wav/.flac) and/or 01-01-EE-II-SS-RR-AA.mp4 (audio-video); 02-* video-only files are skipped"
     )
     Options = RavdessOptions
+    licence = Licence(
+        name="CC BY-NC-SA 4.0",
+        url="https://creativecommons.org/licenses/by-nc-sa/4.0/",
+        meaning="non-commercial use only, share alike, attribution (commercial licences are sold separately)",
+    )
+    remote_files = (
+        RemoteFile(
+            url="https://zenodo.org/records/1188976/files/Audio_Speech_Actors_01-24.zip?download=1",
+            name="Audio_Speech_Actors_01-24.zip",
+            size=208_468_073,
+            checksum=Checksum(
+                algorithm="md5",
+                value="bc696df654c87fed845eb13823edef8a",
+                source="the md5 Zenodo record 1188976 lists for the file",
+            ),
+            unpack="zip",
+            description="the 1440 speech clips, audio only (48 kHz WAV), Actor_01..Actor_24",
+        ),
+    )
+    default_extraction = (
+        DefaultExtractor(modality="audio", preset="compare2016"),
+        # Per-clip OpenFace action units are not part of the release: used when a table is beside the clips.
+        DefaultExtractor(modality="visual", preset="openface-au", requires="openface_au.parquet"),
+    )
 
     def load(self, root: Path) -> SampleSet:
         import pandas as pd
