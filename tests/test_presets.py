@@ -22,7 +22,7 @@ from emocli.features.presets import (
 
 REQUIRED = {
     "compare2016", "egemaps", "egemaps-lld", "mfcc", "mfcc-cfnsr", "roberta", "roberta-context",
-    "minilm", "glove", "glove-seq", "openface-au",
+    "minilm", "glove", "glove-seq", "openface-au", "face-mobilenet", "face-mobilenet-seq",
 }
 
 
