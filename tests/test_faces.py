@@ -118,6 +118,7 @@ def test_mtcnn_finds_the_hand_marked_face_and_eyes():
     eye_distance = np.linalg.norm(eyes[1] - eyes[0])
     assert np.linalg.norm(face.landmarks[:2] - eyes, axis=1).max() < 0.15 * eye_distance
     assert detector.detect(plain_frames(1)[0]) is None
+    assert detector.detect_batch(np.zeros((2, 16, 16, 3), np.uint8)) == [None, None]  # too small for a face
 
 
 @needs_mtcnn
@@ -136,6 +137,18 @@ def test_alignment_levels_the_eyes_of_a_turned_face():
     # The aligned crop is upright enough for the detector to find the same level eyes in it again.
     again = face_detector().detect(aligned_crop(frame, face, 160, 0.3))
     assert again is not None and abs(again.eye_angle()) < 3
+
+
+@needs_mtcnn
+@needs_haar
+def test_mtcnn_finds_a_tilted_face_the_haar_cascade_misses():
+    for angle, haar_finds in ((10.0, True), (30.0, False)):
+        frame, _, box = photo_on_canvas(angle=angle)
+        assert (face_detector("haar").detect(frame) is not None) == haar_finds
+        face = face_detector("mtcnn").detect(frame)
+        assert face is not None and box_overlap(face.box, box) > 0.3  # the upright box of a turned face
+    frame, _, _ = photo_on_canvas(angle=40.0)
+    assert face_detector("mtcnn").detect(frame) is not None
 
 
 @needs_mtcnn

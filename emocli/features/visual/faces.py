@@ -163,6 +163,8 @@ class MtcnnDetector:
         scale = min(1.0, _DETECT_HEIGHT["mtcnn"] / frames.shape[1])
         small = _resize_frames(frames, scale)
         smallest = max(20, round(_MIN_FACE_FRACTION * small.shape[1]))  # 20 px: facenet-pytorch's default
+        if min(small.shape[1:3]) < smallest:  # no face of the smallest size fits (and MTCNN would fail)
+            return [None] * len(frames)
         faces: list[Face | None] = []
         with torch.inference_mode():
             for start in range(0, len(small), _MTCNN_FRAMES_PER_PASS):
