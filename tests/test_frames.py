@@ -7,7 +7,7 @@ import importlib.resources
 import numpy as np
 import pytest
 import torch
-from media import needs_haar, write_video
+from media import needs_mtcnn, write_video
 
 from emocli.core.errors import ConfigError, ExtractionError
 from emocli.features.presets import build_extractor
@@ -69,6 +69,19 @@ def test_mobilenet_v2_imagenet_weights_through_torchvision_weights_api(offline_h
     with torch.inference_mode():
         expected = torch.nn.functional.adaptive_avg_pool2d(reference.features(pixels), 1).flatten(1).mean(0)
     np.testing.assert_allclose(features.values, expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_offline_weights_are_torchvisions_imagenet_mobilenet_v2_file(offline_hub):
+    from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
+
+    offline = load_backbone("mobilenet_v2", "offline")
+    assert (offline.dim, offline.input_size) == (1280, 224)
+    assert (offline.mean, offline.std) == (IMAGENET_MEAN, IMAGENET_STD)
+    reference = mobilenet_v2(weights=MobileNet_V2_Weights.IMAGENET1K_V1).state_dict()
+    state = offline.model.state_dict()
+    assert set(state) == set(reference) - {"classifier.1.weight", "classifier.1.bias"}  # classifier removed
+    for name, tensor in state.items():
+        torch.testing.assert_close(tensor, reference[name], rtol=0, atol=0)
 
 
 def test_random_resnet18_is_seeded_and_pooling_none_keeps_frames(videos):
@@ -143,19 +156,20 @@ def test_a_broken_video_is_an_extraction_error(tmp_path):
         extractor.extract(row(tmp_path / "absent.mp4"))
 
 
-@needs_haar
+@needs_mtcnn
 def test_face_crops_change_the_features_and_are_reported(videos):
     faces = FrameFeatureExtractor(backbone="resnet18", weights="none", **SMALL)
     whole = FrameFeatureExtractor(backbone="resnet18", weights="none", faces=False, **SMALL)
     sample = row(videos["face"])
     cropped = faces.extract(sample)
     assert faces.last_face_reports[0].with_face == 3 and faces.last_face_reports[0].fallback is None
+    assert cropped.flags == ()
     assert not np.allclose(cropped.values, whole.extract(sample).values)
 
 
-@needs_haar
+@needs_mtcnn
 @pytest.mark.parametrize("fallback", ["full_frame", "zeros", "error"])
-def test_a_video_without_faces_gets_the_fallback(videos, fallback):
+def test_a_video_without_faces_gets_the_fallback_and_the_no_face_flag(videos, fallback):
     extractor = FrameFeatureExtractor(backbone="resnet18", weights="none", face_fallback=fallback, **SMALL)
     sample = row(videos["plain"])
     if fallback == "error":
@@ -164,6 +178,7 @@ def test_a_video_without_faces_gets_the_fallback(videos, fallback):
         assert error.value.path == videos["plain"]
         return
     features = extractor.extract(sample)
+    assert features.flags == ("no_face",)
     assert (
         extractor.last_face_reports[0].with_face == 0 and extractor.last_face_reports[0].fallback == fallback
     )

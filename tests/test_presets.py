@@ -18,7 +18,7 @@ from emocli.features.presets import read_preset as load_preset
 
 REQUIRED = {
     "compare2016", "egemaps", "egemaps-lld", "mfcc", "mfcc-cfnsr", "roberta", "roberta-context",
-    "minilm", "glove", "glove-seq", "openface-au",
+    "minilm", "glove", "glove-seq", "openface-au", "face-mobilenet", "face-mobilenet-seq",
 }
 
 

