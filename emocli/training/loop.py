@@ -107,6 +107,11 @@ class UnitTrainer:
             self.data, self.splits["train"], conversation=self.conversation, batch_size=cfg.batch_size,
             seed=self.seed, rank=ctx.rank, world_size=ctx.world_size, drop_last=cfg.drop_last, parties=self.parties,
         )
+        if not len(self.loader):
+            raise ConfigError(
+                f"{self.label}: {len(self.splits['train'])} training samples make no batch of {cfg.batch_size}"
+                f"{' with drop_last' if cfg.drop_last else ''}; lower batch_size (--set batch_size=N)"
+            )
         self.eval_splits = ["valid"] if len(self.splits["valid"]) else []
         if self.selection.split == "test":
             self.eval_splits.append("test")
