@@ -140,13 +140,15 @@ class SpikEmoStep(TrainStep):
 
     The term set, the weights and DSC's α/γ come from the model configuration (`loss_terms`,
     `loss_weights`, `dsc_alpha`, `dsc_smooth`): faithful mode back-propagates λ_ce·CE alone, as the
-    released loop does. Soft-HGR needs at least two fused modalities; with one it is left out.
+    released loop does. Soft-HGR needs at least two fused modalities; with one it is left out. Its form
+    (`step.hgr_form`) is MultiEMO's as coded, the one the published weights were set for, in both modes;
+    "definition" is the textbook Soft-HGR, whose scale needs weights of its own (`losses.soft_hgr_loss`).
     """
 
     name = "spikemo"
 
     class Params(StepParams):
-        hgr_faithful: bool | None = None  # None: follow the model's `faithful` (MultiEMO's N×N covariances)
+        hgr_form: L.HGRForm = "multiemo"
 
     def __init__(self, params: dict[str, Any], model_config: Any):
         super().__init__(params, model_config)
@@ -154,8 +156,6 @@ class SpikEmoStep(TrainStep):
             alpha=float(getattr(model_config, "dsc_alpha", 1.5)), smooth=float(getattr(model_config, "dsc_smooth", 0.5))
         )
         self.weights = spikemo_loss_weights(model_config)
-        faithful = self.params.hgr_faithful
-        self.hgr_faithful = bool(getattr(model_config, "faithful", False)) if faithful is None else faithful
 
     def losses(self, output: ModelOutput, batch: Batch, training: bool) -> dict[str, torch.Tensor]:
         logits = batch.flatten(output.logits)
@@ -168,7 +168,7 @@ class SpikEmoStep(TrainStep):
             terms["dsc"] = self.weights["dsc"] * self.dsc(logits, batch.targets)
         fused = [batch.flatten(output.aux[k]) for k in ("fused_text", "fused_audio", "fused_visual") if k in output.aux]
         if self.weights.get("hgr") and len(fused) >= 2:
-            terms["hgr"] = self.weights["hgr"] * L.soft_hgr_loss(fused, faithful=self.hgr_faithful)
+            terms["hgr"] = self.weights["hgr"] * L.soft_hgr_loss(fused, form=self.params.hgr_form)
         if not terms:
             raise ConfigError("SpikEmo's loss has no term with a non-zero weight")
         return terms
