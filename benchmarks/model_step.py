@@ -2,6 +2,9 @@
 
 For spiking models it also reports the share of that time spent in the spiking layers
 (`model.spiking_modules()`, forward and backward, replayed alone on the inputs of a real forward).
+When MMER is measured, its soft top-k mask (MOSEI's reference batch of 128 x 60 steps, k = 24, 100
+Sinkhorn iterations) is timed forward + backward with the implicit backward MMER uses and with autograd
+through the unrolled iterations, side by side, with the relative difference of their score gradients.
 
     python benchmarks/model_step.py [--models smile,mmer] [--repeats 3] [--batch 8]
 """
@@ -96,6 +99,47 @@ def time_spiking_layers(model, inputs, masks, repeats: int) -> float:
     return sum(durations) / len(durations)
 
 
+def time_soft_top_k(repeats: int, batch: int = 128, steps: int = 60, k: int = 24, iterations: int = 100) -> dict:
+    """Milliseconds (wall and process CPU, the median over repeats) of MMER's soft bottom-k mask, forward +
+    backward, per backward mode; and how far the unrolled score gradient is from the implicit one.
+
+    One thread: the unrolled graph is 400 small operations, which a second thread on a busy machine slows
+    down by an order of magnitude, and that would be measuring the machine, not the method."""
+    from emocli.models.mmer import soft_bottom_k
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.rand(batch, steps, generator=generator)
+    real = torch.ones(batch, steps, dtype=torch.bool)
+    downstream = torch.randn(batch, steps, generator=generator)
+    figures, gradients = {}, {}
+    for backward in ("implicit", "unrolled"):
+        wall, cpu = [], []
+        for _ in range(repeats + 1):
+            leaf = scores.clone().requires_grad_()
+            start, start_cpu = time.perf_counter(), time.process_time()
+            mask = soft_bottom_k(leaf, real, k, epsilon=0.1, iterations=iterations, backward=backward)
+            (mask * downstream).sum().backward()
+            wall.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+        gradients[backward] = leaf.grad
+        figures[backward] = {
+            "wall_ms": round(1000 * sorted(wall[1:])[len(wall[1:]) // 2], 1),
+            "cpu_ms": round(1000 * sorted(cpu[1:])[len(cpu[1:]) // 2], 1),
+        }
+    torch.set_num_threads(threads)
+    difference = (gradients["unrolled"] - gradients["implicit"]).norm() / gradients["implicit"].norm()
+    return {
+        "shape": f"{batch}x{steps}, k {k}, {iterations} iterations",
+        "torch_threads": 1,
+        "backward": figures,
+        "speed_up_wall": round(figures["unrolled"]["wall_ms"] / figures["implicit"]["wall_ms"], 1),
+        "unrolled_vs_implicit_gradient_rel_diff": float(f"{float(difference):.2g}"),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(model_names()))
@@ -124,6 +168,15 @@ def main() -> None:
         }
         share_text = "-" if share is None else f"{share:.1%}"
         print(f"{name:<10}{reference:<11}{count_parameters(model):>13,}{seconds:>10.3f}{share_text:>15}")
+    if "mmer" in figures["models"]:
+        top_k = time_soft_top_k(max(args.repeats, 5))
+        figures["mmer_soft_top_k"] = top_k
+        implicit, unrolled = top_k["backward"]["implicit"], top_k["backward"]["unrolled"]
+        print(
+            f"MMER soft top-k ({top_k['shape']}), forward + backward: implicit {implicit['wall_ms']} ms "
+            f"(CPU {implicit['cpu_ms']} ms), unrolled {unrolled['wall_ms']} ms (CPU {unrolled['cpu_ms']} ms); "
+            f"score gradients differ by {top_k['unrolled_vs_implicit_gradient_rel_diff']:.2g} (relative)"
+        )
     print(f"wrote {write_results('model_step', figures)}")
 
 

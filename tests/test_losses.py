@@ -1,4 +1,4 @@
-"""emocli.training.losses against hand computations and the papers' code (ARCHITECTURES.md §1.4, §2.1-2.2,
+"""emocli.models.losses against hand computations and the papers' code (ARCHITECTURES.md §1.4, §2.1-2.2,
 §3.3)."""
 
 from __future__ import annotations
@@ -162,48 +162,48 @@ def test_soft_hgr_definition_by_hand():
     # unbiased variances 2 and 8, tr = 16: L = −(2 − 16 / 2) = 6.
     x = torch.tensor([[1.0], [-1.0]])
     y = torch.tensor([[2.0], [-2.0]])
-    assert soft_hgr_loss([x, y]).item() == pytest.approx(6.0)
+    assert soft_hgr_loss([x, y], form="definition").item() == pytest.approx(6.0)
 
 
-def test_soft_hgr_faithful_by_hand():
+def test_soft_hgr_multiemo_by_hand():
     # torch.cov(X) treats rows as variables: X = [[1, 3], [2, 2]] gives [[2, 0], [0, 0]], and
     # Y = [[0, 2], [1, 1]] the same; tr = 4, / N = 2. mean ⟨x, y⟩ = (6 + 4) / 2 = 5.
     # L = −(5 − 2 / 2) / N = −2.
     x = torch.tensor([[1.0, 3.0], [2.0, 2.0]])
     y = torch.tensor([[0.0, 2.0], [1.0, 1.0]])
-    assert soft_hgr_loss([x, y], faithful=True).item() == pytest.approx(-2.0)
+    assert soft_hgr_loss([x, y]).item() == pytest.approx(-2.0)  # MultiEMO's form is the default
 
 
-def _numpy_hgr(features: list[np.ndarray], faithful: bool) -> float:
+def _numpy_hgr(features: list[np.ndarray], multiemo: bool) -> float:
     n = len(features[0])
     total = 0.0
     for i in range(len(features)):
         for j in range(i + 1, len(features)):
             x, y = features[i], features[j]
-            if faithful:
+            if multiemo:
                 total += np.mean(np.sum(x * y, axis=1)) - np.trace(np.cov(x) @ np.cov(y)) / n / 2
             else:
                 x, y = x - x.mean(0), y - y.mean(0)
                 total += np.mean(np.sum(x * y, axis=1)) - np.trace(np.cov(x.T) @ np.cov(y.T)) / 2
-    return -total / n if faithful else -total
+    return -total / n if multiemo else -total
 
 
-@pytest.mark.parametrize("faithful", [False, True])
-def test_soft_hgr_three_modalities_against_numpy(faithful: bool):
+@pytest.mark.parametrize("form", ["multiemo", "definition"])
+def test_soft_hgr_three_modalities_against_numpy(form: str):
     rng = np.random.default_rng(4)
     arrays = [rng.normal(size=(7, 5)) for _ in range(3)]
     tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
-    loss = soft_hgr_loss(tensors, faithful=faithful)
-    assert loss.item() == pytest.approx(_numpy_hgr(arrays, faithful), rel=1e-9)
+    loss = soft_hgr_loss(tensors, form=form)
+    assert loss.item() == pytest.approx(_numpy_hgr(arrays, form == "multiemo"), rel=1e-9)
     loss.backward()
     assert all(torch.isfinite(t.grad).all() for t in tensors)
 
 
-def test_soft_hgr_faithful_covariances_are_between_samples():
+def test_soft_hgr_multiemo_covariances_are_between_samples():
     # The two readings genuinely differ: the as-coded covariance is N×N, the definition's D×D.
     rng = np.random.default_rng(5)
     x, y = (torch.tensor(rng.normal(size=(6, 3))) for _ in range(2))
-    assert soft_hgr_loss([x, y]).item() != pytest.approx(soft_hgr_loss([x, y], faithful=True).item())
+    assert soft_hgr_loss([x, y], form="definition").item() != pytest.approx(soft_hgr_loss([x, y]).item())
 
 
 # ------------------------------------------------------------------------------------------------- SWFC
@@ -261,7 +261,39 @@ def test_swfc_needs_every_class_counted():
 
 def test_soft_hgr_single_sample_batch():
     x = torch.randn(1, 4, requires_grad=True)
-    loss = soft_hgr_loss([x, x * 2])
+    loss = soft_hgr_loss([x, x * 2], form="definition")
     loss.backward()
     assert loss.item() == 0.0 and torch.isfinite(x.grad).all()
-    assert torch.isfinite(soft_hgr_loss([x, x * 2], faithful=True))
+    assert torch.isfinite(soft_hgr_loss([x, x * 2]))
+
+
+# --------------------------------------------------------------- Soft-HGR's scale in SpikEmo's objective
+
+
+def test_spikemo_default_soft_hgr_has_the_scale_its_weights_were_set_for():
+    """‖∇θ λ_hgr·HGR‖ / ‖∇θ λ_ce·CE‖ at initialisation: SpikEmo's MELD reference (default mode, the MELD
+    script's weights CE 0.4 / DSC 1.0 / HGR 0.3) on random dialogues. MultiEMO's form gives 3.6 to 21 times
+    the CE gradient over seeds and batches of 10 to 112 utterances (more utterances, smaller ratio); the
+    definition gives 650 to 850 times."""
+    from emocli.models.spikemo import SpikEmo, SpikEmoConfig, SpikEmoObjective
+
+    config = SpikEmoConfig.model_validate({**SpikEmoConfig.reference("meld").model_dump(), "faithful": False})
+    torch.manual_seed(0)
+    model = SpikEmo(config)
+    g = torch.Generator().manual_seed(1)
+    inputs = {m: torch.randn(6, 8, spec.dim, generator=g) for m, spec in config.modalities.items()}
+    inputs["speaker"] = torch.randint(0, 9, (6, 8), generator=g)
+    real = torch.arange(8) < torch.randint(2, 9, (6, 1), generator=g)
+    targets = torch.randint(0, 7, (int(real.sum()),), generator=g)
+    output = model(inputs, {"utterance": real})
+    terms = SpikEmoObjective({}, config).losses(output, targets, real, training=True)
+    definition = SpikEmoObjective({"hgr_form": "definition"}, config).losses(output, targets, real, training=True)["hgr"]
+    parameters = [p for p in model.parameters() if p.requires_grad]
+
+    def norm(term: torch.Tensor) -> float:
+        grads = torch.autograd.grad(term, parameters, retain_graph=True, allow_unused=True)
+        return float(torch.sqrt(sum(g.pow(2).sum() for g in grads if g is not None)))
+
+    ce = norm(terms["ce"])
+    assert 1.0 < norm(terms["hgr"]) / ce < 50.0  # the default step: MultiEMO's form
+    assert norm(definition) / ce > 300.0

@@ -1,4 +1,5 @@
-"""CFN-SR (ARCHITECTURES.md §4): reference sizes, shapes for every input form, gradients, batch (in)dependence."""
+"""CFN-SR (Fu et al., arXiv 2111.02172): reference sizes, shapes for every input form, gradients, batch
+(in)dependence, per-fold backbone weights."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from emocli.core.errors import ConfigError
+from emocli.core.errors import ConfigError, EmoError
 from emocli.models.base import count_parameters
 from emocli.models.blocks.attention import MulTEncoder, sinusoidal_positions
 from emocli.models.blocks.resnext3d import resnext3d50
-from emocli.models.cfnsr import CFNSR, CFNSRConfig, MFCCNet
+from emocli.models.cfnsr import CFNSR, CFNSRConfig, MFCCNet, resolve_weights
 from emocli.models.registry import get_model
 
 AUDIO_LENGTHS = [40, 25, 9]  # 9 < MFCCNet.MIN_FRAMES: zero-padded to 12 inside
@@ -171,12 +172,68 @@ def test_batch_independence_and_the_faithful_batch_summed_map(visual):
 
 def test_video_weights_from_a_local_file(tmp_path):
     torch.manual_seed(4)
-    source = resnext3d50()
+    source = resnext3d50(num_classes=8)  # with the Kinetics-style classifier, which CFN-SR ignores
     path = tmp_path / "video.safetensors"
     save_file({k: v.contiguous() for k, v in source.state_dict().items()}, path)
     model = CFNSR(config("sequence", "clip", video_weights=str(path)))
     assert torch.equal(model.video.conv1.weight, source.conv1.weight)
     assert torch.equal(model.video.layer3[5].conv2.weight, source.layer3[5].conv2.weight)
+
+
+def _save_mfccnet(path, seed: int, classifier: bool = True) -> MFCCNet:
+    """An MFCCNet checkpoint as MSAF saves one (torch state dict, with its 1664 -> 8 classifier `fc1`)."""
+    torch.manual_seed(seed)
+    net = MFCCNet(13)
+    state = dict(net.state_dict())
+    if classifier:
+        state |= {"fc1.weight": torch.randn(8, 1664), "fc1.bias": torch.randn(8)}
+    torch.save(state, path)
+    return net
+
+
+def test_per_fold_audio_weights_from_a_path_template(tmp_path):
+    sources = {fold: _save_mfccnet(tmp_path / f"fold_{fold + 1}_mfccNet_best.pth", seed=fold) for fold in range(2)}
+    template = config("sequence", None, audio_weights=str(tmp_path / "fold_{fold_number}_mfccNet_best.pth"))
+    for fold, source in sources.items():
+        resolved = resolve_weights(template, fold)
+        assert resolved.audio_weights == str(tmp_path / f"fold_{fold + 1}_mfccNet_best.pth")
+        model = CFNSR(resolved)
+        for name, value in source.state_dict().items():
+            assert torch.equal(model.audio.state_dict()[name], value), name
+    zero_based = config("sequence", None, audio_weights=str(tmp_path / "fold{fold}.pth"))
+    assert resolve_weights(zero_based, 3).audio_weights == str(tmp_path / "fold3.pth")
+    with pytest.raises(ConfigError, match="resolve_weights"):
+        CFNSR(template)  # a template is never read as a path
+    with pytest.raises(ConfigError, match="has no folds"):
+        resolve_weights(template, None)
+    with pytest.raises(ConfigError, match="unknown placeholder"):
+        resolve_weights(config("sequence", None, audio_weights=str(tmp_path / "{seed}.pth")), 0)
+
+
+def test_one_weights_file_for_several_folds_is_refused_unless_it_saw_no_test_actor(tmp_path):
+    path = tmp_path / "mfcc.safetensors"
+    torch.manual_seed(5)
+    source = MFCCNet(13)
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, path)
+    shared = config("sequence", None, audio_weights=str(path))
+    with pytest.raises(ConfigError, match="leak them into training"):
+        resolve_weights(shared, 0)
+    assert resolve_weights(shared, None) == shared  # a run without folds (an official test split)
+    declared = config("sequence", None, audio_weights=str(path), weights_exclude_test_actors=True)
+    model = CFNSR(resolve_weights(declared, 4))
+    assert torch.equal(model.audio.conv3.weight, source.conv3.weight)
+
+
+def test_weights_errors_name_the_file(tmp_path):
+    with pytest.raises(EmoError, match="not found"):
+        CFNSR(config("sequence", None, audio_weights=str(tmp_path / "absent.pth")))
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(EmoError, match="missing keys"):
+        CFNSR(config("sequence", None, audio_weights=str(tmp_path / "other.pth")))
+    with pytest.raises(ValueError, match="must be a clip"):
+        config("sequence", "sequence", video_weights=str(tmp_path / "video.pth"))
+    with pytest.raises(ValueError, match="audio input"):
+        config(None, "sequence", audio_weights=str(tmp_path / "mfcc.pth"))
 
 
 def test_configuration_and_input_errors():

@@ -1,4 +1,4 @@
-"""MMER (ARCHITECTURES.md §3): shapes, gradients, masking, soft top-k, GRL, determinism, reference size."""
+"""MMER (Ge et al., WWW 2023): shapes, gradients, masking, soft top-k, GRL, determinism, reference size."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from emocli.core.errors import ConfigError
 from emocli.models.base import count_parameters
-from emocli.models.mmer import MMER, MMERConfig, reverse_gradient, soft_bottom_k
+from emocli.models.mmer import MMER, ImplicitSinkhorn, MMERConfig, reverse_gradient, soft_bottom_k
 from emocli.models.registry import get_model
 
 WIDTHS = {"text": 12, "audio": 7, "visual": 5}
@@ -141,6 +141,56 @@ def test_soft_bottom_k_respects_padding_short_sequences_and_ratios():
 
     ratio = soft_bottom_k(scores, real, 0.25, epsilon=0.1, iterations=100)
     assert torch.allclose(ratio.sum(dim=1), torch.tensor([7.5, 5.0, 1.25, 0.0]), atol=1e-3)
+
+
+def _score_gradient(scores, real, k, backward, iterations, cost_norm="sample"):
+    leaf = scores.clone().requires_grad_()
+    weights = torch.linspace(-1, 1, scores.shape[1], dtype=scores.dtype).expand_as(scores)  # any downstream loss
+    mask = soft_bottom_k(leaf, real, k, epsilon=0.1, iterations=iterations, cost_norm=cost_norm, backward=backward)
+    (mask * weights).sum().backward()
+    return mask.detach(), leaf.grad
+
+
+@pytest.mark.parametrize("cost_norm", ["sample", "batch"])
+def test_soft_bottom_k_implicit_gradient_is_the_converged_unrolled_one(cost_norm):
+    """Xie et al.'s implicit backward is the gradient of the converged plan: in float64, once Sinkhorn has
+    converged, it equals autograd through the unrolled iterations; padding and k = 0 samples get none."""
+    generator = torch.Generator().manual_seed(2)
+    scores = torch.rand(4, 30, generator=generator, dtype=torch.float64)
+    real = torch.arange(30) < torch.tensor([30, 20, 5, 1])[:, None]
+    mask, implicit = _score_gradient(scores, real, 8, "implicit", 1000, cost_norm)
+    unrolled_mask, unrolled = _score_gradient(scores, real, 8, "unrolled", 1000, cost_norm)
+    assert torch.allclose(mask, unrolled_mask, atol=1e-12)
+    assert torch.allclose(implicit, unrolled, rtol=1e-9, atol=1e-12 * float(unrolled.abs().max()))
+    assert float(implicit.abs().max()) > 1e-3
+    assert (implicit[~real] == 0).all() and (implicit[3] == 0).all()  # padding; one step, k = 0
+    # At MMER's 100 iterations the unrolled gradient is still that of a truncated iteration.
+    _, truncated = _score_gradient(scores, real, 8, "unrolled", 100, cost_norm)
+    assert not torch.allclose(truncated, implicit, rtol=1e-4)
+
+
+def test_implicit_sinkhorn_matches_finite_differences():
+    generator = torch.Generator().manual_seed(3)
+    cost = torch.rand(3, 7, 2, generator=generator, dtype=torch.float64).requires_grad_()
+    mu = torch.full((3, 7), 1 / 7, dtype=torch.float64)
+    mu[2, 5:] = 0.0  # a padded sample: five real steps
+    mu[2, :5] = 1 / 5
+    nu = torch.tensor([[3 / 7, 4 / 7], [1 / 7, 6 / 7], [2 / 5, 3 / 5]], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda c: ImplicitSinkhorn.apply(c, mu, nu, 0.1, 500), (cost,))
+    # The exponential-domain forward (ε = 0.1) and the log-domain one (small ε) give the same plan.
+    small = ImplicitSinkhorn.apply(cost * 0.05, mu, nu, 0.005, 500)
+    assert torch.allclose(small, ImplicitSinkhorn.apply(cost, mu, nu, 0.1, 500), atol=1e-9)
+
+
+def test_soft_bottom_k_gradients_are_finite_in_float32_at_mmers_shapes():
+    generator = torch.Generator().manual_seed(4)
+    scores = torch.rand(16, 60, generator=generator)
+    real = torch.arange(60) < torch.randint(1, 61, (16, 1), generator=generator)
+    mask, implicit = _score_gradient(scores, real, 24, "implicit", 100)
+    _, reference = _score_gradient(scores.double(), real, 24, "implicit", 1000)
+    assert torch.allclose(mask.sum(1), (real.sum(1) - 1).clamp(max=24).float(), atol=1e-3)  # k_b = min(k, n - 1)
+    assert torch.isfinite(implicit).all()
+    assert torch.allclose(implicit.double(), reference, rtol=1e-3, atol=1e-4 * float(reference.abs().max()))
 
 
 def test_batch_cost_scale_couples_the_samples():

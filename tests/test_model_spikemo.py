@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -57,10 +58,12 @@ def test_reference_parameter_counts():
     iemocap = SpikEmo(SpikEmoConfig.reference("iemocap"))
     assert abs(count_parameters(iemocap) - 31_390_000) <= 5_000
     # The default build leaves out what MELD never runs (§2.3.8): the text DialogueRNN (two directions +
-    # Linear), the backward direction and Linear of audio and visual, and the Spikformer's transforms.
+    # Linear), the backward direction and Linear of audio and visual, and the Spikformer's transforms; it
+    # adds the LayerNorm in front of the spike encoder.
     default = entry.build(entry.config("meld", faithful=False))
-    rnn, linear, transform = 1_577_728, 131_328, 66_304
-    assert count_parameters(meld) - count_parameters(default) == (2 * rnn + linear) + 2 * (rnn + linear) + 2 * transform
+    rnn, linear, transform, input_norm = 1_577_728, 131_328, 66_304, 512
+    dead = (2 * rnn + linear) + 2 * (rnn + linear) + 2 * transform
+    assert count_parameters(meld) - count_parameters(default) == dead - input_norm == 6_836_992
 
 
 def test_loss_terms_follow_faithful_and_the_recipes_weights():
@@ -196,7 +199,8 @@ def test_faithful_membranes_leak_between_modalities():
 def test_batch_independence_default_and_padding_dependence_faithful():
     torch.manual_seed(0)
     default = SpikEmo(small_config()).double().eval()
-    faithful = SpikEmo(small_config(faithful=True, keep_unused_modules=False)).double().eval()
+    released = small_config(faithful=True, keep_unused_modules=False, normalize_spike_input=True)
+    faithful = SpikEmo(released).double().eval()
     faithful.load_state_dict(default.state_dict())
     inputs, masks = dialogues(dtype=torch.float64)
     alone = {m: x[1:2, :4] for m, x in inputs.items()}  # dialogue 1 without its padding
@@ -259,3 +263,63 @@ def test_fused_lif_kernels_give_the_torch_reference_model_on_gpu(backend):
     assert torch.allclose(outputs["torch"][0], on_cpu, atol=1e-4)  # the GPU computes the CPU's model
     assert torch.allclose(outputs[backend][0], outputs["torch"][0], atol=1e-5)
     assert torch.allclose(outputs[backend][1], outputs["torch"][1], atol=1e-5)
+
+
+@pytest.mark.parametrize("faithful", [False, True])
+def test_spikformer_has_the_released_initialisation(faithful):
+    """Model/spikformer.py (github.com/Yu-xm/SpikEmo, commit a3d2791): Linear N(0, 0.02) with zero bias,
+    LayerNorm 1 and 0, in the Spikformer only."""
+    torch.manual_seed(0)
+    model = SpikEmo(SpikEmoConfig.reference("meld").model_copy(update={"faithful": faithful})).requires_grad_(False)
+    linears = [m for m in model.spikformer.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 2 * (4 + 2) + (2 if faithful else 0)  # per block: q, k, v, proj, fc1, fc2 (+ transforms)
+    weights = torch.cat([m.weight.flatten() for m in linears])
+    assert float(weights.abs().max()) > 4 * 0.02  # a normal's tail, beyond any default uniform bound here
+    assert abs(float(weights.mean())) < 1e-4 and float(weights.std()) == pytest.approx(0.02, rel=0.01)
+    assert all(float(m.weight.std()) == pytest.approx(0.02, rel=0.05) for m in linears)
+    assert all(torch.count_nonzero(m.bias) == 0 for m in linears)
+    norms = [m for m in model.spikformer.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert all(torch.all(m.weight == 1) and torch.count_nonzero(m.bias) == 0 for m in norms)
+    # The rest of the model keeps PyTorch's defaults (uniform in ±1/√fan_in), as the released code does.
+    assert float(model.fc.weight.abs().max()) <= 1 / math.sqrt(model.fc.in_features)
+
+
+def _dswa_weights(model: SpikEmo, inputs, masks) -> list[torch.Tensor]:
+    """The utterance softmax of each modality's Spikformer output (DSWA's weights), from a training forward."""
+    weights: list[torch.Tensor] = []
+    real = masks["utterance"]
+
+    def record(module, args, output):
+        weights.append(output.detach().masked_fill(~real.unsqueeze(-1), float("-inf")).softmax(1))
+
+    handle = model.spikformer.register_forward_hook(record)
+    try:
+        out = model(inputs, masks)
+    finally:
+        handle.remove()
+    return out, weights
+
+
+def test_dswa_weights_vary_over_utterances_on_relu_streams_and_the_spikformer_learns():
+    """Every stream through a DialogueRNN (ReLU outputs, non-negative): the released encoder fires everywhere,
+    each dialogue's weights are exactly 1/n and the Spikformer gets no gradient (the paper's "w/o DSWA");
+    with the input LayerNorm (default) the weights depend on the utterance and the Spikformer learns."""
+    context = {m: "forward" for m in WIDTHS}
+    inputs, masks = dialogues()
+    real = masks["utterance"]
+    lengths = real.sum(1, keepdim=True).unsqueeze(-1)
+    labels = torch.randint(0, 4, (B, L), generator=torch.Generator().manual_seed(3))
+    spikformer_grads = {}
+    for normalize in (True, False):
+        torch.manual_seed(0)
+        model = SpikEmo(small_config(context=context, normalize_spike_input=normalize))
+        out, weights = _dswa_weights(model, inputs, masks)
+        assert len(weights) == 3
+        for w in weights:
+            spread = (w - 1 / lengths).abs().masked_fill(~real.unsqueeze(-1), 0).amax()
+            assert (spread > 1e-3) if normalize else (spread < 1e-6)
+        F.cross_entropy(out.logits[real], labels[real]).backward()
+        norm = lambda module: float(torch.sqrt(sum(p.grad.pow(2).sum() for p in module.parameters())))  # noqa: E731
+        spikformer_grads[normalize] = norm(model.spikformer.blocks) / norm(model.projections)
+    assert spikformer_grads[True] > 1e-2
+    assert spikformer_grads[False] < 1e-5

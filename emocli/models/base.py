@@ -50,6 +50,15 @@ class ModelConfig(BaseModel):
         (inputs["speaker"] then holds each utterance's party). None: the model reads no speakers."""
         return None
 
+    def for_fold(self, fold: int | None) -> ModelConfig:
+        """This configuration for one cross-validation fold (CFN-SR's per-fold backbone files); the trainer
+        builds each unit's model from it."""
+        return self
+
+    def for_inference(self) -> ModelConfig:
+        """What rebuilding a trained model needs: no initialisation files (its trained weights replace them)."""
+        return self
+
     @classmethod
     def reference(cls, name: str) -> ModelConfig:
         """A named reference configuration (the original paper's inputs and sizes)."""

@@ -1,7 +1,8 @@
 """CFN-SR: cross-modal fusion network with self-attention and residual structure (Fu et al., arXiv 2111.02172).
-Spec: ARCHITECTURES.md §4.
+Released code: github.com/skeletonNN/CFN-SR (commit 2443494), built on MSAF
+(github.com/anita-hu/MSAF, commit 125e0f1).
 
-Streams (§4.2), for the modalities "audio" and "visual" (either alone, or both):
+Streams, for the modalities "audio" and "visual" (either alone, or both):
   visual  raw clips [B, 3, T, H, W] -> 3D ResNeXt-50 -> map V [B, 2048, S, H', W'] ([2048, 2, 7, 7] for 30x224x224);
           or precomputed features [B, T, D] / [B, D] -> ReLU(Linear(D -> video_dim)) per frame, laid out as ONE
           temporal slice whose positions are the frames, so the block below attends over frames.
@@ -14,6 +15,8 @@ of each temporal slice = α; V <- V ⊙ α + V. Head: Linear([pooled V, audio su
 
 from __future__ import annotations
 
+from string import Formatter
+
 import torch
 from pydantic import model_validator
 from torch import nn
@@ -21,7 +24,7 @@ from torch import nn
 from emocli.core.errors import ConfigError
 from emocli.models.base import EmotionModel, ModalitySpec, ModelConfig, ModelOutput
 from emocli.models.blocks.attention import MulTEncoder, sequence_input
-from emocli.models.blocks.resnext3d import resnext3d50
+from emocli.models.blocks.resnext3d import load_weights, resnext3d50
 from emocli.models.objectives import ClassificationObjective
 from emocli.models.registry import register_model
 
@@ -33,7 +36,7 @@ class CFNSRConfig(ModelConfig):
     # of [64, T'] for inputs zero-padded to N frames (212 -> T' = 26 -> 1664 features); longer inputs are an error.
     audio_frames: int | None = None
     audio_dropout: float = 0.4  # on the audio summary (the reference's audio block 1)
-    # Cross-modal block (§4.2), built when both modalities are configured.
+    # Cross-modal block, built when both modalities are configured.
     cross_modal: bool = True  # False: plain concatenation (the spec's ablation ab_1, 25,916,072 parameters)
     residual: bool = True  # False: V <- V ⊙ α (ablation ab_2, same parameter count)
     transformer_layers: int = 5
@@ -41,12 +44,19 @@ class CFNSRConfig(ModelConfig):
     embed_dropout: float = 0.3
     transformer_dropout: float = 0.1  # MulT's attention, ReLU and residual dropouts (all 0.1)
     # The released code sums the attention maps over the batch and applies that one map to every sample, so a
-    # prediction depends on its batch (§4.2 step 4); the paper applies each sample's own map. None: faithful.
+    # prediction depends on its batch; the paper applies each sample's own map. None: faithful.
     batch_summed_attention: bool | None = None
-    # The fused network drops the ReLU after the video stem's bn1 (§4.5 item 5). None: dropped when faithful.
+    # The fused network drops the ReLU after the video stem's bn1. None: dropped when faithful.
     stem_relu: bool | None = None
     video_dim: int = 2048  # the video map's channels; for feature inputs the width they are projected to
-    video_weights: str | None = None  # a local ResNeXt-3D state dict without `fc.*` to start from (§4.3)
+    # Unimodal backbones to start from (the paper fine-tunes MSAF's per-fold ResNeXt-3D and MFCCNet): local
+    # state-dict files (.safetensors, or tensor-only torch files such as MSAF's .pth); their classifiers
+    # (`fc.*`, `fc1.*`) are ignored. A path may name the fold: "{fold}" is the run's fold index (0-based, as in
+    # fold=K), "{fold_number}" the same plus one (MSAF's and CFN-SR's file names). `resolve_weights` fills it.
+    video_weights: str | None = None
+    audio_weights: str | None = None
+    # One file for every fold is refused (see `resolve_weights`) unless this says it never saw a test actor.
+    weights_exclude_test_actors: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> CFNSRConfig:
@@ -60,6 +70,10 @@ class CFNSRConfig(ModelConfig):
             raise ValueError("raw clips have 3 channels and give a 2048-channel map: use dim 3 and video_dim 2048")
         if self.audio_frames is not None and self.audio_frames < MFCCNet.MIN_FRAMES:
             raise ValueError(f"audio_frames must be at least {MFCCNet.MIN_FRAMES}")
+        if self.video_weights is not None and (visual is None or visual.kind != "clip"):
+            raise ValueError("video_weights initialise the ResNeXt-3D of raw clips: the visual input must be a clip")
+        if self.audio_weights is not None and audio is None:
+            raise ValueError("audio_weights initialise MFCCNet: configure an audio input")
         return self
 
     @property
@@ -70,9 +84,15 @@ class CFNSRConfig(ModelConfig):
     def video_stem_relu(self) -> bool:
         return (not self.faithful) if self.stem_relu is None else self.stem_relu
 
+    def for_fold(self, fold: int | None) -> CFNSRConfig:
+        return resolve_weights(self, fold)
+
+    def for_inference(self) -> CFNSRConfig:
+        return self.model_copy(update={name: None for name in WEIGHT_FIELDS})
+
     @classmethod
     def reference(cls, name: str) -> CFNSRConfig:
-        if name == "ravdess":  # 30 face frames of 224x224 and MFCC [13, 212], 8 emotions (§4.1)
+        if name == "ravdess":  # 30 face frames of 224x224 and MFCC [13, 212], 8 emotions
             return cls(
                 modalities={"audio": ModalitySpec(dim=13), "visual": ModalitySpec(dim=3, kind="clip")},
                 num_classes=8,
@@ -82,6 +102,53 @@ class CFNSRConfig(ModelConfig):
         raise ValueError(f"CFN-SR has no reference configuration {name!r}")
 
 
+WEIGHT_FIELDS = ("video_weights", "audio_weights")
+FOLD_FIELDS = {"fold", "fold_number"}
+
+
+def _placeholders(path: str) -> set[str]:
+    return {field for _, field, _, _ in Formatter().parse(path) if field is not None}
+
+
+def resolve_weights(config: CFNSRConfig, fold: int | None) -> CFNSRConfig:
+    """The configuration with its weights paths for this fold (None: a run without folds).
+
+    A backbone pretrained on one fold's training actors has seen every other fold's test actors, so one
+    file for all the folds of a cross-validation leaks test actors into training: with a fold, a path without
+    a fold placeholder is refused unless `weights_exclude_test_actors` says the file was trained without any
+    of them. The trainer calls this once per fold, before building the model.
+    """
+    updates = {}
+    for name in WEIGHT_FIELDS:
+        path = getattr(config, name)
+        if path is None:
+            continue
+        fields = _placeholders(path)
+        if fields - FOLD_FIELDS:
+            raise ConfigError(f"CFN-SR {name} {path!r}: unknown placeholder(s) {sorted(fields - FOLD_FIELDS)}")
+        if fields:
+            if fold is None:
+                raise ConfigError(f"CFN-SR {name} {path!r} names a fold, but this run has no folds")
+            updates[name] = path.format(fold=fold, fold_number=fold + 1)
+        elif fold is not None and not config.weights_exclude_test_actors:
+            raise ConfigError(
+                f"CFN-SR {name} {path!r} is one file for every fold: a backbone trained on a fold's training "
+                "actors has seen the other folds' test actors, so it would leak them into training; give one "
+                "file per fold ({fold} or {fold_number} in the path), or set weights_exclude_test_actors=true "
+                "if this file was trained without any of the test actors"
+            )
+    return config.model_copy(update=updates)
+
+
+def _load_backbone(module: nn.Module, config: CFNSRConfig, name: str, classifier: str) -> None:
+    path = getattr(config, name)
+    if path is None:
+        return
+    if _placeholders(path):
+        raise ConfigError(f"CFN-SR {name} {path!r} is a per-fold path: resolve it with resolve_weights(config, fold)")
+    load_weights(module, path, ignore=(classifier,))
+
+
 def _zero_padding(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Zero x [B, C, T] from each sample's length on."""
     real = torch.arange(x.shape[-1], device=x.device) < lengths.unsqueeze(1)
@@ -89,7 +156,7 @@ def _zero_padding(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 
 class MFCCNet(nn.Module):
-    """MSAF's audio CNN (§4.2): Conv1d(D, 32, 7, p2) -> ReLU -> BN -> Conv1d(32, 32, 7, p2) -> ReLU -> MaxPool(8)
+    """MSAF's audio CNN: Conv1d(D, 32, 7, p2) -> ReLU -> BN -> Conv1d(32, 32, 7, p2) -> ReLU -> MaxPool(8)
     -> BN -> Dropout(0.2) -> Conv1d(32, 64, 5, p2) -> ReLU -> BN: [B, D, T] -> [B, 64, (T - 4) // 8].
 
     Steps past a sample's length are zeroed before every layer that mixes steps, so padding never reaches a
@@ -146,7 +213,8 @@ class CFNSR(EmotionModel):
         self.video: nn.Module | None = None
         if visual is not None:
             if visual.kind == "clip":
-                self.video = resnext3d50(weights=config.video_weights, stem_relu=config.video_stem_relu)
+                self.video = resnext3d50(stem_relu=config.video_stem_relu)
+                _load_backbone(self.video, config, "video_weights", classifier="fc.")
             else:
                 self.video = nn.Sequential(nn.Linear(visual.dim, config.video_dim), nn.ReLU())
             head_width += config.video_dim
@@ -154,6 +222,7 @@ class CFNSR(EmotionModel):
         self.audio: MFCCNet | None = None
         if audio is not None:
             self.audio = MFCCNet(audio.dim)
+            _load_backbone(self.audio, config, "audio_weights", classifier="fc1.")
             self.audio_dropout = nn.Dropout(config.audio_dropout)
             steps = 1 if config.audio_frames is None else (config.audio_frames - 4) // 8
             head_width += AUDIO_CHANNELS * steps
@@ -200,7 +269,7 @@ class CFNSR(EmotionModel):
         return self.audio(x.transpose(1, 2), lengths)
 
     def _attend(self, v: torch.Tensor, v_real: torch.Tensor, a: torch.Tensor, a_lengths: torch.Tensor) -> torch.Tensor:
-        """Audio-guided attention over the video map's positions, with the residual (§4.2 steps 1-4)."""
+        """Audio-guided attention over the video map's positions, with the residual."""
         steps = a.transpose(1, 2)  # [B, T', 64]
         a_real = torch.arange(steps.shape[1], device=a.device) < a_lengths.unsqueeze(1)
         h = self.audio_attention(steps, a_real)

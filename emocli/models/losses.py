@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import combinations
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -127,42 +128,49 @@ class MultiDSCLoss(nn.Module):
         return loss.mean()
 
 
-def soft_hgr_loss(features: Sequence[Tensor], faithful: bool = False) -> Tensor:
-    """Negative Soft-HGR correlation summed over all pairs of modalities (§2.1). Features: [N, D] each,
-    the valid utterances only.
+HGRForm = Literal["multiemo", "definition"]
 
-    faithful=False, the definition (Wang et al., AAAI 2019, and their reference code): with features
-    centred over the batch and Σ the D×D covariance (unbiased),
-        L = −Σ_pairs ( mean_n ⟨x̃_n, ỹ_n⟩ − ½ tr(Σ_X Σ_Y) ),
-    and 0 for a batch of one sample, which has no covariance.
-    faithful=True, MultiEMO's `SoftHGRLoss` as coded: no centring in the inner product, and
-    `torch.cov(X)` on X [N, D] treats the *rows* as variables, so Σ is N×N (covariances between
-    samples, each over its D features); both scaled by 1/N empirically:
+
+def soft_hgr_loss(features: Sequence[Tensor], form: HGRForm = "multiemo") -> Tensor:
+    """Negative Soft-HGR correlation summed over all pairs of modalities. Features: [N, D] each, the valid
+    utterances only.
+
+    form="multiemo" (default), MultiEMO's `SoftHGRLoss` as coded (github.com/TaoShi1998/MultiEMO, commit
+    e96458b, Loss/SoftHGRLoss.py; SpikEmo reuses the file): no centring in the inner product, and
+    `torch.cov(X)` on X [N, D] treats the *rows* as variables, so Σ is N×N (covariances between samples,
+    each over its D features); the covariance term and then the whole loss are scaled by 1/N:
         L = −Σ_pairs ( mean_n ⟨x_n, y_n⟩ − ½ tr(cov(X) cov(Y)) / N ) / N.
+    MultiEMO's and SpikEmo's loss weights (e.g. CE 0.4 / DSC 1.0 / HGR 0.3 on MELD) were set for this
+    scale; at initialisation its gradient is a few times the weighted cross entropy's.
+    form="definition" (Wang et al., AAAI 2019, and their reference code): with features centred over the
+    batch and Σ the D×D covariance (unbiased),
+        L = −Σ_pairs ( mean_n ⟨x̃_n, ỹ_n⟩ − ½ tr(Σ_X Σ_Y) ),
+    and 0 for a batch of one sample, which has no covariance. Unscaled, it is hundreds of times larger than
+    the form above (its gradient about 600× the weighted cross entropy's at SpikEmo's initialisation), so
+    the published weights do not carry over to it.
     """
     if len(features) < 2:
         raise ValueError("Soft-HGR needs at least two feature sets")
     n = features[0].shape[0]
     if any(f.shape[0] != n for f in features):
         raise ValueError("every feature set needs the same number of samples")
-    if n < 2 and not faithful:
+    if n < 2 and form == "definition":
         # One sample has no covariance; a last batch of one utterance must not stop training.
         return sum(f.sum() for f in features) * 0.0
     total = features[0].new_zeros(())
     for x, y in combinations(features, 2):
-        if faithful:
+        if form == "multiemo":
             inner = (x * y).sum(dim=-1).mean()
             # atleast_2d: torch.cov of a single row is a scalar, on which MultiEMO's code crashes.
             cov_x, cov_y = torch.atleast_2d(torch.cov(x)), torch.atleast_2d(torch.cov(y))
             covariance = torch.trace(cov_x @ cov_y) / n
-            total = total + inner - covariance / 2
         else:
             x, y = x - x.mean(dim=0), y - y.mean(dim=0)
             inner = (x * y).sum(dim=-1).mean()
             cov_x, cov_y = x.T @ x / (n - 1), y.T @ y / (n - 1)  # D×D, unbiased
             covariance = torch.trace(cov_x @ cov_y)
-            total = total + inner - covariance / 2
-    return -total / n if faithful else -total
+        total = total + inner - covariance / 2
+    return -total / n if form == "multiemo" else -total
 
 
 class SampleWeightedFocalContrastive(nn.Module):

@@ -1,7 +1,7 @@
 """MMER: multi-modal multi-label emotion recognition with adversarial temporal masking and adversarial
-parameter perturbation (Ge et al., WWW 2023). Spec: ARCHITECTURES.md §3.
+parameter perturbation (Ge et al., WWW 2023). Released code: github.com/ShipingGe/MMER (commit db38802).
 
-Forward (§3.2), for each configured modality m (any subset, any widths, sequences with padding masks or
+Forward, for each configured modality m (any subset, any widths, sequences with padding masks or
 vectors as length-1 sequences):
   X_m = Dropout(LayerNorm(Linear(x_m)))                      projection to d, no positional encoding
   H_m = E_m(X_m)                                             uni-modal encoder: n_en post-LN layers + LayerNorm
@@ -9,15 +9,16 @@ vectors as length-1 sequences):
   p   = Dropout(Linear_1(LN(Decoder(label queries, M))))    one learned query per class -> one logit each
 Adversarial temporal masking, in the same forward:
   s_m = sigmoid(Linear_1(H_m)), reversed-gradient (λ = 0.1), soft bottom-k mask A_m by entropic optimal
-  transport (k = 24, ε = 0.1, 100 Sinkhorn iterations), X̂_m = (1 - A_m) ⊙ X_m re-encoded by the same encoders
-  and decoder -> p̂ = aux["masked_logits"].
-The training objective (§3.3: asymmetric loss on p and 0.1 x on p̂) is `MMERObjective`; the adversarial
+  transport (k = 24, ε = 0.1, 100 Sinkhorn iterations, implicit backward), X̂_m = (1 - A_m) ⊙ X_m re-encoded
+  by the same encoders and decoder -> p̂ = aux["masked_logits"].
+The training objective (asymmetric loss on p and 0.1 x on p̂) is `MMERObjective`; the adversarial
 parameter perturbation of `perturbation_parameters()` with its KL term is the "perturbation" train step;
 the optimiser and schedule are the `mmer` training preset's.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -33,16 +34,16 @@ from emocli.models.registry import register_model
 
 
 class MMERConfig(ModelConfig):
-    # Architecture (§3.2). The tri-modal encoder has n_en layers like each uni-modal encoder.
+    # Architecture. The tri-modal encoder has n_en layers like each uni-modal encoder.
     d_model: int = 512
     heads: int = 8
     ffn_dim: int = 1024
     dropout: float = 0.1
     encoder_layers: int = 3  # n_en
     decoder_layers: int = 1  # n_de
-    logit_dropout: float = 0.1  # the released head puts a Dropout after Linear(d -> 1) (§3.2 step 4)
+    logit_dropout: float = 0.1  # the released head puts a Dropout after Linear(d -> 1)
 
-    # Adversarial temporal masking (§3.2 step 5).
+    # Adversarial temporal masking.
     mask_k: int | float = 24  # an int: frames to mask; a float in (0, 1): that fraction of each sample's real frames
     sinkhorn_epsilon: float = 0.1
     sinkhorn_iterations: int = 100
@@ -98,6 +99,77 @@ def reverse_gradient(x: torch.Tensor, lambd: float) -> torch.Tensor:
     return GradientReversal.apply(x, lambd)
 
 
+def sinkhorn_plan(
+    cost: torch.Tensor, mu: torch.Tensor, nu: torch.Tensor, *, epsilon: float, iterations: int
+) -> torch.Tensor:
+    """The entropic optimal-transport plan Γ [B, n, m] of cost [B, n, m] between the masses mu [B, n] and
+    nu [B, m], by log-domain Sinkhorn. Zero masses (padding, k = 0) get the log of the smallest positive
+    float: finite, and their plan is ~0. Differentiable by autograd through the unrolled iterations (a
+    reference: `ImplicitSinkhorn` is the same forward with the implicit backward).
+    """
+    tiny = torch.finfo(cost.dtype).tiny
+    log_mu, log_nu = torch.log(mu.clamp_min(tiny)), torch.log(nu.clamp_min(tiny))
+    f = torch.zeros_like(log_mu)
+    g = torch.zeros_like(log_nu)
+    for _ in range(iterations):
+        f = epsilon * (log_mu - torch.logsumexp((g.unsqueeze(1) - cost) / epsilon, dim=2))
+        g = epsilon * (log_nu - torch.logsumexp((f.unsqueeze(2) - cost) / epsilon, dim=1))
+    return torch.exp((f.unsqueeze(2) + g.unsqueeze(1) - cost) / epsilon)
+
+
+class ImplicitSinkhorn(torch.autograd.Function):
+    """`sinkhorn_plan` for two anchors (m = 2) with the implicit backward of Xie et al., "Differentiable
+    top-k with optimal transport" (NeurIPS 2020), as MMER's released `utils/topk.py` uses it: the gradient of
+    the converged plan, from differentiating its marginal constraints, instead of back-propagating through
+    every iteration (whose graph holds all of them and is the gradient of the truncated iteration).
+
+    With W = ∂L/∂Γ ⊙ Γ, a = W·1 and b = Wᵀ·1, and the first column's dual fixed by the gauge:
+        κ = ν₀ − Σᵢ Γᵢ₀² / μᵢ,   y = (b₀ − Σᵢ Γᵢ₀ aᵢ / μᵢ) / κ,   xᵢ = (aᵢ − Γᵢ₀ y) / μᵢ,
+        ∂L/∂Cᵢⱼ = (Γᵢⱼ (xᵢ + y [j = 0]) − Wᵢⱼ) / ε.
+    Rows of zero mass (padding) get no gradient; a sample whose κ vanishes (a hard plan, or k = 0) gets none.
+    Two anchors make κ a scalar per sample, where the released code inverts a [k, k] matrix.
+    """
+
+    @staticmethod
+    def forward(ctx, cost: torch.Tensor, mu: torch.Tensor, nu: torch.Tensor, epsilon: float, iterations: int):
+        with torch.no_grad():
+            # The exponential domain is ~10x faster; it needs a kernel e^(-C/ε) far from underflow (C <= 1 here).
+            if float(cost.amax()) / epsilon < -math.log(torch.finfo(cost.dtype).tiny) / 2:
+                plan = _sinkhorn_scaling(cost, mu, nu, epsilon, iterations)
+            else:
+                plan = sinkhorn_plan(cost, mu, nu, epsilon=epsilon, iterations=iterations)
+            plan = plan * (mu > 0).unsqueeze(-1)
+        ctx.save_for_backward(plan, mu, nu)
+        ctx.epsilon = epsilon
+        return plan
+
+    @staticmethod
+    def backward(ctx, grad_plan: torch.Tensor):
+        plan, mu, nu = ctx.saved_tensors
+        weighted = grad_plan * plan  # W
+        a, b = weighted.sum(dim=2), weighted.sum(dim=1)  # [B, n], [B, 2]
+        inv_mu = torch.where(mu > 0, 1.0 / mu.clamp_min(torch.finfo(mu.dtype).tiny), 0.0)
+        first = plan[:, :, 0]
+        kappa = nu[:, 0] - (first.square() * inv_mu).sum(dim=1)
+        rhs = b[:, 0] - (first * a * inv_mu).sum(dim=1)
+        y = torch.where(kappa > 0, rhs / kappa.clamp_min(torch.finfo(kappa.dtype).tiny), 0.0)  # [B]
+        x = (a - first * y.unsqueeze(1)) * inv_mu  # [B, n]
+        dual = torch.stack([y, torch.zeros_like(y)], dim=1)  # [B, 2]
+        grad_cost = (plan * (x.unsqueeze(2) + dual.unsqueeze(1)) - weighted) / ctx.epsilon
+        return grad_cost, None, None, None, None
+
+
+def _sinkhorn_scaling(cost: torch.Tensor, mu: torch.Tensor, nu: torch.Tensor, epsilon: float, iterations: int):
+    """`sinkhorn_plan`'s iterations in the exponential domain (u = e^(f/ε), v = e^(g/ε), kernel e^(-C/ε)), as the
+    released forward runs them for ε > 0.01: no logarithm per iteration."""
+    kernel = torch.exp(-cost / epsilon)  # [B, n, m]
+    v = torch.ones_like(nu)
+    for _ in range(iterations):
+        u = mu / (kernel @ v.unsqueeze(-1)).squeeze(-1)
+        v = nu / (u.unsqueeze(1) @ kernel).squeeze(1)
+    return u.unsqueeze(-1) * kernel * v.unsqueeze(1)
+
+
 def soft_bottom_k(
     scores: torch.Tensor,
     real: torch.Tensor,
@@ -106,15 +178,18 @@ def soft_bottom_k(
     epsilon: float,
     iterations: int,
     cost_norm: Literal["sample", "batch"] = "sample",
+    backward: Literal["implicit", "unrolled"] = "implicit",
 ) -> torch.Tensor:
     """A soft mask A in [0, 1] of the k LOWEST scores per sample (soft top-k by entropic optimal transport,
     Xie et al. 2020), differentiable in the scores.
 
     scores [B, n], real [B, n] (True = real step). Each real step carries mass 1/n_b (n_b = its sample's real
     steps) to two anchors, 0 and 1, with cost (s - a)² and target masses k_b/n_b and 1 - k_b/n_b; the mask is
-    A = n_b · Γ[:, :, anchor 0], so ΣA = k_b and the steps nearest 0 get A ≈ 1 (§3.2 step 5). k_b is k (an int)
-    or k · n_b (a fraction), at most n_b - 1: a sample keeps at least one unmasked step, so a length-1 sequence
-    (a vector) is never masked. Padding gets A = 0. Log-domain Sinkhorn, unrolled (autograd differentiates it).
+    A = n_b · Γ[:, :, anchor 0], so ΣA = k_b and the steps nearest 0 get A ≈ 1. k_b is k (an int) or k · n_b
+    (a fraction), at most n_b - 1: a sample keeps at least one unmasked step, so a length-1 sequence (a
+    vector) is never masked. Padding gets A = 0. The cost is divided by its maximum, detached as in the
+    released code (a constant scale, not a path for the gradient). backward: "implicit" (`ImplicitSinkhorn`),
+    or "unrolled" through the iterations (a reference for tests and benchmarks).
     """
     real_f = real.to(scores.dtype)
     n = real_f.sum(dim=1, keepdim=True)  # [B, 1]
@@ -122,18 +197,13 @@ def soft_bottom_k(
     anchors = torch.tensor([0.0, 1.0], dtype=scores.dtype, device=scores.device)
     cost = (scores.unsqueeze(-1) - anchors).pow(2) * real_f.unsqueeze(-1)  # [B, n, 2]; padding costs 0
     scale = cost.amax(dim=(1, 2), keepdim=True) if cost_norm == "sample" else cost.amax()
-    tiny = torch.finfo(scores.dtype).tiny
-    cost = cost / scale.clamp_min(tiny)
-
-    # Zero masses (padding, k_b = 0) become the log of the smallest positive float: finite, and their plan ≈ 0.
-    log_mu = torch.log((real_f / n).clamp_min(tiny))  # [B, n]
-    log_nu = torch.log(torch.cat([k_b / n, (n - k_b) / n], dim=1).clamp_min(tiny))  # [B, 2]
-    f = torch.zeros_like(log_mu)
-    g = torch.zeros_like(log_nu)
-    for _ in range(iterations):
-        f = epsilon * (log_mu - torch.logsumexp((g.unsqueeze(1) - cost) / epsilon, dim=2))
-        g = epsilon * (log_nu - torch.logsumexp((f.unsqueeze(2) - cost) / epsilon, dim=1))
-    plan = torch.exp((f.unsqueeze(2) + g.unsqueeze(1) - cost) / epsilon)  # [B, n, 2]
+    cost = cost / scale.detach().clamp_min(torch.finfo(scores.dtype).tiny)
+    mu = real_f / n.clamp_min(1)  # [B, n]
+    nu = torch.cat([k_b, n - k_b], dim=1) / n.clamp_min(1)  # [B, 2]
+    if backward == "implicit":
+        plan = ImplicitSinkhorn.apply(cost, mu, nu, epsilon, iterations)
+    else:
+        plan = sinkhorn_plan(cost, mu, nu, epsilon=epsilon, iterations=iterations)
     return n * plan[:, :, 0] * real_f
 
 
@@ -206,7 +276,7 @@ class MMER(PerturbableModel):
             }
         )
         self.encoders = nn.ModuleDict({m: _encoder(config) for m in names})
-        # The paper's tri-modal encoder; no modality embedding, as released (§3.2 step 3).
+        # The paper's tri-modal encoder; no modality embedding, as released.
         self.fusion_encoder = _encoder(config)
         self.label_queries = nn.Embedding(config.num_classes, d)
         decoder_layer = nn.TransformerDecoderLayer(
@@ -217,12 +287,12 @@ class MMER(PerturbableModel):
         self.logit_dropout = nn.Dropout(config.logit_dropout)
         self.scorers = nn.ModuleDict({m: nn.Linear(d, 1) for m in names})
 
-        for parameter in self.parameters():  # Xavier-uniform on every matrix, embeddings included (§3.2 step 6)
+        for parameter in self.parameters():  # Xavier-uniform on every matrix, embeddings included
             if parameter.dim() > 1:
                 nn.init.xavier_uniform_(parameter)
 
     def perturbation_parameters(self) -> list[nn.Parameter]:
-        """What adversarial parameter perturbation moves: every parameter of the tri-modal encoder (§3.3 step 4)."""
+        """What adversarial parameter perturbation moves: every parameter of the tri-modal encoder."""
         return list(self.fusion_encoder.parameters())
 
     def _decode(self, encoded: dict[str, torch.Tensor], real: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -1,20 +1,21 @@
 """SpikEmo: spiking temporal-dynamic attention for emotion in conversation (arXiv 2411.13917), built on
-MultiEMO (ACL 2023). Spec: ARCHITECTURES.md §2.
+MultiEMO (ACL 2023). Released code: github.com/Yu-xm/SpikEmo (commit a3d2791) on github.com/TaoShi1998/MultiEMO
+(commit e96458b).
 
 A conversation model: inputs[m] [B, L, D_m] (one vector per utterance; [B, L, T, D_m] sequences are
 mean-pooled over their real frames, masks[m] [B, L, T]), masks["utterance"] [B, L] (True = real),
 inputs["speaker"] [B, L] long party index (default: everyone is party 0). Logits [B, L, C], pre-activation.
 
 Forward, for each present modality m in the order text, audio, visual (model width D = 256):
-  F_m = Linear_m(x_m)                                            unimodal projection (§2.1 step 1)
+  F_m = Linear_m(x_m)                                            unimodal projection
   F_m = ContextRNN_m(F_m, speakers)                              DialogueRNN (Majumder et al. 2019) as
-        MultiEMO's BiModel: forward only -> ReLU, or both directions -> Linear(2D -> D) -> ReLU (§2.1 step 2);
+        MultiEMO's BiModel: forward only -> ReLU, or both directions -> Linear(2D -> D) -> ReLU;
         the reference MELD model skips it for text
   s_m = Spikformer(F_m)                                          one Spikformer shared by all modalities:
-        spike-encode with Heaviside (ATan surrogate), T = 32 copies, 2 blocks of spiking self-attention and
-        spiking MLP, LayerNorm, mean over T (§2.2)
+        LayerNorm (default), spike-encode with Heaviside (ATan surrogate), T = 32 copies, 2 blocks of spiking
+        self-attention and spiking MLP, LayerNorm, mean over T
   F_m = F_m + F_m ⊙ softmax_utterances(s_m)                      "DSWA" re-weighting
-  f_m = MultiAttn_m(F_m; the other modalities)                    MultiEMO fusion (§2.1 step 3)
+  f_m = MultiAttn_m(F_m; the other modalities)                    MultiEMO fusion
   fc  = Linear(concat_m f_m)                                     aux["fc_outputs"]
   logits = Dropout(Linear(ReLU(Linear(fc))))                     MultiEMO's MLP head
 aux["fused_text"|"fused_audio"|"fused_visual"] are f_t, f_a, f_v for the Soft-HGR term. Like the logits
@@ -25,14 +26,15 @@ the other present ones in order; alone, a modality attends to itself. The fc lay
 
 Released-code behaviour, chosen by `faithful` unless the specific field says otherwise:
 - The shared Spikformer is not reset between the text, audio and visual passes, so the audio pass starts
-  from the text pass's membranes (§2.3.2). Default: reset between modalities. Every forward starts reset.
-- Padded utterances take part in the utterance softmax, in the Spikformer's attention and as fusion keys
-  (§2.3.6), so results depend on the batch's longest dialogue. Default: masked out of all three.
-- Dead parameters kept for the reference count (§2.3.8): a text DialogueRNN that MELD never runs, the
-  backward DialogueRNN and Linear of a forward-only BiModel, and the Spikformer's per-block "transforms".
-Kept in both modes as the paper's design: the Heaviside spike encoder gives all ones on the ReLU outputs
-of a DialogueRNN, so those modalities' Spikformer outputs do not depend on the input unless membranes leak
-between modalities (§2.3.1).
+  from the text pass's membranes. Default: reset between modalities. Every forward starts reset.
+- Padded utterances take part in the utterance softmax, in the Spikformer's attention and as fusion keys,
+  so results depend on the batch's longest dialogue. Default: masked out of all three.
+- Dead parameters kept for the reference count: a text DialogueRNN that MELD never runs, the backward
+  DialogueRNN and Linear of a forward-only BiModel, and the Spikformer's per-block "transforms".
+- The Heaviside encoder reads the features as they are. On the ReLU outputs of a DialogueRNN it fires
+  everywhere, so the Spikformer's output is the same for every utterance and the re-weighting is a
+  constant 1/L (DSWA does nothing) unless membranes leak between modalities. Default: a LayerNorm in front
+  of the encoder, as Spikformer (Zhou et al., ICLR 2023) normalises the input of each spiking layer.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from emocli.core.errors import ConfigError
 from emocli.core.types import real_utterances
 from emocli.models.base import ModalitySpec, ModelConfig, ModelOutput
 from emocli.models.blocks.spiking import HeavisideEncoder, LIFImplementation, SpikingBackend, SpikingModel, lif
-from emocli.models.losses import MultiDSCLoss, soft_hgr_loss
+from emocli.models.losses import HGRForm, MultiDSCLoss, soft_hgr_loss
 from emocli.models.objectives import Objective, ObjectiveParams
 from emocli.models.registry import register_model
 
@@ -61,7 +63,7 @@ Context = Literal["none", "forward", "bidirectional"]
 class SpikEmoConfig(ModelConfig):
     model_dim: int = 256  # D, and DialogueRNN's D_m = D_g = D_p = D_e = D_h
     num_parties: int = 2
-    # Unimodal context model per modality (§2.1 step 2). Default = the MELD scripts: text projection only,
+    # Unimodal context model per modality. Default = the MELD scripts: text projection only,
     # audio and visual through a forward DialogueRNN. IEMOCAP runs all three bidirectionally. A modality
     # left out of the dict gets "forward".
     context: dict[str, Context] = Field(
@@ -74,7 +76,7 @@ class SpikEmoConfig(ModelConfig):
     fusion_ffn_dim: int = 1024
     mlp_hidden: int = 512  # 512 on MELD, 256 on IEMOCAP
 
-    # Spikformer (§2.2): 2 blocks, T = 32, τ = 10, threshold 1 (0.5 after the attention product), 8 heads,
+    # Spikformer: 2 blocks, T = 32, τ = 10, threshold 1 (0.5 after the attention product), 8 heads,
     # scale 0.125, MLP ratio 4, detach_reset.
     spike_steps: int = 32
     spike_depth: int = 2
@@ -89,6 +91,9 @@ class SpikEmoConfig(ModelConfig):
     reset_between_modalities: bool | None = None
     mask_padding: bool | None = None
     keep_unused_modules: bool | None = None
+    # A LayerNorm in front of the Heaviside spike encoder. Without it (the released code), the encoder sees
+    # the ReLU outputs of a DialogueRNN, fires everywhere, and the re-weighting is a constant 1/L.
+    normalize_spike_input: bool | None = None
 
     @model_validator(mode="after")
     def _check(self) -> SpikEmoConfig:
@@ -124,9 +129,13 @@ class SpikEmoConfig(ModelConfig):
     def speaker_parties(self) -> int:
         return self.num_parties
 
+    @property
+    def normalizes_spike_input(self) -> bool:
+        return not self.faithful if self.normalize_spike_input is None else self.normalize_spike_input
+
     @classmethod
     def reference(cls, name: str) -> SpikEmoConfig:
-        # MultiEMO's features: EmoBERTa text 768, openSMILE audio 512, VisExtNet visual 1000 (§2.1).
+        # MultiEMO's features: EmoBERTa text 768, openSMILE audio 512, VisExtNet visual 1000.
         modalities = {
             "text": ModalitySpec(dim=768, kind="vector"),
             "audio": ModalitySpec(dim=512, kind="vector"),
@@ -228,7 +237,7 @@ def reversal_index(mask: torch.Tensor) -> torch.Tensor:
     return torch.where(position < lengths, lengths - 1 - position, position)
 
 
-# --- Spikformer (§2.2) ------------------------------------------------------------------------------------
+# --- Spikformer ------------------------------------------------------------------------------------------
 
 
 class SpikingSelfAttention(nn.Module):
@@ -282,12 +291,19 @@ class SpikformerBlock(nn.Module):
 
 
 class Spikformer(nn.Module):
-    """[B, L, D] -> Heaviside spikes repeated over T steps -> blocks -> LayerNorm -> mean over T."""
+    """[B, L, D] -> (LayerNorm) -> Heaviside spikes repeated over T steps -> blocks -> LayerNorm -> mean over T.
+
+    Initialised as the released `Model/spikformer.py` does: every Linear N(0, 0.02) with zero bias, every
+    LayerNorm weight 1 and bias 0.
+    """
 
     def __init__(self, config: SpikEmoConfig) -> None:
         super().__init__()
         d = config.model_dim
         self.steps = config.spike_steps
+        # Centres and scales each utterance's features, so that about half of them spike and the pattern
+        # depends on the utterance; its bias is a learnable per-feature threshold.
+        self.input_norm = nn.LayerNorm(d) if config.normalizes_spike_input else None
         self.encoder = HeavisideEncoder()
         self.blocks = nn.ModuleList(SpikformerBlock(config) for _ in range(config.spike_depth))
         self.norm = nn.LayerNorm(d)
@@ -295,15 +311,28 @@ class Spikformer(nn.Module):
             # Per-block Linear + LayerNorm "transforms" of the released class: built, never on the output
             # path (1,719,808 parameters in all with them).
             self.transforms = nn.ModuleList(nn.Sequential(nn.Linear(d, d), nn.LayerNorm(d)) for _ in self.blocks)
+        self.apply(_released_spikformer_init)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if self.input_norm is not None:
+            x = self.input_norm(x)
         spikes = self.encoder(x).unsqueeze(0).expand(self.steps, *x.shape)  # encoding T copies = T copies encoded
         for block in self.blocks:
             spikes = block(spikes, mask)
         return self.norm(spikes).mean(0)
 
 
-# --- MultiEMO fusion and head (§2.1 steps 3-4) -------------------------------------------------------------
+def _released_spikformer_init(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+# --- MultiEMO fusion and head ----------------------------------------------------------------------------
 
 
 class CrossAttention(nn.Module):
@@ -373,7 +402,9 @@ class SpikEmoObjective(Objective):
         weights: dict[str, float] = Field(default_factory=lambda: {"ce": 0.4, "dsc": 1.0, "hgr": 0.3})
         dsc_alpha: float = 1.5
         dsc_smooth: float = 0.5
-        hgr_faithful: bool | None = None  # None: follow the model's `faithful` (MultiEMO's N×N covariances)
+        # MultiEMO's Soft-HGR as coded, the scale the published weights were set for, in both modes;
+        # "definition" is the textbook form, whose scale needs weights of its own (losses.soft_hgr_loss).
+        hgr_form: HGRForm = "multiemo"
 
     def __init__(self, params: dict, config: ModelConfig):
         super().__init__(params, config)
@@ -381,7 +412,6 @@ class SpikEmoObjective(Objective):
         self.dsc = MultiDSCLoss(alpha=p.dsc_alpha, smooth=p.dsc_smooth)
         terms = p.terms or ("ce" if config.faithful else "ce+dsc+hgr")
         self.weights = {name: float(p.weights.get(name, 1.0)) for name in terms.split("+")}
-        self.hgr_faithful = config.faithful if p.hgr_faithful is None else p.hgr_faithful
 
     def losses(
         self, output: ModelOutput, targets: torch.Tensor, utterances: torch.Tensor | None, training: bool
@@ -397,7 +427,7 @@ class SpikEmoObjective(Objective):
         fused = [real_utterances(output.aux[k], utterances) for k in ("fused_text", "fused_audio", "fused_visual")
                  if k in output.aux]
         if self.weights.get("hgr") and len(fused) >= 2:
-            terms["hgr"] = self.weights["hgr"] * soft_hgr_loss(fused, faithful=self.hgr_faithful)
+            terms["hgr"] = self.weights["hgr"] * soft_hgr_loss(fused, form=self.params.hgr_form)
         if not terms:
             raise ConfigError("SpikEmo's loss has no term with a non-zero weight")
         return terms
@@ -476,7 +506,7 @@ class SpikEmo(SpikingModel):
                 f = self.context[m](f, speaker, utterance)
             features[m] = f
 
-        # DSWA (§2.2): one Spikformer, text -> audio -> visual.
+        # DSWA: one Spikformer, text -> audio -> visual.
         key_mask = utterance if self.config.masks_padding else None
         with self.lif_implementation.active(first.device):
             for i, m in enumerate(self.modalities):

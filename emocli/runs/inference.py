@@ -163,7 +163,7 @@ class TrainedUnit:
         """The model of config.json with the best weights, in eval mode."""
         entry = self.entry
         try:
-            model = entry.build(entry.config(**self.config["model"]))
+            model = entry.build(entry.config(**self.config["model"]).for_inference())
         except (TypeError, ValueError) as error:
             raise ConfigError(f"cannot rebuild {entry.name} from its configuration: {error}",
                               path=self.path / layout.CONFIG) from None

@@ -95,8 +95,9 @@ class UnitTrainer:
             self.data = standardizer.apply(self.data)
 
         seed_everything(self.seed, cfg.deterministic)
-        self.model = self.plan.entry.build(self.plan.model_config).to(ctx.device)
-        self.objective = self.plan.entry.objective(cfg.loss, self.plan.model_config)
+        self.model_config = self.plan.model_config.for_fold(self.fold)
+        self.model = self.plan.entry.build(self.model_config).to(ctx.device)
+        self.objective = self.plan.entry.objective(cfg.loss, self.model_config)
         self.step = STEPS[self.plan.entry.train_step](cfg.step, self.objective)
         self.optimizer = build_optimizer(cfg, self.model)
         self.schedule = EpochSchedule(cfg.scheduler, self.optimizer, cfg.epochs)
@@ -124,7 +125,7 @@ class UnitTrainer:
             standardizer.save(unit / layout.NORMALIZATION)
         layout.write_json(unit / layout.CONFIG, {
             "model_name": p.entry.name,
-            "model": p.model_config.model_dump(mode="json"),
+            "model": p.model_config.for_fold(self.fold).model_dump(mode="json"),
             "train": p.config.model_dump(mode="json"),
             "dataset": p.dataset,
             "store": str(p.store_path),

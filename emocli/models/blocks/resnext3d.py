@@ -130,9 +130,10 @@ def _listing(kind: str, keys: list[str], shown: int = 12) -> str:
     return f"{len(keys)} {kind} keys ({', '.join(keys[:shown])}{more})"
 
 
-def load_weights(model: nn.Module, path: str | Path) -> None:
-    """Load a local state dict into `model`, every key matching; a mismatch names the missing and extra keys."""
-    state = load_state_dict_file(path)
+def load_weights(model: nn.Module, path: str | Path, ignore: tuple[str, ...] = ()) -> None:
+    """Load a local state dict into `model`, every key matching; a mismatch names the missing and extra keys.
+    Keys starting with a prefix in `ignore` (a checkpoint's classifier the model does not have) are dropped."""
+    state = {key: value for key, value in load_state_dict_file(path).items() if not key.startswith(ignore)}
     expected = set(model.state_dict())
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
