@@ -29,7 +29,7 @@ def row(path):
 
 def test_whole_frame_clip_layout_and_content(videos):
     extractor = build_extractor("clips", n_frames=30, size=64, faces=False)
-    assert extractor.kind == "sequence" and extractor.dim == 64 * 64 * 3
+    assert extractor.kind == "clip" and extractor.dim == 64 * 64 * 3
     features = extractor.extract(row(videos["square"]))
     assert features.values.shape == (30, 64 * 64 * 3) and features.values.dtype == np.float32
     assert features.values.min() >= 0 and features.values.max() <= 255

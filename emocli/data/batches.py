@@ -96,6 +96,10 @@ class Collator:
             arrays = [self.data.features[modality][r] for r in rows]
             if spec.kind == "vector":
                 inputs[modality] = torch.from_numpy(np.stack(arrays))
+            elif spec.kind == "clip":  # [B, 3, T, S, S], ImageNet-normalised as the 3D CNN expects
+                from emocli.features.visual.clips import clip_tensor
+
+                inputs[modality] = torch.stack([clip_tensor(a) for a in arrays])
             else:
                 inputs[modality], masks[modality] = _pad(arrays)
         return Batch(inputs, masks, torch.from_numpy(self.data.targets[rows]), rows)

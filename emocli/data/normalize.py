@@ -8,7 +8,8 @@ fits its own, writes it to `normalization.safetensors`, and `emo evaluate` and `
 file, so what they see is exactly what the model trained on.
 
 Vector features are standardised per dimension over samples; sequence features per dimension over every
-frame of the training samples. A dimension that is constant on the training rows is only centred.
+frame of the training samples. A dimension that is constant on the training rows is only centred. Raw
+clips are left to the collator, which normalises their pixels with ImageNet's statistics.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class Standardizer:
             raise EmoError("cannot fit feature standardisation on an empty training split")
         stats = {}
         for modality, table in data.features.items():
+            if data.inputs[modality].kind == "clip":
+                continue  # pixels: normalised with ImageNet statistics by the collator, as the 3D CNN expects
             scaler = StandardScaler()
             for start in range(0, len(rows), FIT_CHUNK):
                 chunk = [np.asarray(table[r], dtype=np.float64) for r in rows[start : start + FIT_CHUNK]]
@@ -52,11 +55,15 @@ class Standardizer:
 
     def apply(self, data: EmotionData) -> EmotionData:
         """A copy of `data` with standardised features (the targets and sample table are shared)."""
-        missing = set(data.features) - set(self.stats)
+        clips = {m for m in data.features if data.inputs[m].kind == "clip"}
+        missing = set(data.features) - set(self.stats) - clips
         if missing:
             raise EmoError(f"the stored standardisation has no statistics for {sorted(missing)}")
         features = {}
         for modality, table in data.features.items():
+            if modality in clips:
+                features[modality] = table
+                continue
             mean, scale = self.stats[modality]
             features[modality] = [((np.asarray(a, dtype=np.float32) - mean) / scale) for a in table]
         return replace(data, features=features)

@@ -24,7 +24,7 @@ from torch import nn
 from emocli.core.errors import ConfigError
 from emocli.models.base import EmotionModel, ModalitySpec, ModelConfig, ModelOutput
 from emocli.models.blocks.attention import MulTEncoder, sequence_input
-from emocli.models.blocks.resnext3d import load_weights, resnext3d50
+from emocli.models.blocks.resnext3d import ResNeXt3D, load_weights
 from emocli.models.objectives import ClassificationObjective
 from emocli.models.registry import register_model
 
@@ -49,6 +49,11 @@ class CFNSRConfig(ModelConfig):
     # The fused network drops the ReLU after the video stem's bn1. None: dropped when faithful.
     stem_relu: bool | None = None
     video_dim: int = 2048  # the video map's channels; for feature inputs the width they are projected to
+    # The ResNeXt-3D of raw clips (the paper's ResNeXt-50: blocks (3, 4, 6, 3), width 128, cardinality 32); its
+    # map has 16 x video_width channels, which video_dim must match. Smaller ones train on a CPU.
+    video_layers: tuple[int, int, int, int] = (3, 4, 6, 3)
+    video_width: int = 128
+    video_cardinality: int = 32
     # Unimodal backbones to start from (the paper fine-tunes MSAF's per-fold ResNeXt-3D and MFCCNet): local
     # state-dict files (.safetensors, or tensor-only torch files such as MSAF's .pth); their classifiers
     # (`fc.*`, `fc1.*`) are ignored. A path may name the fold: "{fold}" is the run's fold index (0-based, as in
@@ -66,8 +71,9 @@ class CFNSRConfig(ModelConfig):
         audio, visual = self.modalities.get("audio"), self.modalities.get("visual")
         if audio is not None and audio.kind == "clip":
             raise ValueError("audio must be a sequence or a vector")
-        if visual is not None and visual.kind == "clip" and (visual.dim != 3 or self.video_dim != 2048):
-            raise ValueError("raw clips have 3 channels and give a 2048-channel map: use dim 3 and video_dim 2048")
+        if visual is not None and visual.kind == "clip" and (visual.dim != 3 or self.video_dim != 16 * self.video_width):
+            raise ValueError(f"raw clips have 3 channels and the ResNeXt-3D gives a {16 * self.video_width}-channel "
+                             f"map (16 x video_width): use dim 3 and video_dim {16 * self.video_width}")
         if self.audio_frames is not None and self.audio_frames < MFCCNet.MIN_FRAMES:
             raise ValueError(f"audio_frames must be at least {MFCCNet.MIN_FRAMES}")
         if self.video_weights is not None and (visual is None or visual.kind != "clip"):
@@ -213,7 +219,10 @@ class CFNSR(EmotionModel):
         self.video: nn.Module | None = None
         if visual is not None:
             if visual.kind == "clip":
-                self.video = resnext3d50(stem_relu=config.video_stem_relu)
+                self.video = ResNeXt3D(
+                    config.video_layers, config.video_cardinality, stem_relu=config.video_stem_relu,
+                    width=config.video_width,
+                )
                 _load_backbone(self.video, config, "video_weights", classifier="fc.")
             else:
                 self.video = nn.Sequential(nn.Linear(visual.dim, config.video_dim), nn.ReLU())

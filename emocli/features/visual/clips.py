@@ -70,7 +70,7 @@ class ClipExtractor(Extractor):
 
     name: ClassVar[str] = "clips"
     modality: ClassVar[str] = "visual"
-    kind = "sequence"
+    kind = "clip"
     Params: ClassVar[type[ClipParams]] = ClipParams
     libraries: ClassVar[tuple[str, ...]] = (*VIDEO_IO_LIBRARIES, "opencv-python-headless", "torch", "facenet-pytorch")
 

@@ -51,8 +51,10 @@ class Bottleneck(nn.Module):
 
 
 class ResNeXt3D(nn.Module):
-    """The 3D ResNeXt. `forward_features` gives the last map [B, 2048, T/16, H/32, W/32]; `forward` pools it
-    and applies the classifier when there is one (`num_classes`), else returns the pooled [B, 2048]."""
+    """The 3D ResNeXt. `forward_features` gives the last map [B, 16·width, T/16, H/32, W/32] (2048 channels at
+    the standard width 128); `forward` pools it and applies the classifier when there is one (`num_classes`),
+    else returns the pooled [B, 16·width]. Smaller `layers` and `width` give the same network in miniature
+    (tests, CPU trials)."""
 
     def __init__(
         self,
@@ -60,6 +62,7 @@ class ResNeXt3D(nn.Module):
         cardinality: int = 32,
         num_classes: int | None = None,
         stem_relu: bool = True,
+        width: int = 128,
     ) -> None:
         super().__init__()
         self.conv1 = nn.Conv3d(3, 64, kernel_size=7, stride=(1, 2, 2), padding=3, bias=False)
@@ -69,7 +72,7 @@ class ResNeXt3D(nn.Module):
         self.maxpool = nn.MaxPool3d(kernel_size=3, stride=2, padding=1)
         inplanes = 64
         stages = []
-        for index, (blocks, planes) in enumerate(zip(layers, (128, 256, 512, 1024))):
+        for index, (blocks, planes) in enumerate(zip(layers, (width, 2 * width, 4 * width, 8 * width))):
             stride = 1 if index == 0 else 2
             stage = [Bottleneck(inplanes, planes, cardinality, stride)]
             inplanes = planes * EXPANSION
