@@ -26,7 +26,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: install
 	$(EMO) demo
 
+# The layer contracts (pyproject.toml's [tool.importlinter]) and lint first: they take seconds.
 test: install
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/ruff check emocli tests benchmarks
 	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
 
 # Each benchmark writes benchmarks/results/NAME.json; report.py renders them all into docs/BENCHMARKS.md.

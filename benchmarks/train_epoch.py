@@ -144,11 +144,11 @@ def time_epoch(recipe: Recipe, data, rows: np.ndarray, budget_s: float | None, d
     """One epoch of the trainer's loop (no evaluation): seconds, batches, and whether it was projected."""
     import torch
 
+    from emocli.data.batches import train_loader
     from emocli.training.config import resolve_config
     from emocli.training.distributed import seed_everything
     from emocli.training.prepare import build_model_config
     from emocli.training.schedule import build_optimizer
-    from emocli.data.batches import train_loader
     from emocli.training.steps import STEPS
 
     entry = get_model(recipe.model)

@@ -507,8 +507,8 @@ class _Runner:
 
     def compare(self) -> tuple[dict[str, Any] | None, list[Comparison]]:
         """Mean ± std over the run's units of the first evaluated split, against the reference."""
-        from emocli.metrics import summarize
         from emocli.runs import layout
+        from emocli.runs.metrics import summarize
 
         measured = None
         if self.run_root is not None and self.run_root.is_dir():

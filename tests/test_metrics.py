@@ -1,4 +1,4 @@
-"""emocli.metrics against hand-computed values (ARCHITECTURES.md §1.6, §2.1, §3.4, §4.3, §6)."""
+"""emocli.runs.metrics against hand-computed values (ARCHITECTURES.md §1.6, §2.1, §3.4, §4.3, §6)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, jaccard_score
 
-from emocli.metrics import multi_label_metrics, single_label_metrics, summarize
+from emocli.runs.metrics import multi_label_metrics, single_label_metrics, summarize
 
 # ------------------------------------------------------------------------------------------ single-label
 

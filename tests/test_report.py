@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emocli.metrics import multi_label_metrics, single_label_metrics
 from emocli.runs.card import plot_confusion_matrix, plot_learning_curves, render_model_card
+from emocli.runs.metrics import multi_label_metrics, single_label_metrics
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

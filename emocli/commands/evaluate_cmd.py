@@ -27,9 +27,9 @@ def evaluate(
     from rich.console import Console
 
     from emocli.core.errors import ConfigError
-    from emocli.metrics import summarize
     from emocli.runs import layout
     from emocli.runs.evaluation import evaluate_unit, scalars
+    from emocli.runs.metrics import summarize
     from emocli.runs.results import print_results
 
     if empty_rule not in (None, "zero", "one"):

@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from emocli.metrics import summarize
+from emocli.runs.metrics import summarize
 
 SPLITS = ("train", "valid", "test")
 # The metric shown beside the loss when none is named: the first of these a split reports.

@@ -39,7 +39,7 @@ def scalars(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def metrics_of(data: EmotionData, rows: np.ndarray, probs: np.ndarray, threshold: float, empty_rule: str) -> dict[str, Any]:
-    from emocli.metrics import multi_label_metrics, single_label_metrics
+    from emocli.runs.metrics import multi_label_metrics, single_label_metrics
 
     names = list(data.label_map.names)
     if data.label_map.task == "multi_label":

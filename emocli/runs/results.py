@@ -22,7 +22,7 @@ def collect_results(root: Path, card: dict[str, Any], folds: list[int | None]) -
     `card` describes the run (model, dataset, task, protocol, selection, seeds: training's `card_info`)."""
     import pandas as pd
 
-    from emocli.metrics import summarize
+    from emocli.runs.metrics import summarize
 
     units, metrics, scores = [], [], []
     for seed in card["seeds"]:

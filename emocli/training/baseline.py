@@ -15,7 +15,7 @@ import numpy as np
 from emocli.data.inputs import select_inputs, store_label_map
 from emocli.data.splits import dataset_folds, make_splits
 from emocli.data.tables import load_data
-from emocli.metrics import single_label_metrics, summarize
+from emocli.runs.metrics import single_label_metrics, summarize
 
 if TYPE_CHECKING:
     from emocli.features.store import FeatureStore
