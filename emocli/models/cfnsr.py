@@ -186,6 +186,7 @@ class MFCCNet(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, D, T], lengths [B] (real steps, padding at the end) -> [B, 64, T'] and the output lengths."""
+        x = _zero_padding(x, lengths)  # a short sample's padding counts as silence, whatever it held
         if x.shape[-1] < self.MIN_FRAMES:
             x = nn.functional.pad(x, (0, self.MIN_FRAMES - x.shape[-1]))
         lengths = lengths.clamp_min(self.MIN_FRAMES)
@@ -209,6 +210,7 @@ class MFCCNet(nn.Module):
     objective=ClassificationObjective,
     preset="cfnsr",
     references={"ravdess": 26_301_417},
+    small={"video_dim": 16, "transformer_layers": 1, "transformer_heads": 2},
 )
 class CFNSR(EmotionModel):
     def __init__(self, config: CFNSRConfig) -> None:

@@ -262,6 +262,7 @@ class MMERObjective(Objective):
     train_step="perturbation",
     preset="mmer",
     references={"mosei": 28_610_000},
+    small={"d_model": 16, "heads": 2, "ffn_dim": 32, "encoder_layers": 1, "mask_k": 2, "sinkhorn_iterations": 20},
     reference_tolerance=5_000,
 )
 class MMER(PerturbableModel):

@@ -56,6 +56,9 @@ class ModelEntry:
     # published; every name must build (`config_class.reference(name)`, tested)
     references: dict[str, int | None] = field(default_factory=dict)
     reference_tolerance: int = 0  # the papers give some counts rounded (31.46 M): the allowed difference
+    # Overrides that make a miniature of the model (a few thousand parameters): what the contract test that
+    # every registered model passes (tests/test_model_contract.py) builds, and a quick configuration to try.
+    small: dict[str, Any] = field(default_factory=dict)
 
     @property
     def spiking(self) -> bool:

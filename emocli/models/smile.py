@@ -341,6 +341,7 @@ class SmileObjective(Objective):
     objective=SmileObjective,
     preset="smile",
     references={"mosei": 185_793},
+    small={"d_model": 8, "heads": 2, "encoder_ffn_dim": 16, "decoder_ffn_dim": 16, "snn_hidden": 16},
 )
 class SMILE(SpikingModel):
     def __init__(self, config: SMILEConfig) -> None:

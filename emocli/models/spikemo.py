@@ -445,6 +445,10 @@ class SpikEmoObjective(Objective):
     objective=SpikEmoObjective,
     preset="spikemo",
     references={"meld": 31_460_000, "iemocap": None},
+    small={
+        "model_dim": 16, "fusion_heads": 2, "fusion_layers": 1, "fusion_ffn_dim": 32, "mlp_hidden": 16,
+        "spike_heads": 2, "spike_steps": 4, "spike_tau": 2.0, "spike_threshold": 0.5,
+    },
     reference_tolerance=5_000,
 )
 class SpikEmo(SpikingModel):
