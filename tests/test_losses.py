@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from emocli.models.losses import (
     AsymmetricLoss,
     MultiDSCLoss,
-    SampleWeightedFocalContrastive,
     kl_consistency,
     smoothed_bce,
     soft_hgr_loss,
@@ -207,56 +206,6 @@ def test_soft_hgr_multiemo_covariances_are_between_samples():
 
 
 # ------------------------------------------------------------------------------------------------- SWFC
-
-
-def test_swfc_by_hand():
-    # Normalised features: anchors 0 and 1 coincide (same class), 2 is orthogonal (alone in its class).
-    features = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 3.0]])
-    labels = torch.tensor([0, 0, 1])
-    # Class counts (2, 1): (3/2, 3)^1, L1-normalised: (1/3, 2/3).
-    loss = SampleWeightedFocalContrastive([2, 1], temperature=1.0, focus=2.0, sample_weight=1.0)
-    p = math.e / (math.e + 1)  # softmax of similarities (1, 0) over the two other samples
-    ell = math.log(p) * (1 - p) ** 2
-    # Anchors 0 and 1 each have one positive; anchor 2 has none and adds 0 but counts in N = 3.
-    expected = -(1 / 3 * ell + 1 / 3 * ell) / 3
-    assert loss(features, labels).item() == pytest.approx(expected, rel=1e-6)
-    assert loss.class_weights.tolist() == pytest.approx([1 / 3, 2 / 3])
-
-
-def _multiemo_swfc(features, labels, weights, temperature, focus):
-    """MultiEMO's SampleWeightedFocalContrastiveLoss.forward, loop for loop."""
-    n = labels.shape[0]
-    features = F.normalize(features, dim=-1)
-    total = 0.0
-    for i in range(n):
-        others = torch.cat((features[:i], features[i + 1 :]))
-        other_labels = torch.cat((labels[:i], labels[i + 1 :]))
-        probs = torch.softmax((features[i] * others).sum(-1) / temperature, dim=0)
-        positives = probs[other_labels == labels[i]]
-        if len(positives) > 0:
-            total += torch.mean(torch.log(positives) * (1 - positives) ** focus) * weights[labels[i]]
-    return -total / n
-
-
-def test_swfc_matches_multiemo_loop_and_ignores_padding():
-    torch.manual_seed(6)
-    features = torch.randn(12, 8, requires_grad=True)
-    labels = torch.tensor([0, 1, 2, 0, 1, 0, 3, 1, 2, 0, 1, 1])
-    loss_fn = SampleWeightedFocalContrastive([40, 30, 20, 10], temperature=0.8, focus=2.4, sample_weight=1.1)
-    ours = loss_fn(features, labels)
-    reference = _multiemo_swfc(features, labels, loss_fn.class_weights, 0.8, 2.4)
-    assert ours.item() == pytest.approx(reference.item(), rel=1e-5)
-    ours.backward()
-    assert torch.isfinite(features.grad).all()
-
-    padded = torch.cat([features.detach(), torch.randn(2, 8)])
-    padded_labels = torch.cat([labels, torch.tensor([-100, -100])])
-    assert loss_fn(padded, padded_labels).item() == pytest.approx(ours.item(), rel=1e-6)
-
-
-def test_swfc_needs_every_class_counted():
-    with pytest.raises(ValueError, match="at least one"):
-        SampleWeightedFocalContrastive([3, 0], temperature=1.0, focus=2.0, sample_weight=1.0)
 
 
 def test_soft_hgr_single_sample_batch():

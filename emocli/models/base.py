@@ -34,6 +34,16 @@ class ModalitySpec(BaseModel):
     kind: FeatureKind = "sequence"
 
 
+# Aligned CMU-MOSEI as SMILE and MMER were published on it: 60 steps of GloVe (300), COVAREP (74) and
+# Facet (35) features, 6 emotions, multi-label.
+MOSEI_WIDTHS = {"text": 300, "audio": 74, "visual": 35}
+
+
+def aligned_mosei(order: tuple[str, ...]) -> dict:
+    """The modalities (in a model's own order), classes and task of a reference configuration on aligned MOSEI."""
+    return {"modalities": {m: ModalitySpec(dim=MOSEI_WIDTHS[m]) for m in order}, "num_classes": 6, "task": "multi_label"}
+
+
 class ModelConfig(BaseModel):
     """Base configuration: which modalities with which widths, and the head."""
 

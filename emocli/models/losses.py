@@ -9,7 +9,6 @@ Plain cross entropy (single-label) and BCE-with-logits (multi-label) are torch's
 - `kl_consistency`                    MMER: KL between perturbed and clean predictions.
 - `MultiDSCLoss`                      SpikEmo: self-adjusting dice.
 - `soft_hgr_loss`                     MultiEMO/SpikEmo: Soft-HGR correlation across modalities.
-- `SampleWeightedFocalContrastive`    MultiEMO: SWFC (SpikEmo drops it).
 """
 
 from __future__ import annotations
@@ -171,55 +170,3 @@ def soft_hgr_loss(features: Sequence[Tensor], form: HGRForm = "multiemo") -> Ten
             covariance = torch.trace(cov_x @ cov_y)
         total = total + inner - covariance / 2
     return -total / n if form == "multiemo" else -total
-
-
-class SampleWeightedFocalContrastive(nn.Module):
-    """MultiEMO's sample-weighted focal contrastive loss, SWFC (§2.1); SpikEmo parses its options but
-    does not use it.
-
-    Features are L2-normalised. For each anchor i, p_ij = softmax over j ≠ i of ⟨f_i, f_j⟩ / τ; with
-    P(i) = {j ≠ i : y_j = y_i},
-        ℓ_i = mean_{j ∈ P(i)} log(p_ij) · (1 − p_ij)^γ,     L = −(1/N) Σ_i w_{y_i} ℓ_i,
-    where anchors without a positive contribute 0 but still count in N, and the class weights are
-    w = L1-normalised (N_total / n_c)^ρ from the training set's class counts.
-    MultiEMO loops over anchors; this is the same computation vectorised.
-    """
-
-    class_weights: Tensor
-
-    def __init__(
-        self,
-        class_counts: Sequence[int] | Tensor,
-        temperature: float,
-        focus: float,
-        sample_weight: float,
-        ignore_index: int = -100,
-    ) -> None:
-        super().__init__()
-        counts = torch.as_tensor(class_counts, dtype=torch.float32)
-        if (counts <= 0).any():
-            raise ValueError("every class needs at least one training sample for its SWFC weight")
-        weights = (counts.sum() / counts) ** sample_weight
-        self.register_buffer("class_weights", weights / weights.sum())
-        self.temperature = temperature
-        self.focus = focus
-        self.ignore_index = ignore_index
-
-    def forward(self, features: Tensor, labels: Tensor) -> Tensor:
-        features = features.reshape(-1, features.shape[-1])
-        labels = labels.reshape(-1)
-        valid = labels != self.ignore_index
-        features, labels = F.normalize(features[valid], dim=-1), labels[valid]
-        n = labels.numel()
-        if n < 2:
-            return features.sum() * 0.0  # no pairs: nothing to contrast
-        others = ~torch.eye(n, dtype=torch.bool, device=features.device)
-        logits = (features @ features.T / self.temperature).masked_fill(~others, float("-inf"))
-        # The diagonal's −inf is replaced by 0 before it meets (1 − p)^γ: −inf · 0 would give NaN
-        # gradients even though the diagonal is masked out below.
-        log_p = F.log_softmax(logits, dim=1).masked_fill(~others, 0.0)
-        terms = log_p * (1 - log_p.exp()) ** self.focus
-        positives = (labels[:, None] == labels[None, :]) & others
-        n_positive = positives.sum(dim=1)
-        per_anchor = torch.where(positives, terms, 0.0).sum(dim=1) / n_positive.clamp(min=1)
-        return -(self.class_weights[labels] * per_anchor).sum() / n

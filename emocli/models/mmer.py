@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from pydantic import field_validator
 from torch import nn
 
-from emocli.models.base import ModalitySpec, ModelConfig, ModelOutput, PerturbableModel
+from emocli.models.base import ModelConfig, ModelOutput, PerturbableModel, aligned_mosei
 from emocli.models.blocks.attention import sequence_input
 from emocli.models.losses import AsymmetricLoss
 from emocli.models.objectives import Objective, ObjectiveParams
@@ -69,16 +69,8 @@ class MMERConfig(ModelConfig):
 
     @classmethod
     def reference(cls, name: str) -> MMERConfig:
-        if name == "mosei":  # aligned CMU-MOSEI: 60 steps of GloVe 300 / Facet 35 / COVAREP 74, 6 emotions
-            return cls(
-                modalities={
-                    "text": ModalitySpec(dim=300),
-                    "visual": ModalitySpec(dim=35),
-                    "audio": ModalitySpec(dim=74),
-                },
-                num_classes=6,
-                task="multi_label",
-            )
+        if name == "mosei":  # the released model's modality order: text, visual, audio
+            return cls(**aligned_mosei(("text", "visual", "audio")))
         raise ValueError(f"MMER has no reference configuration {name!r}")
 
 

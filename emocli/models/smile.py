@@ -43,7 +43,7 @@ from pydantic import model_validator
 from torch import nn
 
 from emocli.core.types import real_utterances
-from emocli.models.base import ModalitySpec, ModelConfig, ModelOutput
+from emocli.models.base import ModelConfig, ModelOutput, aligned_mosei
 from emocli.models.blocks.attention import sequence_input
 from emocli.models.blocks.spiking import LIFImplementation, SpikingBackend, SpikingModel, lif
 from emocli.models.losses import smoothed_bce
@@ -126,17 +126,8 @@ class SMILEConfig(ModelConfig):
 
     @classmethod
     def reference(cls, name: str) -> SMILEConfig:
-        if name == "mosei":  # aligned CMU-MOSEI: 60 frames of GloVe 300 / COVAREP 74 / Facet 35, 6 emotions
-            return cls(
-                modalities={
-                    "text": ModalitySpec(dim=300),
-                    "audio": ModalitySpec(dim=74),
-                    "visual": ModalitySpec(dim=35),
-                },
-                num_classes=6,
-                task="multi_label",
-                faithful=True,
-            )
+        if name == "mosei":
+            return cls(**aligned_mosei(("text", "audio", "visual")), faithful=True)
         raise ValueError(f"SMILE has no reference configuration {name!r}")
 
 
