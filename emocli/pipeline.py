@@ -1,5 +1,7 @@
 """Pipelines: declarative TOML recipes that chain extract, train, evaluate (and predict) for a dataset and
 a model, and compare what they measure with the paper's numbers. `emo run RECIPE` calls `run_pipeline`.
+(Longer than most modules: a recipe's schema, its stages and their skip rules read top to bottom as one
+story; each stage calls the stage's own home and holds no logic of it.)
 
 A recipe (pipelines/*.toml; docs/PIPELINES.md has every key)::
 

@@ -1,5 +1,8 @@
 """CMU-MOSEI (Zadeh et al., ACL 2018): YouTube monologue segments, six emotions and sentiment.
 
+(Longer than most modules: the dataset circulates in three forms, aligned arrays, the SDK's .csd files and a
+segment index, which this one adapter reads into the same sample table.)
+
 Two layouts, either or both under the root (option `layout` picks one; "auto" prefers the aligned file):
 
 (a) aligned: `train_valid_test.pt`, the torch-saved dict of HHMPN / TAILOR / MMER / SMILE. Each split

@@ -1,5 +1,9 @@
 """The Parquet feature store: features of one dataset, keyed by (input, extractor, params, versions).
 
+(Longer than most modules: the write path, the read path and the compaction share one on-disk format of
+parts and failures, and one lock-free commit protocol; they are kept in one file so that format is read
+in one place.)
+
 Layout (docs/FEATURE_STORE.md tells the whole story)::
 
     STORE/

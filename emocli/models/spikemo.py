@@ -1,6 +1,8 @@
 """SpikEmo: spiking temporal-dynamic attention for emotion in conversation (arXiv 2411.13917), built on
 MultiEMO (ACL 2023). Released code: github.com/Yu-xm/SpikEmo (commit a3d2791) on github.com/TaoShi1998/MultiEMO
 (commit e96458b).
+(One file of about 500 lines, as a model file should be: DialogueRNN, the Spikformer, the fusion and the
+objective read top to bottom.)
 
 A conversation model: inputs[m] [B, L, D_m] (one vector per utterance; [B, L, T, D_m] sequences are
 mean-pooled over their real frames, masks[m] [B, L, T]), masks["utterance"] [B, L] (True = real),
