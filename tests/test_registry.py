@@ -32,7 +32,28 @@ def test_readme_model_table_is_generated_from_the_registry():
 
 
 def test_emo_models_lists_every_model():
-    result = CliRunner().invoke(app, ["models", "--no-count"])
+    result = CliRunner().invoke(app, ["models"])
     assert result.exit_code == 0, result.output
     for name in model_names():
         assert name in result.output
+
+
+def test_the_catalog_is_the_registrations_as_data():
+    """catalog.json lets `emo models` answer without importing torch; it must say what the registrations say
+    (regenerate it with `python -m emocli.models.registry`)."""
+    from emocli.models.registry import BUILTIN, catalog
+
+    assert catalog()[: len(BUILTIN)] == [get_model(name).describe() for name in BUILTIN]
+
+
+def test_emo_models_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from typer.testing import CliRunner; from emocli.cli import app; "
+        "result = CliRunner().invoke(app, ['models']); assert result.exit_code == 0, result.output; "
+        "print('torch' in sys.modules, 'smile' in result.output)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]

@@ -13,12 +13,17 @@ Built-in models are the modules named in `BUILTIN`; other packages add theirs th
 group `emocli.models` (`toy = "my_package.toy_model"`: the module that registers model `toy`), the
 standard plugin mechanism, so a user installs a model and nothing in emo changes. A module is imported
 only when its model is used, so listing the names (`emo --help`) imports no torch.
+
+`catalog.json` beside this file holds what the built-in registrations declare, as data, so that `emo models`
+answers without importing torch (a second or more on a small CPU); it is generated from the registrations
+(`python -m emocli.models.registry`) and a test checks that it still equals them.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from importlib import import_module, metadata
+from importlib import import_module, metadata, resources
 from typing import TYPE_CHECKING, Any, Literal
 
 from emocli.core.errors import ConfigError
@@ -83,6 +88,15 @@ class ModelEntry:
     def build(self, config: ModelConfig) -> EmotionModel:
         return self.model_class(config)
 
+    def describe(self) -> dict[str, Any]:
+        """What `emo models` and the docs show: the declaration as data (no classes)."""
+        return {
+            "name": self.name, "title": self.title, "paper": self.paper, "task": self.task,
+            "input_unit": self.input_unit, "modalities": list(self.modalities), "input_kinds": list(self.input_kinds),
+            "spiking": self.spiking, "train_step": self.train_step, "preset": self.preset,
+            "references": dict(self.references), "reference_tolerance": self.reference_tolerance,
+        }
+
 
 _REGISTERED: dict[str, ModelEntry] = {}
 
@@ -128,3 +142,25 @@ def get_model(name: str) -> ModelEntry:
 
 def all_models() -> dict[str, ModelEntry]:
     return {name: get_model(name) for name in model_names()}
+
+
+CATALOG = "catalog.json"
+
+
+def catalog() -> list[dict[str, Any]]:
+    """Every model's declaration as data: the built-in ones from catalog.json (no import), plugins imported."""
+    built_in = json.loads((resources.files("emocli.models") / CATALOG).read_text(encoding="utf-8"))
+    return built_in + [get_model(name).describe() for name in model_names() if name not in BUILTIN]
+
+
+def write_catalog() -> str:
+    """catalog.json from the built-in registrations (run after changing one: `python -m emocli.models.registry`)."""
+    text = json.dumps([get_model(name).describe() for name in BUILTIN], indent=2) + "\n"
+    (resources.files("emocli.models") / CATALOG).write_text(text, encoding="utf-8")
+    return text
+
+
+if __name__ == "__main__":  # the registrations land in the imported module, not in __main__
+    from emocli.models import registry
+
+    registry.write_catalog()

@@ -47,13 +47,19 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
-from spikingjelly.activation_based import functional
 from torch import nn
 
 from emocli.core.errors import ConfigError
 from emocli.core.types import real_utterances
 from emocli.models.base import ModalitySpec, ModelConfig, ModelOutput
-from emocli.models.blocks.spiking import HeavisideEncoder, LIFImplementation, SpikingBackend, SpikingModel, lif
+from emocli.models.blocks.spiking import (
+    HeavisideEncoder,
+    LIFImplementation,
+    SpikingBackend,
+    SpikingModel,
+    lif,
+    reset_state,
+)
 from emocli.models.losses import HGRForm, MultiDSCLoss, soft_hgr_loss
 from emocli.models.objectives import Objective, ObjectiveParams
 from emocli.models.registry import register_model
@@ -517,7 +523,7 @@ class SpikEmo(SpikingModel):
         with self.lif_implementation.active(first.device):
             for i, m in enumerate(self.modalities):
                 if i > 0 and self.config.resets_between_modalities:
-                    functional.reset_net(self.spikformer)
+                    reset_state(self.spikformer)
                 s = self.spikformer(features[m], key_mask)
                 if key_mask is not None:
                     s = s.masked_fill(~key_mask.unsqueeze(-1), torch.finfo(s.dtype).min)

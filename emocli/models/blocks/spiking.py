@@ -22,12 +22,14 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Annotated, Any, Iterator, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Iterator, Literal
 
 import torch
 from pydantic import BeforeValidator
-from spikingjelly.activation_based import functional, neuron, surrogate
 from torch import nn
+
+if TYPE_CHECKING:
+    from spikingjelly.activation_based import neuron
 
 from emocli.models.base import EmotionModel
 
@@ -45,8 +47,12 @@ SpikingBackend = Annotated[Backend, BeforeValidator(_backend_alias)]
 def lif(tau: float, v_threshold: float, detach_reset: bool = False) -> neuron.LIFNode:
     """A multi-step LIF neuron (time-first [T, ...] input) with the ATan surrogate (alpha = 2).
 
-    Both papers use decay_input=True and a hard reset to 0 (spikingjelly's defaults, spec §0).
+    Both papers use decay_input=True and a hard reset to 0 (spikingjelly's defaults).
+    spikingjelly is imported here, when a spiking model is built: its import pulls in torch._inductor
+    (seconds), which listing models or predicting with a non-spiking one should not pay.
     """
+    from spikingjelly.activation_based import neuron, surrogate
+
     return neuron.LIFNode(
         tau=float(tau),  # 2.x asserts a Python float > 1
         v_threshold=float(v_threshold),
@@ -64,6 +70,8 @@ class HeavisideEncoder(nn.Module):
     """
 
     def __init__(self) -> None:
+        from spikingjelly.activation_based import surrogate
+
         super().__init__()
         self.surrogate = surrogate.ATan()
 
@@ -73,7 +81,16 @@ class HeavisideEncoder(nn.Module):
 
 def is_spiking_layer(module: nn.Module) -> bool:
     """True for the layers whose output is a spike tensor: neurons and spike encoders."""
+    from spikingjelly.activation_based import neuron
+
     return isinstance(module, (neuron.BaseNode, HeavisideEncoder))
+
+
+def reset_state(module: nn.Module) -> None:
+    """Clear the membrane potentials of every neuron in `module`."""
+    from spikingjelly.activation_based import functional
+
+    functional.reset_net(module)
 
 
 class LIFImplementation:
@@ -202,7 +219,7 @@ class SpikingModel(EmotionModel):
     def reset_spiking_state(self) -> None:
         """Clear every membrane potential: called at the start of each forward, so nothing leaks
         between batches."""
-        functional.reset_net(self)
+        reset_state(self)
 
     def monitor_spikes(self) -> FiringRateMonitor:
         return FiringRateMonitor(self)
