@@ -15,6 +15,7 @@ from emocli.commands import (
     datasets_cmd,
     demo_cmd,
     evaluate_cmd,
+    export_cmd,
     extract_cmd,
     models_cmd,
     predict_cmd,
@@ -39,6 +40,7 @@ app.command("tune")(tune_cmd.tune)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("baseline")(baseline_cmd.baseline)
 app.command("predict")(predict_cmd.predict)
+app.command("export")(export_cmd.export)
 app.command("run")(run_cmd.run)
 app.command("demo")(demo_cmd.demo)
 app.command("models")(models_cmd.models)

@@ -93,6 +93,17 @@ class EmotionModel(nn.Module):
     def forward(self, inputs: dict[str, torch.Tensor], masks: dict[str, torch.Tensor] | None = None) -> ModelOutput:
         raise NotImplementedError
 
+    def predict_logits(self, inputs: dict[str, torch.Tensor], masks: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """The logits alone, for exported graphs: a model whose forward also computes training-only outputs
+        (MMER's masked branch) overrides it to skip them."""
+        return self(inputs, masks).logits
+
+
+def checks_values() -> bool:
+    """Whether input checks that read tensor values run: always, except while torch.export traces a model
+    (ONNX export), which cannot follow a branch on a value."""
+    return not torch.compiler.is_exporting()
+
 
 class PerturbableModel(EmotionModel):
     """A model trained with adversarial parameter perturbation (MMER): it names the tensors perturbed."""

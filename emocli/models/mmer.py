@@ -296,18 +296,24 @@ class MMER(PerturbableModel):
         labels = self.decoder(queries, fused, memory_key_padding_mask=padding)
         return self.logit_dropout(self.classifier(labels)).squeeze(-1)
 
+    def _clean(self, inputs: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]):
+        """The prediction p, with the projections, encodings and real-frame masks the masked branch reuses."""
+        projected, real = {}, {}
+        for m, spec in self.config.modalities.items():
+            x, real[m] = sequence_input(m, spec, inputs[m], masks.get(m))
+            projected[m] = self.projections[m](x)
+        encoded = {m: self.encoders[m](projected[m], src_key_padding_mask=~real[m]) for m in projected}
+        return self._decode(encoded, real), projected, encoded, real
+
+    def predict_logits(self, inputs: dict[str, torch.Tensor], masks: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        return self._clean(inputs, masks or {})[0]
+
     def forward(
         self, inputs: dict[str, torch.Tensor], masks: dict[str, torch.Tensor] | None = None
     ) -> ModelOutput:
         """inputs[m] [B, T_m, D_m] or [B, D_m], masks[m] [B, T_m] -> logits [B, C], aux["masked_logits"] [B, C]."""
-        masks = masks or {}
         config = self.config
-        projected, real = {}, {}
-        for m, spec in config.modalities.items():
-            x, real[m] = sequence_input(m, spec, inputs[m], masks.get(m))
-            projected[m] = self.projections[m](x)
-        encoded = {m: self.encoders[m](projected[m], src_key_padding_mask=~real[m]) for m in projected}
-        logits = self._decode(encoded, real)
+        logits, projected, encoded, real = self._clean(inputs, masks or {})
 
         # Adversarial temporal masking: the scorer (and through it the encoder) gets the reversed gradient
         # of the masked loss, so it learns to mask the frames that matter most for the masked prediction.
