@@ -17,6 +17,12 @@ from emocli.models.registry import model_names
 ModelName = Enum("ModelName", {name: name for name in model_names()}, type=str)
 
 
+class Tracker(str, Enum):
+    none = "none"
+    tensorboard = "tensorboard"
+    mlflow = "mlflow"
+
+
 def _int_list(text: str | None, option: str) -> list[int] | None:
     if text is None:
         return None
@@ -76,6 +82,10 @@ def train(
         "standard", "--protocol", help="standard: select on validation. paper: the paper's own rule (reported as such)."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1."),
+    tracker: Tracker = typer.Option(
+        Tracker.none, "--tracker", help="Log every epoch to TensorBoard (<unit>/tensorboard) or MLflow ($MLFLOW_TRACKING_URI, "
+        "else <out>/mlruns)."
+    ),
     show_config: bool = typer.Option(False, "--show-config", help="Print the resolved configuration and exit."),
 ) -> None:
     """Train MODEL on a feature store: one run directory, a unit per seed and fold, results as mean ± std.
@@ -95,4 +105,5 @@ def train(
 
     from emocli.training.trainer import train_run
 
-    train_run(model.value, features, config, out=out, name=name, device=device, command=["emo", *sys.argv[1:]])
+    train_run(model.value, features, config, out=out, name=name, device=device, command=["emo", *sys.argv[1:]],
+              tracker=tracker.value)

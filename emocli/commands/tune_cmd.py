@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from emocli.commands.train_cmd import ModelName, config_fields
+from emocli.commands.train_cmd import ModelName, Tracker, config_fields
 
 
 def tune(
@@ -26,6 +26,10 @@ def tune(
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder of the trials' runs and of the report."),
     name: str | None = typer.Option(None, "--name", help="Search name (default: derived from the command)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1."),
+    tracker: Tracker = typer.Option(
+        Tracker.none, "--tracker", help="Log every epoch to TensorBoard (<unit>/tensorboard) or MLflow ($MLFLOW_TRACKING_URI, "
+        "else <out>/mlruns)."
+    ),
 ) -> None:
     """Train each trial as an `emo train` run and rank the trials on the validation split only.
 
@@ -52,7 +56,8 @@ def tune(
     command = ["emo", *sys.argv[1:]]
 
     def train(config):
-        return train_run(model.value, features, config, out=out, device=device, command=command, console=console)
+        return train_run(model.value, features, config, out=out, device=device, command=command, console=console,
+                         tracker=tracker.value)
 
     result = run_search(model.value, features, configs, out, name, train)
     _print(result)

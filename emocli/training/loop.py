@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,6 +31,7 @@ from emocli.data.batches import Batch, train_loader
 from emocli.data.normalize import Standardizer
 from emocli.data.splits import make_splits
 from emocli.data.tables import EmotionData
+from emocli.models.blocks.spiking import SpikingModel
 from emocli.runs import layout
 from emocli.runs.card import plot_confusion_matrix, plot_learning_curves, render_model_card
 from emocli.runs.evaluation import confusion, evaluate_unit, metrics_of, scalars
@@ -43,6 +45,8 @@ from emocli.training.steps import STEPS, StepOutput, unwrap
 
 
 class TrainingCallback(Protocol):
+    def on_unit_start(self, unit: Path, description: dict[str, Any]) -> None: ...  # config and environment
+
     def on_epoch_end(self, unit: Path, record: dict[str, Any]) -> None: ...
 
     def on_unit_end(self, unit: Path, result: dict[str, Any]) -> None: ...
@@ -182,6 +186,12 @@ class UnitTrainer:
     def fit(self) -> None:
         self.setup()
         cfg = self.config
+        if self.ctx.main and self.callbacks:
+            from emocli.training.tracking import environment
+
+            description = {"config": layout.read_json(self.unit / layout.CONFIG), "environment": environment()}
+            for callback in self.callbacks:
+                callback.on_unit_start(self.unit, description)
         with progress_bar(self.console, enabled=self.ctx.main) as self.progress:
             for epoch in range(self.start, cfg.epochs):
                 started = time.perf_counter()
@@ -225,17 +235,24 @@ class UnitTrainer:
         record.update(scalars(metrics_of(self.data, rows, train_probs[first], cfg.threshold, cfg.empty_rule)))
         return record
 
-    def evaluate_epoch(self) -> dict[str, dict[str, float]]:
+    def evaluate_epoch(self) -> dict[str, Any]:
+        """Each evaluated split's losses and metrics; for spiking models also the firing rate of every spiking
+        layer on the first split (validation), recorded as "firing_rates"."""
         cfg, ctx = self.config, self.ctx
-        records = {}
+        records: dict[str, Any] = {}
+        model = unwrap(self.trained)
         for split in self.eval_splits:
-            pred = score_rows(
-                unwrap(self.trained), self.objective, self.data, self.splits[split], conversation=self.conversation,
-                batch_size=cfg.eval_batch_size, device=ctx.device, parties=self.parties, rank=ctx.rank,
-                world_size=ctx.world_size, gather=ctx.gather,
-            )
+            monitor = model.monitor_spikes() if isinstance(model, SpikingModel) and not records else nullcontext()
+            with monitor as spikes:
+                pred = score_rows(
+                    model, self.objective, self.data, self.splits[split], conversation=self.conversation,
+                    batch_size=cfg.eval_batch_size, device=ctx.device, parties=self.parties, rank=ctx.rank,
+                    world_size=ctx.world_size, gather=ctx.gather,
+                )
             records[split] = {**pred.losses, **scalars(metrics_of(self.data, pred.rows, pred.probs, cfg.threshold,
                                                                   cfg.empty_rule))}
+            if spikes is not None:
+                records["firing_rates"] = spikes.firing_rates()
         return records
 
     def on_epoch_end(self, record: dict[str, Any], started: float) -> bool:
@@ -276,8 +293,9 @@ class UnitTrainer:
             )
             report_epoch(self.console, self.unit, epoch_line(record, self.eval_splits, selection.metric, cfg.epochs))
         ctx.barrier()
-        for callback in self.callbacks:
-            callback.on_epoch_end(self.unit, record)
+        if ctx.main:
+            for callback in self.callbacks:
+                callback.on_epoch_end(self.unit, record)
         return cfg.early_stopping is not None and self.stale >= cfg.early_stopping
 
     def on_fit_end(self) -> None:

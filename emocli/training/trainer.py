@@ -18,10 +18,12 @@ import torch
 from emocli.runs import layout
 from emocli.runs.config import TrainConfig
 from emocli.runs.results import collect_results, fold_label, print_results
+from emocli.training import tracking
 from emocli.training.distributed import setup_distributed
 from emocli.training.loop import TrainingCallback, UnitTrainer
 from emocli.training.prepare import card_info, choose_root, plan, run_info
 from emocli.training.progress import print_setup
+from emocli.training.tracking import TrackerName
 
 
 @dataclass
@@ -42,6 +44,7 @@ def train_run(
     command: list[str] | None = None,
     console: Any = None,
     callbacks: list[TrainingCallback] | tuple = (),
+    tracker: TrackerName = "none",
 ) -> RunSummary | None:
     """Train every (seed, fold) unit of a run; returns the summary on rank 0 (None on other ranks)."""
     from rich.console import Console
@@ -64,6 +67,7 @@ def train_run(
 
         data = run.load_data()
         if ctx.main:
+            callbacks = [*callbacks, *tracking.tracker(tracker, Path(out), f"{run.entry.name}-{run.dataset}")]
             root.mkdir(parents=True, exist_ok=True)
             if not (root / layout.RUN_INFO).is_file():
                 layout.write_json(root / layout.RUN_INFO, run_info(run, command))

@@ -1,0 +1,156 @@
+"""Experiment trackers: `emo train --tracker tensorboard|mlflow`, as training callbacks (loop.py).
+
+Per unit (seed x fold): the resolved configuration and the environment when it starts; per epoch every
+number of its metrics.jsonl record (train / valid / test losses and metrics, the learning rate and, for
+spiking models, the validation firing rate of each spiking layer); the test metrics when it ends.
+
+- tensorboard: event files in `<unit>/tensorboard/` (`tensorboard --logdir runs/`), written with
+  torch.utils.tensorboard.
+- mlflow: one MLflow run per unit in the experiment `<model>-<dataset>`, at $MLFLOW_TRACKING_URI when it
+  is set (a tracking server), else in a local store `<runs folder>/mlruns` (`mlflow ui --backend-store-uri
+  runs/mlruns`). MLflow keeps its file store in maintenance mode behind MLFLOW_ALLOW_FILE_STORE; emo sets
+  that for its own local default only.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+from emocli.core.errors import ConfigError
+
+TrackerName = Literal["none", "tensorboard", "mlflow"]
+TENSORBOARD_DIR = "tensorboard"
+MLFLOW_DIR = "mlruns"
+
+
+def environment() -> dict[str, str]:
+    """What the numbers were measured with."""
+    import torch
+
+    versions = {}
+    for name in ("emocli", "torch", "numpy", "transformers", "spikingjelly"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch_threads": str(torch.get_num_threads()),
+        "cuda": torch.version.cuda or "none",
+        **{f"version.{k}": v for k, v in versions.items()},
+    }
+
+
+def scalars(record: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """The numbers of a (nested) epoch record as flat "split/metric" names."""
+    flat = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(scalars(value, f"{name}/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
+            flat[name] = float(value)
+    return flat
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    flat = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+class TensorBoardTracker:
+    def __init__(self) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # fails here, before training, when not installed
+
+        self.writer_class = SummaryWriter
+        self.writers: dict[Path, Any] = {}
+
+    def on_unit_start(self, unit: Path, description: dict[str, Any]) -> None:
+        import json
+
+        writer = self.writer_class(log_dir=str(unit / TENSORBOARD_DIR))
+        writer.add_text("config", "```\n" + json.dumps(description["config"], indent=2) + "\n```")
+        writer.add_text("environment", "\n".join(f"- {k}: {v}" for k, v in description["environment"].items()))
+        self.writers[unit] = writer
+
+    def on_epoch_end(self, unit: Path, record: dict[str, Any]) -> None:
+        writer = self.writers[unit]
+        for name, value in scalars(record).items():
+            writer.add_scalar(name, value, global_step=record["epoch"])
+        writer.flush()
+
+    def on_unit_end(self, unit: Path, result: dict[str, Any]) -> None:
+        writer = self.writers.pop(unit)
+        for name, value in scalars(result["metrics"], "test_final/").items():
+            writer.add_scalar(name, value, global_step=0)
+        writer.close()
+
+
+class MLflowTracker:
+    def __init__(self, out: Path, experiment: str):
+        from mlflow.tracking import MlflowClient
+
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if uri is None:
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+            uri = (out / MLFLOW_DIR).resolve().as_uri()
+        self.client = MlflowClient(uri)
+        found = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = found.experiment_id if found is not None else self.client.create_experiment(experiment)
+        self.runs: dict[Path, str] = {}
+
+    def on_unit_start(self, unit: Path, description: dict[str, Any]) -> None:
+        from mlflow.entities import Param, RunTag
+
+        run = self.client.create_run(self.experiment_id, run_name=f"{unit.parent.parent.name}/{unit.parent.name}/{unit.name}")
+        self.runs[unit] = run.info.run_id
+        params = [Param(k, v[:500]) for k, v in flatten(description["config"]).items()]
+        tags = [RunTag(k, v) for k, v in {**description["environment"], "emo.unit": str(unit)}.items()]
+        for start in range(0, len(params), 100):  # MLflow takes at most 100 parameters per batch
+            self.client.log_batch(run.info.run_id, params=params[start : start + 100])
+        self.client.log_batch(run.info.run_id, tags=tags)
+
+    def on_epoch_end(self, unit: Path, record: dict[str, Any]) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        metrics = [Metric(name, value, stamp, record["epoch"]) for name, value in scalars(record).items()]
+        self.client.log_batch(self.runs[unit], metrics=metrics)
+
+    def on_unit_end(self, unit: Path, result: dict[str, Any]) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        run_id = self.runs.pop(unit)
+        final = [Metric(f"test_final/{n}", v, stamp, 0) for n, v in scalars(result["metrics"]).items()]
+        self.client.log_batch(run_id, metrics=final)
+        self.client.set_terminated(run_id)
+
+
+def tracker(name: str, out: Path, experiment: str):
+    """The callbacks for `--tracker NAME` (none: no callback)."""
+    if name == "none":
+        return []
+    try:
+        if name == "tensorboard":
+            return [TensorBoardTracker()]
+        if name == "mlflow":
+            return [MLflowTracker(out, experiment)]
+    except ImportError as error:
+        raise ConfigError(f"--tracker {name}: {error.name} is not installed (pip install 'emocli[tracking]')") from None
+    raise ConfigError(f"--tracker {name!r}: choose none, tensorboard or mlflow")
