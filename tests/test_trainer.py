@@ -151,6 +151,9 @@ def test_same_seed_same_metrics_and_resume_matches_an_uninterrupted_run(finished
     reference = layout.unit_dir(finished.root, 1, 0)
 
     class Interrupt:
+        def on_unit_start(self, unit, description):
+            assert description["config"]["model_name"] == "cfnsr"
+
         def on_epoch_end(self, unit, record):
             if record["epoch"] == 2:
                 raise KeyboardInterrupt
