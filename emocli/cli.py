@@ -34,6 +34,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+def _version(value: bool) -> None:
+    if value:
+        from emocli import __version__
+
+        typer.echo(f"emo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Multimodal emotion recognition: extract features, train and evaluate the registry models, predict on
+    raw media."""
+
+
 app.command("extract")(extract_cmd.extract)
 app.command("train")(train_cmd.train)
 app.command("tune")(tune_cmd.tune)

@@ -128,3 +128,16 @@ def test_train_then_evaluate_from_the_command_line(tmp_path):
     valid = runner.invoke(app, ["evaluate", str(unit), "--split", "valid"])
     assert valid.exit_code == 0, valid.output
     assert layout.read_json(unit / "evaluation-valid.json")["n_samples"] == len(layout.read_json(unit / "splits.json")["valid"])
+
+
+def test_train_without_features_takes_the_one_store_under_stores(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_store(tmp_path / "stores" / "toy", n=48)
+    args = ["train", "cfnsr", "--folds", "0", "--set", "epochs=1", "--set", "model.transformer_layers=1",
+            "--set", "model.transformer_heads=2", "--set", "model.video_dim=16"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "stores/toy (the one store under stores/ that cfnsr can read)" in " ".join(result.output.split())
+    make_store(tmp_path / "stores" / "other", n=48)
+    result = runner.invoke(app, args)
+    assert result.exit_code != 0 and "several feature stores under stores/ fit cfnsr" in " ".join(str(result.exception).split())

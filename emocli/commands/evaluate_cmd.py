@@ -26,41 +26,17 @@ def evaluate(
     """
     from rich.console import Console
 
-    from emocli.core.errors import ConfigError
-    from emocli.runs import layout
-    from emocli.runs.evaluation import evaluate_unit, scalars
-    from emocli.runs.metrics import summarize
+    from emocli.api import evaluate as evaluate_run
     from emocli.runs.results import print_results
 
-    if empty_rule not in (None, "zero", "one"):
-        raise ConfigError(f"--empty-rule is 'zero' or 'one', not {empty_rule!r}")
     console = Console()
-    units, metrics, task, dataset, protocol, warning = [], [], None, None, None, None
-    for unit in layout.units(run):
-        seed, fold = layout.parse_unit(unit) if unit.name.startswith("fold=") else (None, None)
-        result = evaluate_unit(
-            unit, split, store=features, threshold=threshold, empty_rule=empty_rule, device=device
-        )
-        layout.write_json(unit / f"evaluation-{split}.json", result)
-        stored = unit / layout.TEST_METRICS
-        if split == "test" and threshold is None and empty_rule is None and stored.is_file():
-            same = layout.read_json(stored)["metrics"] == layout.read_json(unit / f"evaluation-{split}.json")["metrics"]
-            console.print(
-                f"{unit}: " + ("[green]reproduces test_metrics.json[/]" if same else "[red]differs from test_metrics.json[/]")
-            )
-        config = layout.read_json(unit / layout.CONFIG)
-        task, dataset = result["metrics"]["task"], config["dataset"]
-        protocol, warning = result["protocol"], result.get("warning")
-        best_epoch = layout.read_json(stored).get("best_epoch") if stored.is_file() else None
-        units.append({"seed": seed, "fold": fold, "best_epoch": best_epoch, **scalars(result["metrics"])})
-        metrics.append(result["metrics"])
-        if result["metrics"]["task"] == "single_label":
-            _print_per_class(console, result["metrics"])
-    results = {
-        "task": task, "dataset": dataset, "protocol": protocol, "units": units, "summary": summarize(metrics),
-        **({"warning": warning} if warning else {}),
-    }
-    print_results(console, config["model_name"], results, split)
+    results = evaluate_run(run, split, features=features, threshold=threshold, empty_rule=empty_rule, device=device)
+    for unit, same in results["reproduces"].items():
+        console.print(f"{unit}: " + ("[green]reproduces test_metrics.json[/]" if same else "[red]differs from test_metrics.json[/]"))
+    for evaluation in results["evaluations"]:
+        if evaluation["metrics"]["task"] == "single_label":
+            _print_per_class(console, evaluation["metrics"])
+    print_results(console, results["model"], results, split)
 
 
 def _print_per_class(console, metrics: dict) -> None:

@@ -60,44 +60,12 @@ def extract(
 
     from rich.console import Console
 
-    from emocli.core.settings import parse_assignments
-    from emocli.datasets import adapter_class, load_dataset
-    from emocli.datasets.download import ensure_available, gated_message
-    from emocli.datasets.home import locate_dataset
-    from emocli.features.presets import build_extractors
-    from emocli.features.store import FeatureStore, Shard
+    from emocli.api import extract as run_extraction
 
-    shard_slice = Shard.parse(shard) if shard else None  # before any slow loading, so typos fail fast
-    adapter = adapter_class(dataset)
-    adapter_options = parse_assignments(options or [], what="--option")
-    errors = Console(stderr=True)
-    location = locate_dataset(dataset, root)
-    folder = ensure_available(adapter, location, download=download, progress=not quiet, console=errors)
-    if location.origin != "--root":
-        errors.print(f"{dataset}: {folder} ({location.describe()})", highlight=False, soft_wrap=True)
-    sample_set = load_dataset(dataset, folder, **adapter_options)
-    for note in sample_set.notes:
-        errors.print(f"[yellow]note:[/] {note}", highlight=False)
-    chosen = {"audio": audio or [], "text": text or [], "visual": visual or []}
-    if not any(chosen.values()):
-        chosen, skipped = adapter.default_extractors(sample_set)
-        described = ", ".join(f"{m} {p}" for m, presets in chosen.items() for p in presets) or "none it can feed"
-        errors.print(f"{dataset}: default extraction: {described}", highlight=False)
-        for reason in skipped:
-            errors.print(f"[yellow]note:[/] default skipped: {reason}", highlight=False, soft_wrap=True)
-    extractors = build_extractors(chosen, overrides or [], sample_set.root)
-    if not extractors and not sample_set.precomputed:
-        hint = f"; {gated_message(adapter, folder)}" if adapter.gated is not None else ""
-        raise typer.BadParameter(f"nothing to extract from {folder}: give --audio, --text or --visual{hint}")
-
-    report = FeatureStore(out if out is not None else Path("stores") / dataset).extract(
-        sample_set,
-        extractors,
-        workers=workers,
-        shard=shard_slice,
-        limit=limit,
-        retry_failures=retry_failures,
-        progress=not quiet,
+    report, sample_set = run_extraction(
+        dataset, root, out, audio=audio or [], text=text or [], visual=visual or [], settings=overrides or [],
+        options=options or [], download=download, workers=workers, shard=shard, limit=limit,
+        retry_failures=retry_failures, progress=not quiet,
     )
     _print_report(report, sample_set, Console())
 

@@ -60,7 +60,9 @@ def config_fields(
 
 def train(
     model: ModelName = typer.Argument(..., help="Registry model (see `emo models`)."),
-    features: Path = typer.Option(..., "--features", "-f", help="Feature store written by `emo extract`."),
+    features: Path | None = typer.Option(
+        None, "--features", "-f", help="Feature store written by `emo extract` (default: the one under stores/ that fits)."
+    ),
     preset: str | None = typer.Option(
         None, "--preset", "-p", help=f"Training recipe, a name or a .toml path ({', '.join(preset_names('train'))}). "
         "Default: the model's own paper recipe."
@@ -93,17 +95,17 @@ def train(
     Re-running the same command resumes an interrupted run, and does nothing for a finished one.
     """
     import json
-    import sys
 
+    from emocli.api import train as train_model
     from emocli.training.config import resolve_config
 
     fields = {**config_fields(seeds, folds, modalities, feature), "protocol": protocol}
-    config = resolve_config(model.value, preset, overrides, **fields)
     if show_config:
+        config = resolve_config(model.value, preset, overrides, **fields)
         typer.echo(json.dumps(config.model_dump(mode="json"), indent=2))
         return
-
-    from emocli.training.trainer import train_run
-
-    train_run(model.value, features, config, out=out, name=name, device=device, command=["emo", *sys.argv[1:]],
-              tracker=tracker.value)
+    train_model(
+        model.value, features, preset=preset, settings=overrides, seeds=fields["seeds"], folds=fields["folds"],
+        modalities=fields["modalities"], feature=fields["features"], out=out, name=name, protocol=protocol,
+        device=device, tracker=tracker.value,
+    )

@@ -133,3 +133,43 @@ def energy_per_sample(
     estimate = model.energy(batch.inputs, batch.masks).as_dict()
     n = len(batch.rows)
     return {**estimate, "samples": n, "energy_pj_per_sample": estimate["energy_pj"] / n}
+
+
+def evaluate_run(
+    run: str | Path,
+    split: str = "test",
+    *,
+    store: str | Path | None = None,
+    threshold: float | None = None,
+    empty_rule: str | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Every unit of a run (or one unit) scored on `split`, each written to <unit>/evaluation-<split>.json:
+    the units' scalars and their mean ± std (as results.json has them), each unit's full result under
+    "evaluations", and, for the test split at the run's own settings, whether each unit reproduced its
+    stored test_metrics.json ("reproduces")."""
+    from emocli.runs.metrics import summarize
+
+    if empty_rule not in (None, "zero", "one"):
+        raise EmoError(f"empty_rule is 'zero' or 'one', not {empty_rule!r}")
+    units, evaluations, reproduces, model, dataset = [], [], {}, None, None
+    for unit in layout.units(Path(run)):
+        seed, fold = layout.parse_unit(unit) if unit.name.startswith("fold=") else (None, None)
+        result = evaluate_unit(unit, split, store=store, threshold=threshold, empty_rule=empty_rule, device=device)
+        layout.write_json(unit / f"evaluation-{split}.json", result)
+        stored = unit / layout.TEST_METRICS
+        if split == "test" and threshold is None and empty_rule is None and stored.is_file():
+            # Compared as JSON, as the stored file holds it (floats round-trip exactly).
+            reproduces[str(unit)] = layout.read_json(stored)["metrics"] == layout.read_json(unit / f"evaluation-{split}.json")["metrics"]
+        config = layout.read_json(unit / layout.CONFIG)
+        model, dataset = config["model_name"], config["dataset"]
+        best_epoch = layout.read_json(stored).get("best_epoch") if stored.is_file() else None
+        units.append({"seed": seed, "fold": fold, "best_epoch": best_epoch, **scalars(result["metrics"])})
+        evaluations.append(result)
+    first = evaluations[0]
+    return {
+        "model": model, "dataset": dataset, "split": split, "task": first["metrics"]["task"],
+        "protocol": first["protocol"], "units": units, "summary": summarize([e["metrics"] for e in evaluations]),
+        "evaluations": evaluations, "reproduces": reproduces,
+        **({"warning": first["warning"]} if "warning" in first else {}),
+    }

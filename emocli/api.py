@@ -1,0 +1,210 @@
+"""The Python API: the `emo` commands as functions with the same names and defaults.
+
+    import emocli
+
+    emocli.extract("ravdess", audio=["whisper-base"])                 # -> stores/ravdess
+    run = emocli.train("smile", features="stores/ravdess", folds="all", settings=["epochs=20"])
+    emocli.evaluate(run.root)
+    result = emocli.predict(["clip.mp4"], model=run.root)            # default: the shipped pretrained model
+    result.table                                                    # one row per segment
+
+The command line (commands/) parses options and prints; everything it does is one of these calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from emocli.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from emocli.core.samples import SampleSet
+    from emocli.features.store import ExtractionReport
+    from emocli.predict.predictor import PredictionResult, Predictor
+    from emocli.training.trainer import RunSummary
+
+STORES = Path("stores")  # where extract writes by default, and train looks
+
+
+def _console(console: Console | None) -> Console:
+    from rich.console import Console
+
+    return console or Console(stderr=True)
+
+
+def extract(
+    dataset: str,
+    root: str | Path | None = None,
+    out: str | Path | None = None,
+    *,
+    audio: Sequence[str] = (),
+    text: Sequence[str] = (),
+    visual: Sequence[str] = (),
+    settings: Sequence[str] = (),
+    options: Sequence[str] = (),
+    download: bool = True,
+    workers: int = 2,
+    shard: str | None = None,
+    limit: int | None = None,
+    retry_failures: bool = False,
+    progress: bool = True,
+    console: Console | None = None,
+) -> tuple[ExtractionReport, SampleSet]:
+    """Features of a dataset into a feature store (`emo extract`). Without extractors, the dataset's default
+    presets; without `root`, the data home (downloading a public dataset there first); without `out`,
+    stores/<dataset>. `settings` are "NAME.PARAM=VALUE" overrides, `options` "KEY=VALUE" adapter options."""
+    from emocli.core.settings import parse_assignments
+    from emocli.datasets import adapter_class, load_dataset
+    from emocli.datasets.download import ensure_available, gated_message
+    from emocli.datasets.home import locate_dataset
+    from emocli.features.presets import build_extractors
+    from emocli.features.store import FeatureStore, Shard
+
+    errors = _console(console)
+    shard_slice = Shard.parse(shard) if shard else None  # before any slow loading, so typos fail fast
+    adapter = adapter_class(dataset)
+    adapter_options = parse_assignments(options, what="--option")
+    location = locate_dataset(dataset, root)
+    folder = ensure_available(adapter, location, download=download, progress=progress, console=errors)
+    if location.origin != "--root":
+        errors.print(f"{dataset}: {folder} ({location.describe()})", highlight=False, soft_wrap=True)
+    sample_set = load_dataset(dataset, folder, **adapter_options)
+    for note in sample_set.notes:
+        errors.print(f"[yellow]note:[/] {note}", highlight=False)
+    chosen = {"audio": list(audio), "text": list(text), "visual": list(visual)}
+    if not any(chosen.values()):
+        chosen, skipped = adapter.default_extractors(sample_set)
+        described = ", ".join(f"{m} {p}" for m, presets in chosen.items() for p in presets) or "none it can feed"
+        errors.print(f"{dataset}: default extraction: {described}", highlight=False)
+        for reason in skipped:
+            errors.print(f"[yellow]note:[/] default skipped: {reason}", highlight=False, soft_wrap=True)
+    extractors = build_extractors(chosen, list(settings), sample_set.root)
+    if not extractors and not sample_set.precomputed:
+        hint = f"; {gated_message(adapter, folder)}" if adapter.gated is not None else ""
+        raise ConfigError(f"nothing to extract from {folder}: give audio, text or visual extractors{hint}")
+    store = FeatureStore(out if out is not None else STORES / dataset)
+    report = store.extract(
+        sample_set, extractors, workers=workers, shard=shard_slice, limit=limit, retry_failures=retry_failures,
+        progress=progress,
+    )
+    return report, sample_set
+
+
+def find_store(model: str, folder: str | Path = STORES, console: Console | None = None) -> Path:
+    """The feature store under `folder` that `model` can train on: the one there is, said so; several or
+    none are errors that list what was found."""
+    from emocli.data.inputs import select_inputs
+    from emocli.features.store import FeatureStore
+    from emocli.models.registry import get_model
+
+    entry = get_model(model)
+    candidates = sorted(p.parent for p in Path(folder).glob("*/samples.parquet"))
+    fitting = []
+    for path in candidates:
+        try:
+            select_inputs(FeatureStore(path), entry)
+        except ConfigError:
+            continue
+        fitting.append(path)
+    if len(fitting) == 1:
+        _console(console).print(f"features: {fitting[0]} (the one store under {folder}/ that {model} can read)",
+                                highlight=False)
+        return fitting[0]
+    if not fitting:
+        seen = f" ({', '.join(str(p) for p in candidates)} hold none {model} reads)" if candidates else ""
+        raise ConfigError(f"no feature store under {folder}/ for {model}{seen}: run `emo extract --dataset NAME` "
+                          "first, or give --features")
+    raise ConfigError(f"several feature stores under {folder}/ fit {model}: {', '.join(str(p) for p in fitting)}; "
+                      "choose one with --features")
+
+
+def train(
+    model: str,
+    features: str | Path | None = None,
+    *,
+    preset: str | None = None,
+    settings: Sequence[str] = (),
+    seeds: Sequence[int] | None = None,
+    folds: Sequence[int] | str | None = None,
+    modalities: Sequence[str] | None = None,
+    feature: dict[str, str] | None = None,
+    out: str | Path = "runs",
+    name: str | None = None,
+    protocol: str = "standard",
+    device: str = "auto",
+    tracker: str = "none",
+    console: Console | None = None,
+) -> RunSummary | None:
+    """Train a registry model (`emo train`): a unit per seed and fold, validation-only selection, results as
+    mean ± std. Without `features`, the one store under stores/ the model can read."""
+    import sys
+
+    from emocli.training.config import resolve_config
+    from emocli.training.trainer import train_run
+
+    fields = {
+        "seeds": list(seeds) if seeds is not None else None,
+        "folds": folds if folds is None or folds == "all" else list(folds),
+        "modalities": list(modalities) if modalities else None,
+        "features": dict(feature) if feature else None,
+        "protocol": protocol,
+    }
+    config = resolve_config(model, preset, list(settings), **fields)
+    store = features if features is not None else find_store(model, console=console)
+    return train_run(model, store, config, out=out, name=name, device=device, command=["emo", *sys.argv[1:]],
+                     console=console, tracker=tracker)
+
+
+def evaluate(
+    run: str | Path,
+    split: str = "test",
+    *,
+    features: str | Path | None = None,
+    threshold: float | None = None,
+    empty_rule: str | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Score a trained run's units on a split (`emo evaluate`): per-unit results and their mean ± std."""
+    from emocli.runs.evaluation import evaluate_run
+
+    return evaluate_run(run, split, store=features, threshold=threshold, empty_rule=empty_rule, device=device)
+
+
+def load_predictor(model: str | Path | None = None, *, device: str = "auto", workers: int = 0) -> Predictor:
+    """A model ready to predict: a run folder or unit, or a shipped pretrained model's name (default)."""
+    from emocli.predict.predictor import Predictor
+
+    if model is None:
+        raise ConfigError("give a run folder (model=...)")
+    return Predictor(model, device=device, workers=workers)
+
+
+def predict(
+    inputs: Sequence[str | Path],
+    model: str | Path | None = None,
+    *,
+    text: str | None = None,
+    window: float = 4.0,
+    device: str = "auto",
+    workers: int = 0,
+) -> PredictionResult:
+    """Emotions of raw media (`emo predict`): videos, audio, texts, folders or manifests."""
+    return load_predictor(model, device=device, workers=workers).predict(list(inputs), text=text, window_s=window)
+
+
+def models() -> list[dict[str, Any]]:
+    """The model registry as data (`emo models`)."""
+    from emocli.models.registry import catalog
+
+    return catalog()
+
+
+def datasets() -> list[str]:
+    """The dataset adapters' names (`emo datasets`)."""
+    from emocli.datasets import ADAPTERS
+
+    return list(ADAPTERS)
