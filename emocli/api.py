@@ -167,11 +167,14 @@ def evaluate(
     threshold: float | None = None,
     empty_rule: str | None = None,
     device: str = "auto",
+    plot: bool = False,
 ) -> dict[str, Any]:
-    """Score a trained run's units on a split (`emo evaluate`): per-unit results and their mean ± std."""
+    """Score a trained run's units on a split (`emo evaluate`): per-unit results and their mean ± std; `plot`
+    draws each unit's confusion matrix (<unit>/confusion-<split>.png)."""
     from emocli.runs.evaluation import evaluate_run
 
-    return evaluate_run(run, split, store=features, threshold=threshold, empty_rule=empty_rule, device=device)
+    return evaluate_run(run, split, store=features, threshold=threshold, empty_rule=empty_rule, device=device,
+                        plot=plot)
 
 
 def load_predictor(model: str | Path | None = None, *, device: str = "auto", workers: int = 0) -> Predictor:

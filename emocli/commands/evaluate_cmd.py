@@ -18,6 +18,7 @@ def evaluate(
         None, "--empty-rule", help="Jaccard of a sample with no true and no predicted label: zero (the papers') or one."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
+    plot: bool = typer.Option(False, "--plot", help="Draw each unit's confusion matrix: <unit>/confusion-<split>.png."),
 ) -> None:
     """Score a trained run on a split: prints a table, writes <unit>/evaluation-<split>.json.
 
@@ -30,12 +31,15 @@ def evaluate(
     from emocli.runs.results import print_results
 
     console = Console()
-    results = evaluate_run(run, split, features=features, threshold=threshold, empty_rule=empty_rule, device=device)
+    results = evaluate_run(run, split, features=features, threshold=threshold, empty_rule=empty_rule, device=device,
+                           plot=plot)
     for unit, same in results["reproduces"].items():
         console.print(f"{unit}: " + ("[green]reproduces test_metrics.json[/]" if same else "[red]differs from test_metrics.json[/]"))
     for evaluation in results["evaluations"]:
         if evaluation["metrics"]["task"] == "single_label":
             _print_per_class(console, evaluation["metrics"])
+        if "plot" in evaluation:
+            console.print(f"confusion matrix: {evaluation['plot']}", highlight=False)
     print_results(console, results["model"], results, split)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from emocli.core.errors import ConfigError, EmoError
 from emocli.predict.predictor import PROBABILITY_PREFIX, PredictionResult
 
@@ -43,43 +45,70 @@ def write_predictions(result: PredictionResult, path: str | Path) -> Path:
 
 
 def plot_timeline(result: PredictionResult, path: str | Path) -> Path:
-    """Each class's probability over segment time, one panel per input (the first ten); segments
-    without times (text inputs) are placed by their index."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
+    """One panel per input (the first ten): a class x time heat map of the probabilities, each segment drawn
+    over its own span, so time no segment covers stays blank; above it a band with the predicted label of
+    each segment (multi-label: the most probable one above the threshold, else "none"). Segments without
+    times (a text's lines) are placed by their number."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
     path = Path(path)
     if result.table.empty:
         raise EmoError("nothing to plot: no input was predicted", path=path)
     names = list(dict.fromkeys(result.table["input"]))[:MAX_PLOTTED_INPUTS]
-    figure, axes = plt.subplots(len(names), 1, figsize=(9, 2.4 * len(names) + 0.6), squeeze=False, sharey=True)
-    colours = plt.get_cmap("tab10" if len(result.classes) <= 10 else "tab20")
-    for ax, name in zip(axes[:, 0], names):
-        part = result.table[result.table["input"] == name]
-        timed = part["start_s"].notna().all() and part["end_s"].notna().all()
-        if timed:
-            edges = np.append(part["start_s"].to_numpy(float), part["end_s"].to_numpy(float)[-1])
-            ax.set_xlabel("time (s)")
-        else:
-            edges = np.arange(len(part) + 1, dtype=float)
-            ax.set_xlabel("segment")
-        for k, cls in enumerate(result.classes):
-            values = part[PROBABILITY_PREFIX + cls].to_numpy()
-            ax.stairs(values, edges, color=colours(k % colours.N), label=cls, linewidth=1.6)
-        if result.threshold is not None:
-            ax.axhline(result.threshold, color="grey", linestyle=":", linewidth=1)
-        ax.set_title(Path(name).name if len(name) > 60 else name, fontsize=9, loc="left")
-        ax.set_ylim(0, 1.02)
-        ax.set_ylabel("probability")
-    axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    classes = list(result.classes)
+    figure = Figure(figsize=(10, 0.9 + (0.32 * len(classes) + 1.0) * len(names)), layout="constrained")
+    FigureCanvasAgg(figure)
+    rows = figure.subfigures(len(names), 1, squeeze=False)[:, 0] if len(names) > 1 else [figure]
+    palette = [_colour(k) for k in range(len(classes))]
+    for panel, name in zip(rows, names):
+        part = result.table[result.table["input"] == name].reset_index(drop=True)
+        timed = bool(part["start_s"].notna().all() and part["end_s"].notna().all())
+        starts = part["start_s"].to_numpy(float) if timed else np.arange(len(part), dtype=float)
+        ends = part["end_s"].to_numpy(float) if timed else starts + 1.0
+        probs = part[[PROBABILITY_PREFIX + c for c in classes]].to_numpy(float)
+        band, heat = panel.subplots(2, 1, sharex=True, height_ratios=(1, max(2, len(classes))))
+        image = None
+        for start, end, column in zip(starts, ends, probs):
+            image = heat.pcolormesh([start, end], np.arange(len(classes) + 1), column[:, None], cmap="magma",
+                                    vmin=0.0, vmax=1.0, shading="flat")
+        for start, end, column in zip(starts, ends, probs):
+            k = _shown_class(column, result.threshold)
+            band.axvspan(start, end, color=palette[k] if k is not None else "lightgrey", linewidth=0)
+            if (end - start) >= 0.08 * (ends.max() - starts.min()):
+                band.text((start + end) / 2, 0.5, classes[k] if k is not None else "none", ha="center",
+                          va="center", fontsize=7, clip_on=True)
+        band.set_yticks([])
+        band.set_ylabel("label", rotation=0, ha="right", va="center", fontsize=8)
+        band.set_title(Path(name).name if len(name) > 60 else name, fontsize=9, loc="left")
+        heat.set_yticks(np.arange(len(classes)) + 0.5, labels=classes, fontsize=8)
+        heat.invert_yaxis()  # the first class on top, as the legend and the table list them
+        heat.set_xlim(starts.min(), ends.max())
+        heat.set_xlabel("time (s)" if timed else "segment")
+        if not timed:  # one tick per segment, at its middle
+            heat.set_xticks(starts + 0.5, labels=[str(i) for i in range(len(starts))])
+        panel.colorbar(image, ax=[band, heat], label="probability", shrink=0.9)
+    legend = [Patch(color=palette[k], label=c) for k, c in enumerate(classes)]
     hidden = len(dict.fromkeys(result.table["input"])) - len(names)
-    if hidden:
-        figure.suptitle(f"first {len(names)} inputs ({hidden} more not shown)", fontsize=9)
-    figure.tight_layout()
+    title = f"{result.model_name}: " + (f"first {len(names)} inputs ({hidden} more not shown)" if hidden else "emotions over time")
+    figure.suptitle(title, fontsize=10)
+    figure.legend(handles=legend, loc="outside lower center", ncols=min(len(classes), 8), fontsize=8, frameon=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
-    plt.close(figure)
     return path
+
+
+def _colour(k: int) -> tuple[float, float, float, float]:
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10" if k < 10 else "tab20"]
+    return palette(k % palette.N)
+
+
+def _shown_class(probs: np.ndarray, threshold: float | None) -> int | None:
+    """The predicted label a segment's band shows: the argmax; for multi-label only when above the threshold."""
+    k = int(np.argmax(probs))
+    if threshold is not None and probs[k] <= threshold:
+        return None
+    return k

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from emocli.runs.metrics import summarize
 
@@ -43,6 +44,7 @@ def plot_learning_curves(
     history: str | Path | Sequence[Mapping[str, Any]],
     out_png: str | Path,
     selection_metric: str | None = None,
+    title: str | None = None,
 ) -> Path:
     """Loss and one metric per epoch, one line per split (train, valid, and test where recorded).
 
@@ -76,9 +78,12 @@ def plot_learning_curves(
             axes.axvline(best, color="grey", linestyle=":", linewidth=1,
                          label=f"best valid {selection_metric} (epoch {best})")
         axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         axes.set_ylabel(name)
         axes.grid(alpha=0.3)
         axes.legend(fontsize="small")
+    if title:
+        figure.suptitle(title, fontsize="medium")
     return _save(figure, out_png)
 
 
@@ -130,11 +135,11 @@ def plot_confusion_matrix(
     normalize: bool = True,
     title: str | None = None,
 ) -> Path:
-    """A confusion matrix (rows true, columns predicted) as a heat map with the values written in.
+    """A confusion matrix (rows true, columns predicted) as a heat map with the counts written in.
 
-    normalize=True divides each row by its support, so a cell is the share of that true class
-    predicted as the column's class (the diagonal is per-class recall); a class without samples keeps
-    a row of zeros.
+    normalize=True colours each cell by its share of the true class's row (the diagonal is per-class
+    recall) and writes the count with that share under it; each row's label carries its support, so a
+    reader sees both how often and how many. A class without samples keeps a row of zeros.
     """
     counts = np.asarray(matrix, dtype=np.float64)
     if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or counts.shape[0] != len(label_names):
@@ -153,7 +158,8 @@ def plot_confusion_matrix(
     figure.colorbar(image, ax=axes)
     ticks = np.arange(len(label_names))
     axes.set_xticks(ticks, labels=label_names, rotation=45, ha="right")
-    axes.set_yticks(ticks, labels=label_names)
+    support = counts.sum(axis=1)
+    axes.set_yticks(ticks, labels=[f"{name} ({int(n)})" for name, n in zip(label_names, support)])
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
     if title:
@@ -161,7 +167,8 @@ def plot_confusion_matrix(
     # White text on the dark half of the colour map keeps every value readable.
     dark = values.max() / 2 if values.max() > 0 else 1.0
     for (row, column), value in np.ndenumerate(values):
-        text = f"{value:.2f}" if normalize else f"{int(value)}"
+        count = int(counts[row, column])
+        text = f"{count}\n{value:.0%}" if normalize else f"{count}"
         axes.text(column, row, text, ha="center", va="center", fontsize="small",
                   color="white" if value > dark else "black")
     return _save(figure, out_png)

@@ -143,8 +143,10 @@ def evaluate_run(
     threshold: float | None = None,
     empty_rule: str | None = None,
     device: str | None = None,
+    plot: bool = False,
 ) -> dict[str, Any]:
-    """Every unit of a run (or one unit) scored on `split`, each written to <unit>/evaluation-<split>.json:
+    """Every unit of a run (or one unit) scored on `split`, each written to <unit>/evaluation-<split>.json
+    (and with `plot`, its confusion matrix to <unit>/confusion-<split>.png):
     the units' scalars and their mean ± std (as results.json has them), each unit's full result under
     "evaluations", and, for the test split at the run's own settings, whether each unit reproduced its
     stored test_metrics.json ("reproduces")."""
@@ -166,6 +168,13 @@ def evaluate_run(
         best_epoch = layout.read_json(stored).get("best_epoch") if stored.is_file() else None
         units.append({"seed": seed, "fold": fold, "best_epoch": best_epoch, **scalars(result["metrics"])})
         evaluations.append(result)
+        if plot:
+            from emocli.runs.card import plot_confusion_matrix
+
+            where = f"seed {seed}, fold {'none' if fold is None else fold}" if seed is not None else unit.name
+            title = f"{model} on {dataset}, {where}: {split} split ({result['n_samples']} samples)"
+            result["plot"] = str(plot_confusion_matrix(confusion(result), TrainedUnit.read(unit).label_map.names,
+                                                       unit / f"confusion-{split}.png", title=title))
     first = evaluations[0]
     return {
         "model": model, "dataset": dataset, "split": split, "task": first["metrics"]["task"],

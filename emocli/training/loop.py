@@ -310,8 +310,10 @@ class UnitTrainer:
             result["best_epoch"] = self.best_epoch
             result["selection_score"] = {"split": selection.split, "metric": selection.metric, "value": self.best}
             layout.write_json(unit / layout.TEST_METRICS, result)
-            plot_learning_curves(unit / layout.METRICS, unit / "learning_curves.png", selection.metric)
-            plot_confusion_matrix(confusion(result), p.label_map.names, unit / "confusion_matrix.png")
+            label = f"{p.entry.name} on {p.dataset}, seed {self.seed}, fold {fold_label(self.fold)}"
+            plot_learning_curves(unit / layout.METRICS, unit / "learning_curves.png", selection.metric, title=label)
+            plot_confusion_matrix(confusion(result), p.label_map.names, unit / "confusion_matrix.png",
+                                  title=f"{label}: test split ({result['n_samples']} samples)")
             card = card_info(p, unit.parent.parent.name + f" (seed {self.seed}, fold {fold_label(self.fold)})",
                              [result["metrics"]])
             card["seeds"], card["folds"] = [self.seed], None if self.fold is None else [self.fold]
