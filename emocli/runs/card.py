@@ -31,10 +31,9 @@ OPENSMILE_NOTE = (
     "research and educational use only; commercial use of these features (and of a model that needs "
     "them at prediction time) requires a commercial openSMILE license."
 )
-DATASET_LICENSES = {
-    "ravdess": "RAVDESS (Livingstone & Russo, 2018) is licensed CC BY-NC-SA 4.0: non-commercial use, "
-    "with attribution, adaptations shared under the same license.",
-}
+# SPDX-style identifiers for a card's metadata (Hugging Face's `license` field), by licence name.
+LICENSE_IDS = {"CC BY-NC-SA 4.0": "cc-by-nc-sa-4.0", "GPL-3.0": "gpl-3.0", "Apache-2.0": "apache-2.0", "MIT": "mit",
+               "CC BY 4.0": "cc-by-4.0"}
 
 
 # ------------------------------------------------------------------------------------ learning curves
@@ -186,7 +185,8 @@ def _save(figure: Figure, out_png: str | Path) -> Path:
 
 
 def render_model_card(info: Mapping[str, Any]) -> str:
-    """The Markdown README of a run directory.
+    """The README of a run directory: a Hugging Face model card (huggingface_hub.ModelCard), so a run pushed
+    to the hub (`emo push`) shows its licence, dataset and tags there.
 
     `info` keys (only "model" is required):
     - "name": run name (the title); "model": {"name", "title", "paper", "faithful"}; "parameters": int
@@ -212,7 +212,24 @@ def render_model_card(info: Mapping[str, Any]) -> str:
     if info.get("spiking"):
         sections.append(_spiking_section(info["spiking"]))
     sections.append(_license_section(info))
-    return "\n\n".join(sections) + "\n"
+    from huggingface_hub import ModelCard, ModelCardData
+
+    licence = _dataset_licence(info)
+    metadata = ModelCardData(
+        library_name="emocli",
+        license=LICENSE_IDS.get(licence.name, "other") if licence is not None else None,
+        tags=["emotion-recognition", "emocli", info["model"]["name"]],
+        datasets=[_dataset_name(info)],
+    )
+    return str(ModelCard(f"---\n{metadata.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n"))
+
+
+def _dataset_licence(info: Mapping[str, Any]) -> Any:
+    """The training data's licence (emocli.datasets.base.Licence), for the datasets emo has an adapter for."""
+    from emocli.datasets import ADAPTERS, adapter_class
+
+    name = _dataset_name(info).lower()
+    return adapter_class(name).licence if name in ADAPTERS else None
 
 
 def _dataset_name(info: Mapping[str, Any]) -> str:
@@ -373,9 +390,10 @@ def _license_section(info: Mapping[str, Any]) -> str:
     features = info.get("features") or {}
     if any("opensmile" in json.dumps(spec).lower() for spec in features.values()):
         notes.append(OPENSMILE_NOTE)
-    dataset_note = DATASET_LICENSES.get(_dataset_name(info).lower())
-    if dataset_note:
-        notes.append(dataset_note)
+    licence = _dataset_licence(info)
+    if licence is not None:
+        notes.append(f"The training data ({_dataset_name(info)}) is licensed {licence.name} ({licence.url}): "
+                     f"{licence.meaning}; the trained weights carry these terms.")
     notes += list(info.get("license_notes") or [])
     notes.append(
         "The `emo` code is MIT-licensed; trained weights also carry the terms of their training data and "
