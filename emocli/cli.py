@@ -19,6 +19,7 @@ from emocli.commands import (
     extract_cmd,
     models_cmd,
     predict_cmd,
+    push_cmd,
     run_cmd,
     store_cmd,
     train_cmd,
@@ -57,6 +58,7 @@ app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("baseline")(baseline_cmd.baseline)
 app.command("predict")(predict_cmd.predict)
 app.command("export")(export_cmd.export)
+app.command("push")(push_cmd.push)
 app.command("run")(run_cmd.run)
 app.command("demo")(demo_cmd.demo)
 app.command("models")(models_cmd.models)

@@ -84,10 +84,13 @@ class PredictionResult:
 class Predictor:
     """A trained unit loaded once, with its extractors built once, for any number of `predict` calls."""
 
-    def __init__(self, run: str | Path, device: str = "auto", workers: int = 0):
+    def __init__(self, run: str | Path, device: str = "auto", workers: int = 0, revision: str | None = None):
+        """`run`: a run folder or unit, a shipped pretrained model's name, or a hub id (owner/name, at
+        `revision`)."""
+        from emocli.runs.hub import resolve
         from emocli.runs.inference import TrainedUnit, choose_unit
 
-        self.unit, self.note = choose_unit(run)
+        self.unit, self.note = choose_unit(resolve(run, revision))
         trained = TrainedUnit.read(self.unit)
         self.model_name = trained.model_name
         self.label_map = trained.label_map
