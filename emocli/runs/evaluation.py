@@ -77,11 +77,16 @@ def evaluate_unit(
     trained = TrainedUnit.read(unit)
     loaded = trained.load(device)
     if data is None:
-        data = load_data(FeatureStore(store or trained.config["store"]), trained.inputs, trained.label_map)
+        store = store or trained.config.get("store")
+        if store is None:
+            raise EmoError("config.json names no feature store; give one (--features)", path=unit)
+        data = load_data(FeatureStore(store), trained.inputs, trained.label_map)
     data = loaded.standardize(data)
-    ids = layout.read_json(unit / layout.SPLITS).get(split)
+    ids = layout.read_json(unit / layout.SPLITS, dict).get(split)
     if ids is None:
         raise EmoError(f"the run has no {split!r} split (splits.json)", path=unit)
+    if not isinstance(ids, list) or not all(isinstance(sid, str) for sid in ids):
+        raise EmoError(f"{split}: expected a list of sample ids", path=unit / layout.SPLITS)
     position = {sid: i for i, sid in enumerate(data.samples["sample_id"])}
     missing = [sid for sid in ids if sid not in position]
     if missing:
