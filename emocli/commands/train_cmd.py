@@ -17,6 +17,13 @@ from emocli.models.registry import model_names
 ModelName = Enum("ModelName", {name: name for name in model_names()}, type=str)
 
 
+class Protocol(str, Enum):
+    """TrainConfig.protocol's choices (a test checks they agree)."""
+
+    standard = "standard"
+    paper = "paper"
+
+
 def _int_list(text: str | None, option: str) -> list[int] | None:
     if text is None:
         return None
@@ -72,7 +79,7 @@ def train(
     ),
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder of run directories."),
     name: str | None = typer.Option(None, "--name", help="Run name (default: a timestamp; reused when resuming)."),
-    protocol: str = typer.Option(
+    protocol: Protocol = typer.Option(
         "standard", "--protocol", help="standard: select on validation. paper: the paper's own rule (reported as such)."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1."),
@@ -87,7 +94,7 @@ def train(
 
     from emocli.training.config import resolve_config
 
-    fields = {**config_fields(seeds, folds, modalities, feature), "protocol": protocol}
+    fields = {**config_fields(seeds, folds, modalities, feature), "protocol": protocol.value}
     config = resolve_config(model.value, preset, overrides, **fields)
     if show_config:
         typer.echo(json.dumps(config.model_dump(mode="json"), indent=2))
