@@ -246,5 +246,8 @@ def test_a_real_full_disk_then_more_space(store, reference, small_disk, monkeypa
         outcome = emo(monkeypatch, capsys, "train", "cfnsr", "--features", store, "--out", small_disk, *ARGS,
                       "--name", "another")  # a new run on the read-only disk: refused before the data loads
         assert_one_line_error(outcome, small_disk / "cfnsr-toy-another", "Read-only file system")
+        outcome = emo(monkeypatch, capsys, "predict", unit, store / "x.wav", "-o", small_disk / "out.csv")
+        assert_one_line_error(outcome, small_disk / "out.csv", "Read-only file system")
+        assert outcome.err.strip() == outcome.errors[0]  # refused before the run was even read
     finally:
         torch.set_num_threads(threads)
