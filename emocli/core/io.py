@@ -20,7 +20,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
-from emocli.core.errors import OutputError
+from emocli.core.errors import EmoError, OutputError
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:
@@ -41,12 +41,14 @@ _OS_ERROR_CODE = re.compile(r"os error (\d+)")
 
 def os_error_in(error: BaseException) -> OSError | None:
     """The operating-system error behind `error`: itself, its cause or context, or the errno a native
-    library wrote into its message; None when it is not one."""
+    library wrote into its message; None when it is not one (or already one of emo's errors)."""
+    if isinstance(error, EmoError):
+        return None
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, OSError):
             return seen
-        seen = seen.__cause__ or seen.__context__
+        seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
     match = _OS_ERROR_CODE.search(str(error))
     if match:
         code = int(match.group(1))
