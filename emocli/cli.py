@@ -67,12 +67,22 @@ app.add_typer(store_cmd.app, name="store")
 
 
 def main() -> None:
+    """`emo`: errors of input, configuration or the file system are one line on stderr and exit code 2."""
     from emocli.core.errors import EmoError
 
     try:
         app()
     except EmoError as error:
-        from rich.console import Console
+        _fail(str(error))
+    except OSError as error:  # one no writer turned into an OutputError: still the file and the reason
+        where = f"{error.filename}: " if error.filename else ""
+        _fail(f"{where}{error.strerror or error}")
 
-        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+
+def _fail(message: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    # escaped: a path or a library's message may hold brackets ("[Errno 28]", "seed=[1]") rich would parse
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(2)

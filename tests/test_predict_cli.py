@@ -57,7 +57,9 @@ def test_outputs_in_three_formats_hold_the_same_rows(unit, folder, tmp_path):
     parquet = pd.read_parquet(results[".parquet"])
     document = json.loads(results[".json"].read_text())
     rows = pd.DataFrame(document["predictions"])
-    assert list(csv.columns) == ["input", "segment", "start_s", "end_s", "text", "label", "prob_low", "prob_mid", "prob_high"]
+    assert list(csv.columns) == ["input", "segment", "start_s", "end_s", "text", "label", "flags", "prob_low", "prob_mid",
+                                 "prob_high"]
+    assert csv["flags"].isna().all() and rows["flags"].tolist() == [[]] * 4  # tones: nothing to flag
     assert list(parquet.columns) == list(csv.columns) == list(rows.columns)
     assert [Path(p).name for p in csv["input"]] == ["clip.mp4", "long.wav", "long.wav", "long.wav"]
     assert csv[["start_s", "end_s"]].values.tolist() == [[0, 1.5], [0, 2], [2, 4], [4, 6]]
@@ -104,7 +106,7 @@ def test_emo_predict_is_mounted_and_errors_exit_with_code_2(tmp_path):
     command = [sys.executable, "-m", "emocli", "predict", str(tmp_path / "no-run"), str(tmp_path / "x.wav")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
-    assert "not a run directory" in done.stderr and str(tmp_path / "no-run") in done.stderr
+    assert "neither a folder, nor a pretrained model" in done.stderr and str(tmp_path / "no-run") in done.stderr
 
 
 # --------------------------------------------------------------------------- RAVDESS: predict == evaluate
@@ -193,3 +195,37 @@ def test_predicting_an_mp4_of_a_ravdess_clip_gives_the_evaluation_probabilities(
     got = pd.DataFrame(json.loads(out.read_text())["predictions"]).filter(like="prob_").to_numpy()
     np.testing.assert_allclose(got, expected[clips], rtol=0, atol=0.1)
     assert not np.array_equal(got, expected[clips])  # it is a different signal
+
+
+def test_silent_segments_are_flagged_in_the_table_and_the_outputs(unit, tmp_path):
+    """3 s of digital silence, a hiss at -70 dBFS and a quiet tone at -40 dBFS: the model still answers for
+    each (it always does), but the first two say they rest on no sound (SILENCE_DBFS, -60)."""
+    silence = tmp_path / "silence.wav"
+    sf.write(silence, np.zeros(3 * RATE, np.float32), RATE)
+    hiss = tmp_path / "hiss.wav"
+    noise = np.random.default_rng(0).normal(size=3 * RATE)
+    sf.write(hiss, (noise / np.sqrt(np.mean(noise**2)) * 10 ** (-70 / 20)).astype(np.float32), RATE)
+    quiet = tmp_path / "quiet.wav"
+    signal = tone("mid", 3.0)
+    sf.write(quiet, signal / np.sqrt(np.mean(signal**2)) * 10 ** (-40 / 20), RATE)
+    out = tmp_path / "out.json"
+    result = invoke(unit, silence, hiss, quiet, "--output", out)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["predictions"]
+    assert [(Path(r["input"]).name, r["flags"]) for r in rows] == [
+        ("silence.wav", ["audio:silent"]), ("hiss.wav", ["audio:silent"]), ("quiet.wav", [])]
+    assert all(r["label"] in ("low", "mid", "high") for r in rows)  # predicted all the same, but flagged
+    assert "flags" in result.stdout and "audio:silent" in result.stdout  # a column of the printed table
+    assert "warning: 2 segment(s) flagged (audio:silent 2)" in result.stderr
+    csv = tmp_path / "out.csv"
+    assert invoke(unit, silence, quiet, "--output", csv, "--quiet").exit_code == 0
+    assert pd.read_csv(csv)["flags"].fillna("").tolist() == ["audio:silent", ""]
+
+
+def test_the_silence_threshold_is_the_documented_one():
+    from emocli.predict.predictor import SILENCE_DBFS, is_silent
+
+    assert SILENCE_DBFS == -60.0
+    docs = (Path(__file__).parents[1] / "docs" / "PREDICT.md").read_text()
+    assert "-60 dBFS" in docs and "audio:silent" in docs and "visual:no_face" in docs
+    assert not is_silent({"sample_id": "x", "audio_path": "/nonexistent.wav"})  # unreadable: no claim

@@ -27,9 +27,12 @@ def baseline(
     from rich.console import Console
     from rich.table import Table
 
+    from emocli.core.io import check_writable, write_text
     from emocli.features.store import FeatureStore
     from emocli.training.baseline import all_folds, logistic_regression_floor
 
+    if out is not None:
+        check_writable(out)  # before the fits, not after them
     store = FeatureStore(features)
     fold_list = all_folds(store) if folds == "all" else _int_list(folds, "--folds")
     result = logistic_regression_floor(
@@ -51,5 +54,4 @@ def baseline(
     table.add_row("mean ± std", "", *(f"{mean[k]:.4f} ± {std[k]:.4f}" for k in ("accuracy", "weighted_f1", "unweighted_accuracy")))
     Console().print(table)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        write_text(out, json.dumps(result, indent=2) + "\n")  # an OutputError after the table: the results are shown

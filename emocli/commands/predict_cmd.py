@@ -29,44 +29,84 @@ def predict(
     The run's extractors are rebuilt exactly as recorded in its feature_spec.json; long media are cut
     into subtitle cues or --window segments; conversation models read an input's segments as one
     dialogue. Inputs that cannot be predicted are listed and the others still are (exit code 1 then).
+    Segments whose inputs lacked a face or any sound are flagged ("visual:no_face", "audio:silent").
+    The output files are checked before any work; one that still cannot be written exits with code 2,
+    the predictions printed.
     """
+    from collections import Counter
+
     from rich.console import Console
+    from rich.markup import escape
 
     from emocli.features.runner import progress_bar
-    from emocli.predict.outputs import plot_timeline, write_predictions
+    from emocli.predict.outputs import check_outputs, plot_timeline, write_predictions
     from emocli.predict.predictor import Predictor
 
+    check_outputs(output, plot)  # before the run loads and anything is extracted
     console, errors = Console(), Console(stderr=True)
     predictor = Predictor(run, device=device, workers=workers)
-    errors.print(predictor.note, highlight=False, soft_wrap=True)
+    errors.print(escape(predictor.note), highlight=False, soft_wrap=True)
     for warning in predictor.warnings:
-        errors.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        errors.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     with progress_bar(not quiet) as progress:
         result = predictor.predict(inputs or [], text=text, window_s=window, progress=progress)
-    if not quiet and not result.table.empty:
+    shown = not quiet and not result.table.empty
+    if shown:
         console.print(_table(result, top_k))
+    unwritten = []
     if output is not None:
-        errors.print(f"predictions: {write_predictions(result, output)}", highlight=False, soft_wrap=True)
+        unwritten += _write(errors, "predictions", write_predictions, result, output)
     if plot is not None and not result.table.empty:
-        errors.print(f"timeline: {plot_timeline(result, plot)}", highlight=False, soft_wrap=True)
+        unwritten += _write(errors, "timeline", plot_timeline, result, plot)
+    for note in result.notes:
+        errors.print(f"[yellow]note:[/] {escape(str(note))}", highlight=False, soft_wrap=True)
+    if result.flagged:
+        counts = Counter(flag for flags in result.table["flags"] for flag in flags)
+        which = ", ".join(f"{flag} {n}" for flag, n in sorted(counts.items()))
+        errors.print(f"[yellow]warning:[/] {result.flagged} segment(s) flagged ({escape(which)}): their predictions do "
+                     "not rest on a face or a voice (see the flags column)", highlight=False, soft_wrap=True)
     for failure in result.failures:
-        errors.print(f"[bold red]failed:[/] {failure}", highlight=False, soft_wrap=True)
+        errors.print(f"[bold red]failed:[/] {escape(str(failure))}", highlight=False, soft_wrap=True)
+    predicted = result.table["input"].nunique() if not result.table.empty else 0
     if result.failures:
-        predicted = result.table["input"].nunique() if not result.table.empty else 0
         errors.print(f"{len(result.failures)} failure(s); {predicted} input(s) predicted", highlight=False)
+    if unwritten:
+        if not shown and not result.table.empty:
+            console.print(_table(result, top_k))  # the predictions are kept on the terminal at least
+        for error in unwritten:
+            errors.print(f"[bold red]error:[/] {escape(str(error))}; the predictions are printed above instead",
+                         highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2)
+    if result.failures:
         raise typer.Exit(code=1)
+
+
+def _write(errors, what: str, write, result, path: Path) -> list:
+    """Write one output; [] when done, [the OutputError] when the file could not be written after all."""
+    from rich.markup import escape
+
+    from emocli.core.errors import OutputError
+
+    try:
+        errors.print(f"{what}: {escape(str(write(result, path)))}", highlight=False, soft_wrap=True)
+    except OutputError as error:
+        return [error]
+    return []
 
 
 def _table(result, top_k: int):
     import pandas as pd
+    from rich.markup import escape
     from rich.table import Table
 
     title = f"{result.model_name}: " + (
         "single-label (softmax)" if result.task == "single_label" else f"multi-label (sigmoid > {result.threshold})"
     )
     table = Table(title=title, title_justify="left")
-    for column in ("input", "segment", "text", "prediction", f"top {top_k}"):
-        table.add_column(column, overflow="fold" if column == "input" else "ellipsis")
+    flagged = result.flagged > 0
+    columns = ("input", "segment", "text", "prediction", f"top {top_k}", *(("flags",) if flagged else ()))
+    for column in columns:
+        table.add_column(column, overflow="fold" if column == "input" else "ellipsis", no_wrap=column == "flags")
     probabilities = result.probabilities
     for row, probs in zip(result.table.itertuples(index=False), probabilities):
         if pd.notna(row.start_s) and pd.notna(row.end_s):
@@ -76,5 +116,8 @@ def _table(result, top_k: int):
         prediction = row.label if result.task == "single_label" else (", ".join(row.labels) or "(none)")
         order = probs.argsort()[::-1][:top_k]
         best = " · ".join(f"{result.classes[k]} {probs[k]:.2f}" for k in order)
-        table.add_row(row.input, where, (row.text or "")[:60], f"[bold]{prediction}[/]", best)
+        flags = (", ".join(row.flags),) if flagged else ()
+        style = "yellow" if flagged and row.flags else None  # a prediction from no face or no sound
+        table.add_row(escape(row.input), where, escape((row.text or "")[:60]), f"[bold]{escape(prediction)}[/]", best,
+                      *flags, style=style)
     return table

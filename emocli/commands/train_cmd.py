@@ -23,6 +23,13 @@ class Tracker(str, Enum):
     mlflow = "mlflow"
 
 
+class Protocol(str, Enum):
+    """TrainConfig.protocol's choices (a test checks they agree)."""
+
+    standard = "standard"
+    paper = "paper"
+
+
 def _int_list(text: str | None, option: str) -> list[int] | None:
     if text is None:
         return None
@@ -80,7 +87,7 @@ def train(
     ),
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder of run directories."),
     name: str | None = typer.Option(None, "--name", help="Run name (default: a timestamp; reused when resuming)."),
-    protocol: str = typer.Option(
+    protocol: Protocol = typer.Option(
         "standard", "--protocol", help="standard: select on validation. paper: the paper's own rule (reported as such)."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1."),
@@ -99,13 +106,13 @@ def train(
     from emocli.api import train as train_model
     from emocli.training.config import resolve_config
 
-    fields = {**config_fields(seeds, folds, modalities, feature), "protocol": protocol}
+    fields = {**config_fields(seeds, folds, modalities, feature), "protocol": protocol.value}
     if show_config:
         config = resolve_config(model.value, preset, overrides, **fields)
         typer.echo(json.dumps(config.model_dump(mode="json"), indent=2))
         return
     train_model(
         model.value, features, preset=preset, settings=overrides, seeds=fields["seeds"], folds=fields["folds"],
-        modalities=fields["modalities"], feature=fields["features"], out=out, name=name, protocol=protocol,
+        modalities=fields["modalities"], feature=fields["features"], out=out, name=name, protocol=protocol.value,
         device=device, tracker=tracker.value,
     )

@@ -9,6 +9,8 @@ class EmoError(Exception):
     """An error caused by input or configuration; the CLI prints it without a traceback."""
 
     def __init__(self, problem: str, path: str | Path | None = None, row: int | str | None = None):
+        if "\n" in problem or "\r" in problem:  # a library's multi-line message, quoted: one line on the terminal
+            problem = " ".join(problem.split())
         self.problem = problem
         self.path = Path(path) if path is not None else None
         self.row = row
@@ -31,3 +33,8 @@ class ExtractionError(EmoError):
 
 class ConfigError(EmoError):
     """A preset, override or model configuration is invalid."""
+
+
+class OutputError(EmoError):
+    """A file or folder could not be written: no permission, a full disk, a read-only file system, a parent
+    that is a file. Names the path and the operating system's reason."""

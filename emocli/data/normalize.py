@@ -14,13 +14,13 @@ clips are left to the collator, which normalises their pixels with ImageNet's st
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from emocli.core.errors import EmoError
+from emocli.core.io import write_with
 from emocli.data.tables import EmotionData
 
 FIT_CHUNK = 256  # samples per partial_fit call: sequence stores need not be concatenated whole
@@ -72,9 +72,7 @@ class Standardizer:
         from safetensors.numpy import save_file
 
         tensors = {f"{m}.{name}": value for m, (mean, scale) in self.stats.items() for name, value in (("mean", mean), ("scale", scale))}
-        temporary = path.with_name(f".{path.name}.tmp")
-        save_file(tensors, str(temporary), metadata={"format": "emo-standardizer-1"})
-        os.replace(temporary, path)
+        write_with(path, lambda temporary: save_file(tensors, str(temporary), metadata={"format": "emo-standardizer-1"}))
 
     @classmethod
     def load(cls, path: Path) -> Standardizer:

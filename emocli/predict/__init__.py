@@ -2,8 +2,9 @@
 
     predictor = Predictor("runs/cfnsr-ravdess-a")          # a unit seed=S/fold=K, or a run root
     result = predictor.predict(["clip.mp4", "clips/"], window_s=4.0)
-    result.table            # one row per input segment: input, segment, start_s, end_s, text, label(s), prob_*
+    result.table            # one row per input segment: input, segment, start_s, end_s, text, label(s), flags, prob_*
     result.failures         # inputs (or segments) that could not be predicted, and why
+    result.notes            # inputs predicted, but not quite as asked (a damaged subtitle file: windows instead)
     write_predictions(result, "out.csv"); plot_timeline(result, "timeline.png")
 
 The run's `feature_spec.json` says which extractors made its features (names, parameters, library
@@ -19,6 +20,9 @@ Inputs and what is read from them:
   input one per cue; with no media inputs, `text=` is itself the input;
 * a folder: every media file in it, recursively (transcripts in it are sidecars, not inputs);
 * a manifest (CSV/TSV/JSONL, emocli.datasets.manifest): one sample per row, as given.
+
+Flags: a segment whose inputs had no face or no sound is still predicted (a model always answers), and
+its `flags` say so ("visual:no_face", "audio:silent", ...), so that the answer is not taken for one.
 
 Segments: subtitle cues when there are any (each cue is a segment with its text); otherwise fixed
 windows (emocli.segments.windows); an untimed transcript makes the whole medium one segment, because

@@ -1,4 +1,9 @@
-"""Predictions written to files (CSV, JSON, Parquet) and drawn as a timeline."""
+"""Predictions written to files (CSV, JSON, Parquet) and drawn as a timeline.
+
+Both writers are atomic (emocli.core.io): a file is complete or absent, and an operating-system error is
+one OutputError naming the file. `check_outputs` asks everything that can be asked before prediction
+starts (format, folder, permission), so a bad `--output` costs no extraction.
+"""
 
 from __future__ import annotations
 
@@ -8,40 +13,63 @@ from pathlib import Path
 import numpy as np
 
 from emocli.core.errors import ConfigError, EmoError
+from emocli.core.io import check_writable, write_text, write_with
 from emocli.predict.predictor import PROBABILITY_PREFIX, PredictionResult
 
 OUTPUT_FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
+PLOT_FORMATS = (".png", ".pdf", ".svg")
 MAX_PLOTTED_INPUTS = 10
+LIST_SEPARATOR = ";"  # multi-label labels and flags in CSV, as in manifests
 
 
-def write_predictions(result: PredictionResult, path: str | Path) -> Path:
-    """CSV, JSON or Parquet by the suffix; one row per segment. CSV joins multi-label labels with ';'
-    (the manifest convention); JSON holds the rows with the run, classes, threshold and failures."""
+def output_format(path: str | Path) -> str:
     path = Path(path)
     fmt = OUTPUT_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise ConfigError(f"unknown output format {path.suffix!r}: use .csv, .json or .parquet", path=path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    return fmt
+
+
+def plot_format(path: str | Path) -> str:
+    path = Path(path)
+    if path.suffix.lower() not in PLOT_FORMATS:
+        raise ConfigError(f"unknown plot format {path.suffix!r}: use {', '.join(PLOT_FORMATS)}", path=path)
+    return path.suffix.lower()[1:]
+
+
+def check_outputs(output: str | Path | None = None, plot: str | Path | None = None) -> None:
+    """Before any work: the formats are known and the files can be created where they are asked for."""
+    if output is not None:
+        check_writable(output)
+        output_format(output)
+    if plot is not None:
+        check_writable(plot)
+        plot_format(plot)
+
+
+def write_predictions(result: PredictionResult, path: str | Path) -> Path:
+    """CSV, JSON or Parquet by the suffix; one row per segment. CSV joins multi-label labels and flags with
+    ';' (the manifest convention); JSON holds the rows with the run, classes, threshold and failures."""
+    path = Path(path)
+    fmt = output_format(path)
     table = result.table
     if fmt == "csv":
-        if result.task == "multi_label":
-            table = table.assign(labels=table["labels"].map(";".join))
-        table.to_csv(path, index=False)
-    elif fmt == "parquet":
-        table.to_parquet(path, index=False)
-    else:
-        document = {
-            "run": str(result.unit),
-            "model": result.model_name,
-            "task": result.task,
-            "classes": list(result.classes),
-            **({"threshold": result.threshold} if result.threshold is not None else {}),
-            # json, not pandas' to_json: that rounds floats to 10 digits; missing values become null.
-            "predictions": table.astype(object).where(table.notna(), None).to_dict(orient="records"),
-            "failures": [{"input": f.input, "segment": f.segment, "message": f.message} for f in result.failures],
-        }
-        path.write_text(json.dumps(document, indent=2) + "\n")
-    return path
+        joined = {column: table[column].map(LIST_SEPARATOR.join) for column in ("labels", "flags") if column in table}
+        table = table.assign(**joined)
+        return write_with(path, lambda temporary: table.to_csv(temporary, index=False))
+    if fmt == "parquet":
+        return write_with(path, lambda temporary: table.to_parquet(temporary, index=False))
+    document = {
+        "run": str(result.unit),
+        "model": result.model_name,
+        "task": result.task,
+        "classes": list(result.classes),
+        **({"threshold": result.threshold} if result.threshold is not None else {}),
+        # json, not pandas' to_json: that rounds floats to 10 digits; missing values become null.
+        "predictions": table.astype(object).where(table.notna(), None).to_dict(orient="records"),
+        "failures": [{"input": f.input, "segment": f.segment, "message": f.message} for f in result.failures],
+    }
+    return write_text(path, json.dumps(document, indent=2) + "\n")
 
 
 def plot_timeline(result: PredictionResult, path: str | Path) -> Path:
@@ -54,6 +82,7 @@ def plot_timeline(result: PredictionResult, path: str | Path) -> Path:
     from matplotlib.patches import Patch
 
     path = Path(path)
+    fmt = plot_format(path)
     if result.table.empty:
         raise EmoError("nothing to plot: no input was predicted", path=path)
     names = list(dict.fromkeys(result.table["input"]))[:MAX_PLOTTED_INPUTS]
@@ -94,9 +123,7 @@ def plot_timeline(result: PredictionResult, path: str | Path) -> Path:
     title = f"{result.model_name}: " + (f"first {len(names)} inputs ({hidden} more not shown)" if hidden else "emotions over time")
     figure.suptitle(title, fontsize=10)
     figure.legend(handles=legend, loc="outside lower center", ncols=min(len(classes), 8), fontsize=8, frameon=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    return path
+    return write_with(path, lambda temporary: figure.savefig(temporary, dpi=110, format=fmt))
 
 
 def _colour(k: int) -> tuple[float, float, float, float]:

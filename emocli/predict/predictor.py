@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emocli.core.errors import ConfigError, EmoError, ExtractionError
 from emocli.features.runner import SampleFailure
-from emocli.predict.segments import Cue, clip_cues, read_transcript, windows
+from emocli.predict.segments import SUBTITLE_SUFFIXES, Cue, clip_cues, read_transcript, windows
 from emocli.predict.sources import MediaInfo, PredictFailure, Segment, Source, collect_sources, probe_media
 
 if TYPE_CHECKING:
@@ -17,11 +17,18 @@ if TYPE_CHECKING:
     import pandas as pd
     from rich.progress import Progress
 
+    from emocli.core.types import Features
     from emocli.data.inputs import InputSpec
     from emocli.data.tables import EmotionData
     from emocli.features.base import Extractor
 
 PROBABILITY_PREFIX = "prob_"
+SILENT = "silent"
+NO_SPEECH = "no_speech"  # an extractor's own finding (Whisper): the level check is not needed then
+# A segment whose RMS level is at or below this (dBFS, full scale = 0) is flagged "audio:silent": digital
+# silence, or a noise floor far below speech (conversational speech recordings sit around -30 to -15 dBFS;
+# a quiet room's noise, -60 and lower), so whatever the model says about it cannot come from a voice.
+SILENCE_DBFS = -60.0
 
 
 def rebuild_extractor(spec: InputSpec, device: str = "auto") -> tuple[Extractor, list[str]]:
@@ -74,11 +81,32 @@ class PredictionResult:
     threshold: float | None  # multi-label decision threshold
     unit: Path
     model_name: str
+    notes: list[PredictFailure] = field(default_factory=list)  # predicted, but not quite as asked
+
+    @property
+    def flagged(self) -> int:
+        """How many segments carry a flag (no face, silence, ...): their predictions rest on nothing."""
+        return int(sum(bool(flags) for flags in self.table["flags"])) if "flags" in self.table else 0
 
     @property
     def probabilities(self) -> np.ndarray:
         """[N, C] probabilities in class order."""
         return self.table[[PROBABILITY_PREFIX + c for c in self.classes]].to_numpy()
+
+
+def is_silent(sample: Any) -> bool:
+    """Whether a segment's audio is below SILENCE_DBFS (RMS, full scale 0 dBFS); decoded at its own rate."""
+    import numpy as np
+
+    from emocli.features.audio.io import load_audio, sample_audio_path, sample_segment
+
+    try:
+        start_s, end_s = sample_segment(sample)
+        signal, _ = load_audio(sample_audio_path(sample), start_s=start_s, end_s=end_s)
+    except EmoError:
+        return False  # the extractor read it; a second decode that fails says nothing about loudness
+    rms = float(np.sqrt(np.mean(np.square(signal, dtype=np.float64)))) if signal.size else 0.0
+    return rms <= 10 ** (SILENCE_DBFS / 20)
 
 
 class Predictor:
@@ -89,6 +117,7 @@ class Predictor:
         `revision`)."""
         from emocli.runs.hub import resolve
         from emocli.runs.inference import TrainedUnit, choose_unit
+        from emocli.runs.layout import FEATURE_SPEC
 
         self.unit, self.note = choose_unit(resolve(run, revision))
         trained = TrainedUnit.read(self.unit)
@@ -100,8 +129,14 @@ class Predictor:
         self.workers = workers
         self.extractors: dict[str, Extractor] = {}
         self.warnings: list[str] = []
+        self.notes: list[PredictFailure] = []  # this predict call's inputs predicted not quite as asked
         for modality, spec in self.inputs.items():
-            self.extractors[modality], warnings = rebuild_extractor(spec, device)
+            try:
+                self.extractors[modality], warnings = rebuild_extractor(spec, device)
+            except ConfigError as error:
+                if error.path is not None:
+                    raise
+                raise ConfigError(f"inputs.{modality}: {error.problem}", path=self.unit / FEATURE_SPEC) from None
             self.warnings.extend(warnings)
 
     def needs(self, modality: str) -> bool:
@@ -128,7 +163,7 @@ class Predictor:
                     raise EmoError(f"the run needs {modality} ({self.inputs[modality].extractor}); a text input has none")
         transcript = source.transcript
         if transcript is None and source.transcript_path is not None:
-            transcript = read_transcript(source.transcript_path)
+            transcript = self._sidecar(source)
         if source.segments is not None:  # manifest rows, as given
             segments = source.segments
         elif source.media is None:  # text alone: one segment per line or cue
@@ -142,6 +177,22 @@ class Predictor:
         if not segments:
             raise EmoError("nothing to predict: no segment (the transcript's cues all lie past the end of the media)")
         return segments
+
+    def _sidecar(self, source: Source) -> list[Cue] | None:
+        """The transcript beside a medium, read only when the run uses it: its text for a run that reads
+        text; otherwise only subtitle cues, whose times are the segments, and a damaged subtitle file then
+        costs its cues (the medium is cut into windows, with a note) rather than the input."""
+        path = source.transcript_path
+        if source.media is None or self.needs("text"):
+            return read_transcript(path)
+        if path.suffix.lower() not in SUBTITLE_SUFFIXES:
+            return None  # an untimed transcript neither segments the medium nor feeds the model
+        try:
+            return read_transcript(path)
+        except EmoError as error:
+            self.notes.append(PredictFailure(source.name, f"{error}; its subtitles are not used, the medium is "
+                                                          "cut into --window segments"))
+            return None
 
     def _check_media(self, source: Source) -> MediaInfo:
         info = probe_media(source.media)
@@ -194,6 +245,7 @@ class Predictor:
 
         if window_s <= 0:
             raise ConfigError(f"the window must be positive, not {window_s}")
+        self.notes = []
         sources, failures = collect_sources(inputs, text)
         rows, shown = [], []
         for number, source in enumerate(sources):
@@ -230,11 +282,21 @@ class Predictor:
                     failures.append(PredictFailure(name, _message(result, name), segment=index))
         keep = np.flatnonzero(ok)
         info = pd.DataFrame([shown[i] for i in keep], columns=columns)
+        info["flags"] = [self._flags({m: extracted[e.feature_set_name][i] for m, e in self.extractors.items()},
+                                     samples.iloc[i]) for i in keep]
         if not len(keep):
             return self._result(info, np.zeros((0, len(self.label_map.names))), failures)
         data = self._data(samples.iloc[keep].reset_index(drop=True),
                           {m: [extracted[e.feature_set_name][i].values for i in keep] for m, e in self.extractors.items()})
         return self._result(info, self._probabilities(data), failures)
+
+    def _flags(self, features: dict[str, Features], sample: pd.Series) -> list[str]:
+        """What the segment's inputs lacked, as "modality:flag": the extractors' own flags, and "audio:silent"
+        when the run hears audio, its extractor found no silence itself, and the segment's level says so."""
+        flags = [f"{modality}:{flag}" for modality, result in features.items() for flag in result.flags]
+        if "audio" in features and NO_SPEECH not in features["audio"].flags and is_silent(sample):
+            flags.append(f"audio:{SILENT}")
+        return sorted(flags)
 
     def _data(self, samples: pd.DataFrame, features: dict[str, list[np.ndarray]]) -> EmotionData:
         import numpy as np
@@ -258,14 +320,17 @@ class Predictor:
 
         names = list(self.label_map.names)
         table = info.reset_index(drop=True)
+        flags = table.pop("flags") if "flags" in table else [[] for _ in range(len(table))]
         if self.label_map.task == "single_label":
             table["label"] = [names[i] for i in probs.argmax(axis=1)] if len(probs) else []
         else:
             table["labels"] = [[n for n, p in zip(names, row) if p > self.threshold] for row in probs]
+        table["flags"] = list(flags)
         for k, name in enumerate(names):
             table[PROBABILITY_PREFIX + name] = probs[:, k].astype(np.float64)
         threshold = self.threshold if self.label_map.task == "multi_label" else None
-        return PredictionResult(table, failures, tuple(names), self.label_map.task, threshold, self.unit, self.model_name)
+        return PredictionResult(table, failures, tuple(names), self.label_map.task, threshold, self.unit, self.model_name,
+                                list(self.notes))
 
 
 def _message(error: EmoError, input_name: str) -> str:

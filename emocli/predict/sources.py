@@ -149,7 +149,8 @@ def _manifest_sources(path: Path) -> list[Source]:
     from emocli.datasets.manifest import ManifestAdapter
     from emocli.features.runner import sample_records
 
-    table = ManifestAdapter(require_labels=False).load(path).table
+    # A missing media file fails its own row when it is opened (probe_media), not the whole manifest.
+    table = ManifestAdapter(require_labels=False, check_media=False).load(path).table
     groups: dict[str, list[dict[str, Any]]] = {}
     for record in sample_records(table):
         key = f"dialogue {record['dialogue_id']}" if record["dialogue_id"] is not None else record["sample_id"]

@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from emocli.core.io import write_with
 from emocli.runs.metrics import summarize
 
 SPLITS = ("train", "valid", "test")
@@ -174,11 +175,8 @@ def plot_confusion_matrix(
 
 
 def _save(figure: Figure, out_png: str | Path) -> Path:
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
     # bbox "tight" keeps rotated tick labels and the colour bar's labels inside the image.
-    figure.savefig(out_png, format="png", dpi=120, bbox_inches="tight")
-    return out_png
+    return write_with(out_png, lambda temporary: figure.savefig(temporary, format="png", dpi=120, bbox_inches="tight"))
 
 
 # ------------------------------------------------------------------------------------------ model card

@@ -77,11 +77,16 @@ def evaluate_unit(
     trained = TrainedUnit.read(unit)
     loaded = trained.load(device)
     if data is None:
-        data = load_data(FeatureStore(store or trained.config["store"]), trained.inputs, trained.label_map)
+        store = store or trained.config.get("store")
+        if store is None:
+            raise EmoError("config.json names no feature store; give one (--features)", path=unit)
+        data = load_data(FeatureStore(store), trained.inputs, trained.label_map)
     data = loaded.standardize(data)
-    ids = layout.read_json(unit / layout.SPLITS).get(split)
+    ids = layout.read_json(unit / layout.SPLITS, dict).get(split)
     if ids is None:
         raise EmoError(f"the run has no {split!r} split (splits.json)", path=unit)
+    if not isinstance(ids, list) or not all(isinstance(sid, str) for sid in ids):
+        raise EmoError(f"{split}: expected a list of sample ids", path=unit / layout.SPLITS)
     position = {sid: i for i, sid in enumerate(data.samples["sample_id"])}
     missing = [sid for sid in ids if sid not in position]
     if missing:
@@ -146,26 +151,38 @@ def evaluate_run(
     plot: bool = False,
 ) -> dict[str, Any]:
     """Every unit of a run (or one unit) scored on `split`, each written to <unit>/evaluation-<split>.json
-    (and with `plot`, its confusion matrix to <unit>/confusion-<split>.png):
-    the units' scalars and their mean ± std (as results.json has them), each unit's full result under
-    "evaluations", and, for the test split at the run's own settings, whether each unit reproduced its
-    stored test_metrics.json ("reproduces")."""
+    (and with `plot`, its confusion matrix to <unit>/confusion-<split>.png): the units' scalars and their
+    mean ± std (as results.json has them), each unit's full result under "evaluations", and, for the test
+    split at the run's own settings, whether each unit reproduced its stored test_metrics.json
+    ("reproduces"). The output files are checked before any work; one that still cannot be written is
+    listed under "unwritten" (an OutputError) and the results are kept."""
+    import json
+
+    from emocli.core.errors import OutputError
+    from emocli.core.io import check_writable
     from emocli.runs.metrics import summarize
 
     if empty_rule not in (None, "zero", "one"):
         raise EmoError(f"empty_rule is 'zero' or 'one', not {empty_rule!r}")
-    units, evaluations, reproduces, model, dataset = [], [], {}, None, None
-    for unit in layout.units(Path(run)):
+    found = layout.units(Path(run))
+    for unit in found:
+        check_writable(unit / f"evaluation-{split}.json")
+    units, evaluations, reproduces, unwritten, model, dataset = [], [], {}, [], None, None
+    for unit in found:
         seed, fold = layout.parse_unit(unit) if unit.name.startswith("fold=") else (None, None)
         result = evaluate_unit(unit, split, store=store, threshold=threshold, empty_rule=empty_rule, device=device)
-        layout.write_json(unit / f"evaluation-{split}.json", result)
+        try:
+            layout.write_json(unit / f"evaluation-{split}.json", result)
+        except OutputError as error:
+            unwritten.append(error)
         stored = unit / layout.TEST_METRICS
         if split == "test" and threshold is None and empty_rule is None and stored.is_file():
-            # Compared as JSON, as the stored file holds it (floats round-trip exactly).
-            reproduces[str(unit)] = layout.read_json(stored)["metrics"] == layout.read_json(unit / f"evaluation-{split}.json")["metrics"]
-        config = layout.read_json(unit / layout.CONFIG)
-        model, dataset = config["model_name"], config["dataset"]
-        best_epoch = layout.read_json(stored).get("best_epoch") if stored.is_file() else None
+            # Compared as JSON, as the stored file holds them (floats round-trip exactly).
+            reproduces[str(unit)] = (layout.read_json(stored, dict).get("metrics")
+                                     == json.loads(layout.to_json(result["metrics"])))
+        config = layout.read_json(unit / layout.CONFIG, dict)
+        model, dataset = config.get("model_name"), config.get("dataset")
+        best_epoch = layout.read_json(stored, dict).get("best_epoch") if stored.is_file() else None
         units.append({"seed": seed, "fold": fold, "best_epoch": best_epoch, **scalars(result["metrics"])})
         evaluations.append(result)
         if plot:
@@ -173,12 +190,15 @@ def evaluate_run(
 
             where = f"seed {seed}, fold {'none' if fold is None else fold}" if seed is not None else unit.name
             title = f"{model} on {dataset}, {where}: {split} split ({result['n_samples']} samples)"
-            result["plot"] = str(plot_confusion_matrix(confusion(result), TrainedUnit.read(unit).label_map.names,
-                                                       unit / f"confusion-{split}.png", title=title))
+            try:
+                result["plot"] = str(plot_confusion_matrix(confusion(result), TrainedUnit.read(unit).label_map.names,
+                                                           unit / f"confusion-{split}.png", title=title))
+            except OutputError as error:
+                unwritten.append(error)
     first = evaluations[0]
     return {
         "model": model, "dataset": dataset, "split": split, "task": first["metrics"]["task"],
         "protocol": first["protocol"], "units": units, "summary": summarize([e["metrics"] for e in evaluations]),
-        "evaluations": evaluations, "reproduces": reproduces,
+        "evaluations": evaluations, "reproduces": reproduces, "unwritten": unwritten,
         **({"warning": first["warning"]} if "warning" in first else {}),
     }

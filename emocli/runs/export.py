@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from emocli.core.errors import ConfigError, EmoError
+from emocli.core.io import check_writable, write_text
 from emocli.models.blocks.spiking import SpikingModel
 from emocli.runs.inference import LoadedUnit, TrainedUnit
 
@@ -108,6 +109,8 @@ def export_onnx(
     out = Path(out)
     if out.suffix != ".onnx":
         raise ConfigError("the output of an ONNX export is a .onnx file", path=out)
+    check_writable(out)
+    check_writable(out.with_suffix(".json"))
     frames = frames or DEFAULT_FRAMES
     generator = torch.Generator().manual_seed(0)
     example, masked = _examples(loaded, 2, frames, generator)
@@ -135,7 +138,7 @@ def export_onnx(
         raise EmoError(f"the ONNX graph's probabilities differ from emo's by {worst:.2e} (> {tolerance:.0e}); "
                        "nothing written", path=out)
     description = out.with_suffix(".json")
-    description.write_text(json.dumps({
+    write_text(description, json.dumps({
         "model": trained.model_name,
         "unit": str(trained.path),
         "classes": list(trained.label_map.names),

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from emocli.core.errors import ConfigError, EmoError
-from emocli.core.types import LabelMap, real_utterances
+from emocli.core.types import FeatureKind, LabelMap, Modality, Task, real_utterances
 from emocli.data.batches import eval_loader
 from emocli.data.inputs import InputSpec
 from emocli.data.normalize import Standardizer
@@ -101,9 +102,61 @@ def resolve_device(device: str | None) -> torch.device:
     return chosen
 
 
+class _RunFile(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class UnitConfigFile(_RunFile):
+    """config.json, as far as reading a unit back needs it (training writes more)."""
+
+    model_name: str
+    model: dict[str, Any]
+    train: dict[str, Any]
+    dataset: str = "unknown"
+    store: str | None = None  # the feature store trained on
+
+
+class LabelMapFile(_RunFile):
+    names: list[str] = Field(min_length=1)
+    task: Task
+
+    @field_validator("names")
+    @classmethod
+    def _unique(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError("a class name is repeated")
+        return names
+
+
+class InputSpecFile(_RunFile):
+    modality: Modality
+    feature_set: str
+    extractor: str
+    kind: FeatureKind
+    dim: int = Field(gt=0)
+    extractor_spec: dict[str, Any]
+
+
+class FeatureSpecFile(_RunFile):
+    input_unit: str = "utterance"
+    inputs: dict[str, InputSpecFile] = Field(min_length=1)
+
+
+def _validated(schema: type[BaseModel], data: Any, path: Path) -> Any:
+    """A run file's JSON checked against what reading it needs: one line naming the file and the field."""
+    try:
+        return schema.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in error.errors())
+        raise EmoError(f"not a valid {path.name} ({problems})", path=path) from None
+
+
 @dataclass
 class TrainedUnit:
-    """A unit directory (seed=S/fold=K) read back: its configuration, label map and inputs, as data."""
+    """A unit directory (seed=S/fold=K) read back: its configuration, label map and inputs, as data.
+
+    Everything is read as JSON and checked against its schema; the model and the extractors are looked
+    up by registered name only, so nothing a run folder holds is ever imported or unpickled."""
 
     path: Path
     config: dict[str, Any]
@@ -113,12 +166,15 @@ class TrainedUnit:
     @classmethod
     def read(cls, path: str | Path) -> TrainedUnit:
         path = Path(path)
-        return cls(
-            path,
-            layout.read_json(path / layout.CONFIG),
-            layout.read_json(path / layout.LABEL_MAP),
-            layout.read_json(path / layout.FEATURE_SPEC),
-        )
+        files = {name: layout.read_json(path / name, dict)
+                 for name in (layout.CONFIG, layout.LABEL_MAP, layout.FEATURE_SPEC)}
+        _validated(UnitConfigFile, files[layout.CONFIG], path / layout.CONFIG)
+        _validated(LabelMapFile, files[layout.LABEL_MAP], path / layout.LABEL_MAP)
+        spec = _validated(FeatureSpecFile, files[layout.FEATURE_SPEC], path / layout.FEATURE_SPEC)
+        for modality, entry in spec.inputs.items():
+            if entry.modality != modality:
+                raise EmoError(f"inputs.{modality} holds a {entry.modality} input", path=path / layout.FEATURE_SPEC)
+        return cls(path, files[layout.CONFIG], files[layout.LABEL_MAP], files[layout.FEATURE_SPEC])
 
     @property
     def model_name(self) -> str:
@@ -128,7 +184,10 @@ class TrainedUnit:
     def entry(self) -> ModelEntry:
         from emocli.models.registry import get_model
 
-        return get_model(self.model_name)
+        try:
+            return get_model(self.model_name)
+        except ConfigError as error:
+            raise ConfigError(f"model_name: {error}", path=self.path / layout.CONFIG) from None
 
     @property
     def train(self) -> TrainConfig:
@@ -139,17 +198,13 @@ class TrainedUnit:
 
     @property
     def label_map(self) -> LabelMap:
-        try:
-            return LabelMap.from_json(self.label_map_json)
-        except (KeyError, TypeError) as error:
-            raise EmoError(f"not a label map ({error})", path=self.path / layout.LABEL_MAP) from None
+        return LabelMap.from_json(self.label_map_json)
 
     @property
     def inputs(self) -> dict[str, InputSpec]:
-        try:
-            return {m: InputSpec.from_json(s) for m, s in self.feature_spec["inputs"].items()}
-        except (KeyError, TypeError) as error:
-            raise EmoError(f"not a feature spec ({error})", path=self.path / layout.FEATURE_SPEC) from None
+        fields = InputSpecFile.model_fields
+        return {m: InputSpec.from_json({k: v for k, v in s.items() if k in fields})
+                for m, s in self.feature_spec["inputs"].items()}
 
     @property
     def conversation(self) -> bool:
@@ -164,9 +219,13 @@ class TrainedUnit:
         entry = self.entry
         try:
             model = entry.build(entry.config(**self.config["model"]).for_inference())
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, ConfigError) as error:
             raise ConfigError(f"cannot rebuild {entry.name} from its configuration: {error}",
                               path=self.path / layout.CONFIG) from None
+        missing = set(self.feature_spec["inputs"]) - set(model.config.modalities)
+        if missing:
+            raise ConfigError(f"feature_spec.json feeds {sorted(missing)}, which the model of config.json does not "
+                              "read", path=self.path / layout.FEATURE_SPEC)
         if model.config.num_classes != len(self.label_map.names):
             raise ConfigError(
                 f"the model has {model.config.num_classes} classes but label_map.json names "
@@ -180,13 +239,30 @@ class TrainedUnit:
         before emo standardised (their config.json has no `normalize`)."""
         if self.config["train"].get("normalize", "none") != "standard":
             return None
-        return Standardizer.load(self.path / layout.NORMALIZATION)
+        path = self.path / layout.NORMALIZATION
+        standardizer = Standardizer.load(path)
+        for modality, spec in self.inputs.items():
+            if spec.kind == "clip":
+                continue  # pixels: the collator's business
+            if modality not in standardizer.stats:
+                raise EmoError(f"no statistics for the {modality} input", path=path)
+            mean, scale = standardizer.stats[modality]
+            if mean.shape != (spec.dim,) or scale.shape != (spec.dim,):
+                raise EmoError(f"{modality} statistics have shapes {mean.shape} and {scale.shape}, but the input has "
+                               f"{spec.dim} features", path=path)
+            if not (np.isfinite(mean).all() and np.isfinite(scale).all() and (scale > 0).all()):
+                raise EmoError(f"{modality} statistics hold non-finite values or a scale that is not positive",
+                               path=path)
+        return standardizer
 
     def load(self, device: str | None = "auto") -> LoadedUnit:
         torch_device = resolve_device(device)
         model = self.build_model().to(torch_device)
         train = self.train
-        objective = self.entry.objective(train.loss, model.config)
+        try:
+            objective = self.entry.objective(train.loss, model.config)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"train.loss: {error}", path=self.path / layout.CONFIG) from None
         return LoadedUnit(self, model, objective, self.standardizer(), train, torch_device)
 
 
@@ -235,10 +311,12 @@ def choose_unit(run: str | Path) -> tuple[Path, str]:
     scored = []
     for unit in finished:
         selection = TrainedUnit.read(unit).train.effective_selection()
-        best_epoch = layout.read_json(unit / layout.TEST_METRICS).get("best_epoch")
-        record = next((r for r in layout.read_jsonl(unit / layout.METRICS) if r.get("epoch") == best_epoch), {})
-        value = record.get("valid", {}).get(selection.metric)
-        if value is not None and not math.isnan(value):
+        best_epoch = layout.read_json(unit / layout.TEST_METRICS, dict).get("best_epoch")
+        records = [r for r in layout.read_jsonl(unit / layout.METRICS) if isinstance(r, dict)]
+        record = next((r for r in records if r.get("epoch") == best_epoch), {})
+        valid = record.get("valid")
+        value = valid.get(selection.metric) if isinstance(valid, dict) else None
+        if isinstance(value, (int, float)) and not math.isnan(value):
             scored.append((value if selection.mode == "max" else -value, unit, selection.metric, value))
     if not scored:
         return finished[0], f"model: {finished[0]} (the first of {len(finished)} units; none has a validation score)"

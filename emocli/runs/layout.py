@@ -22,7 +22,6 @@ plain containers only, loaded with weights_only=True (no pickled code ever runs)
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from emocli.core.errors import ConfigError, EmoError
+from emocli.core.io import append_text, atomic_open, write_text, write_with
 
 WEIGHTS = "model.safetensors"
 NORMALIZATION = "normalization.safetensors"
@@ -73,11 +73,14 @@ def units(root: Path) -> list[Path]:
 # --------------------------------------------------------------------------------------------- files
 
 
+def to_json(data: Any) -> str:
+    """What write_json writes (numpy scalars and arrays, and paths, as plain JSON)."""
+    return json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n"
+
+
 def write_json(path: Path, data: Any) -> None:
-    """Write to a temporary file and rename, so a reader never sees half a file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
-    os.replace(temporary, path)
+    """Write to a temporary file and rename, so a reader never sees half a file (core/io.py)."""
+    write_text(path, to_json(data))
 
 
 def _json_default(value: Any) -> Any:
@@ -88,32 +91,53 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: Path, expect: type = object) -> Any:
+    """A JSON file of a run; EmoError naming it when it is missing, unreadable, not JSON, or (with
+    `expect`, e.g. dict) not that kind of value."""
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise EmoError("missing file of a run directory", path=path) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise EmoError(f"cannot read ({getattr(error, 'strerror', None) or error})", path=path) from None
     except json.JSONDecodeError as error:
         raise EmoError(f"not valid JSON ({error})", path=path) from None
+    if not isinstance(data, expect):
+        raise EmoError(f"expected a JSON {_json_kind(expect)}, found {_json_kind(type(data), article=True)}", path=path)
+    return data
+
+
+def _json_kind(kind: type, article: bool = False) -> str:
+    name = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}.get(kind)
+    if name is None:
+        return "null" if kind is type(None) else "value"
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}" if article else name
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record, sort_keys=True, default=_json_default) + "\n")
+    append_text(path, json.dumps(record, sort_keys=True, default=_json_default) + "\n")
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines log; a last line cut short (a process killed while appending) is skipped."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if number == len(lines):
+                break
+            raise EmoError(f"line {number} is not valid JSON ({error})", path=path) from None
+    return records
 
 
 def truncate_jsonl(path: Path, keep: int) -> None:
     """Keep the first `keep` records: epochs logged after the last checkpoint are run again on resume."""
     records = read_jsonl(path)[:keep]
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
-    os.replace(temporary, path)
+    write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
 
 
 # ------------------------------------------------------------------------------------------- weights
@@ -123,21 +147,24 @@ def save_weights(model: torch.nn.Module, path: Path, metadata: dict[str, str] | 
     """Best weights as safetensors (shared tensors stored once), written atomically."""
     from safetensors.torch import save_model
 
-    temporary = path.with_name(f".{path.name}.tmp")
-    save_model(model, str(temporary), metadata=metadata, force_contiguous=True)
-    os.replace(temporary, path)
+    write_with(path, lambda temporary: save_model(model, str(temporary), metadata=metadata, force_contiguous=True))
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
-    """Strict loading: a missing or unexpected tensor is an error that names them."""
+    """Strict loading: a missing or unexpected tensor is an error that names them. safetensors parses a
+    header and copies tensors, so a damaged or foreign file (a pickle) is refused, never executed."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_model
 
     if not path.is_file():
         raise EmoError("no weights (the run has not finished its first epoch)", path=path)
     try:
         missing, unexpected = load_model(model, str(path), strict=False)
+    except (SafetensorError, OSError) as error:  # truncated, not safetensors at all, unreadable
+        raise EmoError(f"not a readable safetensors file ({error}); retrain or restore it", path=path) from None
     except RuntimeError as error:  # shape mismatches
-        raise ConfigError(f"weights do not fit the model built from config.json: {error}", path=path) from None
+        message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        raise ConfigError(f"weights do not fit the model built from config.json: {message}", path=path) from None
     if missing or unexpected:
         raise ConfigError(
             "weights do not fit the model built from config.json: "
@@ -181,15 +208,28 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+    with atomic_open(path, "wb") as handle:  # a Python file object: a full disk raises OSError(ENOSPC)
+        torch.save(state, handle)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The resumable state, or None when there is none. weights_only=True: tensors and plain containers
+    only, so a checkpoint holding pickled objects is refused and nothing in it runs."""
+    import pickle
+    import warnings
+
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - a truncated or foreign file: say which, do not guess
-        raise EmoError(f"cannot read the resumable checkpoint ({error}); delete it to start over", path=path) from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing them
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        problem = "holds more than tensors and plain containers (pickled objects are never loaded)"
+    except (RuntimeError, EOFError, OSError, ValueError):
+        problem = "not a complete PyTorch checkpoint (truncated or damaged)"
+    else:
+        if isinstance(state, dict):
+            return state
+        problem = f"holds a {type(state).__name__}, not the resumable state"
+    raise EmoError(f"cannot resume from this checkpoint: {problem}; delete it to train the unit from its start", path=path)

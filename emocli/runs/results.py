@@ -3,10 +3,11 @@ run's model card and a printed table."""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from emocli.core.io import write_text, write_with
 from emocli.runs import layout
 from emocli.runs.card import render_model_card
 from emocli.runs.evaluation import HEADLINE, PAPER_WARNING, scalars
@@ -16,10 +17,12 @@ def fold_label(fold: int | None) -> str:
     return "none" if fold is None else str(fold)
 
 
-def collect_results(root: Path, card: dict[str, Any], folds: list[int | None]) -> dict[str, Any]:
+def collect_results(root: Path, card: dict[str, Any], folds: list[int | None],
+                    show: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """results.json / results.csv / README.md at the run root, from each unit's test_metrics.json.
 
-    `card` describes the run (model, dataset, task, protocol, selection, seeds: training's `card_info`)."""
+    `card` describes the run (model, dataset, task, protocol, selection, seeds: training's `card_info`).
+    `show` sees the results before they are written, so a full disk does not hide them."""
     import pandas as pd
 
     from emocli.runs.metrics import summarize
@@ -56,11 +59,11 @@ def collect_results(root: Path, card: dict[str, Any], folds: list[int | None]) -
     std = {"seed": "std", **{c: summary["std"].get(c) for c in columns}}
     table = pd.concat([table.astype({"seed": object}), pd.DataFrame([mean, std])], ignore_index=True)
     table.insert(0, "protocol", card["protocol"])
-    temporary = root / f".{layout.RESULTS_CSV}.tmp"
-    table.to_csv(temporary, index=False)
-    os.replace(temporary, root / layout.RESULTS_CSV)
-    layout.write_json(root / layout.RESULTS_JSON, results)
-    (root / "README.md").write_text(render_model_card({**card, "name": root.name, "results": metrics}))
+    if show is not None:
+        show(results)
+    write_with(root / layout.RESULTS_CSV, lambda temporary: table.to_csv(temporary, index=False))
+    write_text(root / "README.md", render_model_card({**card, "name": root.name, "results": metrics}))
+    layout.write_json(root / layout.RESULTS_JSON, results)  # last: a run with results.json is complete
     return results
 
 

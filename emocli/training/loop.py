@@ -26,7 +26,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from emocli.core.errors import ConfigError
+from emocli.core.errors import ConfigError, EmoError
+from emocli.core.io import make_folder, write_text
 from emocli.data.batches import Batch, train_loader
 from emocli.data.normalize import Standardizer
 from emocli.data.splits import make_splits
@@ -124,7 +125,7 @@ class UnitTrainer:
     def write_unit_files(self, standardizer: Standardizer | None) -> None:
         """What `emo evaluate` and `emo predict` need to rebuild the model and its inputs."""
         p, unit = self.plan, self.unit
-        unit.mkdir(parents=True, exist_ok=True)
+        make_folder(unit)
         if standardizer is not None:
             standardizer.save(unit / layout.NORMALIZATION)
         layout.write_json(unit / layout.CONFIG, {
@@ -148,14 +149,21 @@ class UnitTrainer:
         ctx, unit = self.ctx, self.unit
         state = layout.load_checkpoint(unit / layout.CHECKPOINT)
         if state is not None:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.schedule.load_state_dict(state["schedule"])
-            self.start, self.best, self.best_epoch, self.stale = (
-                state["epoch"], state["best"], state["best_epoch"], state["stale"]
-            )
-            rng = state["rng"]
-            layout.set_rng_state(rng[ctx.rank] if len(rng) == ctx.world_size else rng[0])
+            try:
+                self.model.load_state_dict(state["model"])
+                self.optimizer.load_state_dict(state["optimizer"])
+                self.schedule.load_state_dict(state["schedule"])
+                self.start, self.best, self.best_epoch, self.stale = (
+                    int(state["epoch"]), state["best"], state["best_epoch"], int(state["stale"])
+                )
+                rng = state["rng"]
+                layout.set_rng_state(rng[ctx.rank] if len(rng) == ctx.world_size else rng[0])
+            except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:
+                raise EmoError(
+                    f"cannot resume from this checkpoint: it does not fit this unit's model and settings "
+                    f"({type(error).__name__}: {error}); delete it to train the unit from its start",
+                    path=unit / layout.CHECKPOINT,
+                ) from None
             if ctx.main:
                 layout.truncate_jsonl(unit / layout.METRICS, self.start)
                 self.console.print(f"{self.label}: resuming after epoch {self.start}")
@@ -299,7 +307,9 @@ class UnitTrainer:
         return cfg.early_stopping is not None and self.stale >= cfg.early_stopping
 
     def on_fit_end(self) -> None:
-        """Score the best weights on the test split, then plots and model card; the checkpoint goes.
+        """Score the best weights on the test split, then plots and model card; test_metrics.json, which
+        marks the unit finished, is written last and the checkpoint goes after it, so a unit killed at
+        any point is either resumed or complete.
 
         The selection split's score of those weights is kept beside the test metrics: it is what
         hyperparameters may be compared on without looking at test."""
@@ -309,7 +319,6 @@ class UnitTrainer:
                                    spiking_report=p.entry.spiking)
             result["best_epoch"] = self.best_epoch
             result["selection_score"] = {"split": selection.split, "metric": selection.metric, "value": self.best}
-            layout.write_json(unit / layout.TEST_METRICS, result)
             label = f"{p.entry.name} on {p.dataset}, seed {self.seed}, fold {fold_label(self.fold)}"
             plot_learning_curves(unit / layout.METRICS, unit / "learning_curves.png", selection.metric, title=label)
             plot_confusion_matrix(confusion(result), p.label_map.names, unit / "confusion_matrix.png",
@@ -320,7 +329,8 @@ class UnitTrainer:
             if result.get("spiking"):
                 card["spiking"] = result["spiking"]
             card["parameters"] = result["parameters"]
-            (unit / "README.md").write_text(render_model_card(card))
+            write_text(unit / "README.md", render_model_card(card))
+            layout.write_json(unit / layout.TEST_METRICS, result)
             (unit / layout.CHECKPOINT).unlink(missing_ok=True)
             for callback in self.callbacks:
                 callback.on_unit_end(unit, result)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from emocli.core.io import append_text
 from emocli.data.tables import EmotionData
 from emocli.runs.evaluation import PAPER_WARNING
 from emocli.training.prepare import Plan
@@ -53,7 +54,7 @@ def print_setup(console: Any, plan: Plan, data: EmotionData, root: Path) -> None
     if cfg.protocol == "paper":
         selection = cfg.effective_selection()
         console.print(f"[bold red]{PAPER_WARNING.format(split=selection.split, metric=selection.metric)}[/]")
-    console.print(f"run directory: {root}")
+    console.print(f"run directory: {root}", markup=False)
 
 
 def epoch_line(record: dict[str, Any], splits: list[str], metric: str, epochs: int) -> str:
@@ -70,5 +71,4 @@ def epoch_line(record: dict[str, Any], splits: list[str], metric: str, epochs: i
 
 def report_epoch(console: Any, unit: Path, line: str) -> None:
     console.print(line, highlight=False)
-    with open(unit / TRAIN_LOG, "a", encoding="utf-8") as log:
-        log.write(line + "\n")
+    append_text(unit / TRAIN_LOG, line + "\n")

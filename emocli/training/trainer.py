@@ -9,12 +9,15 @@ left and nothing more. Under `torchrun` (WORLD_SIZE > 1) the units train with DD
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from emocli.core.errors import EmoError
+from emocli.core.io import check_writable, make_folder
 from emocli.runs import layout
 from emocli.runs.config import TrainConfig
 from emocli.runs.results import collect_results, fold_label, print_results
@@ -34,6 +37,23 @@ class RunSummary:
     skipped: bool = False  # everything was already done
 
 
+def trained_anything(root: Path) -> bool:
+    """Whether some unit of the run has kept weights or a checkpoint: work a failure must not delete."""
+    return any(next(root.glob(f"seed=*/fold=*/{name}"), None) for name in (layout.CHECKPOINT, layout.WEIGHTS))
+
+
+def _finished_results(root: Path) -> dict[str, Any] | None:
+    """results.json of a finished run; None when it is absent or damaged (the results are collected again)."""
+    path = root / layout.RESULTS_JSON
+    if not path.is_file():
+        return None
+    try:
+        results = layout.read_json(path, dict)
+    except EmoError:
+        return None
+    return results if {"units", "summary", "task", "dataset"} <= set(results) else None
+
+
 def train_run(
     model_name: str,
     store_path: str | Path,
@@ -48,6 +68,7 @@ def train_run(
 ) -> RunSummary | None:
     """Train every (seed, fold) unit of a run; returns the summary on rank 0 (None on other ranks)."""
     from rich.console import Console
+    from rich.markup import escape
 
     console = console or Console(stderr=True)
     ctx = setup_distributed(device)
@@ -55,36 +76,48 @@ def train_run(
         run = plan(model_name, store_path, config)
         root = ctx.broadcast(choose_root(Path(out), run, name) if ctx.main else None)
         cfg = run.config
-        if (root / layout.RESULTS_JSON).is_file() and all(
+        finished = _finished_results(root) if all(
             (layout.unit_dir(root, s, f) / layout.TEST_METRICS).is_file() for s in cfg.seeds for f in run.folds
-        ):
+        ) else None
+        if finished is not None:
             if ctx.main:
-                console.print(f"[green]already finished:[/] results in {root / layout.RESULTS_JSON}")
-                results = layout.read_json(root / layout.RESULTS_JSON)
-                print_results(console, run.entry.name, results)
-                return RunSummary(root, results["units"], results["summary"], skipped=True)
+                console.print(f"[green]already finished:[/] results in {escape(str(root / layout.RESULTS_JSON))}")
+                print_results(console, run.entry.name, finished)
+                return RunSummary(root, finished["units"], finished["summary"], skipped=True)
             return None
 
-        data = run.load_data()
         if ctx.main:
-            callbacks = [*callbacks, *tracking.tracker(tracker, Path(out), f"{run.entry.name}-{run.dataset}")]
-            root.mkdir(parents=True, exist_ok=True)
-            if not (root / layout.RUN_INFO).is_file():
-                layout.write_json(root / layout.RUN_INFO, run_info(run, command))
-            print_setup(console, run, data, root)
-        for seed in cfg.seeds:
-            for fold in run.folds:
-                unit = layout.unit_dir(root, seed, fold)
-                if (unit / layout.TEST_METRICS).is_file():
-                    if ctx.main:
-                        console.print(f"seed={seed} fold={fold_label(fold)}: finished before, kept ({unit})")
-                    continue
-                UnitTrainer(run, data, ctx, unit, seed, fold, console, callbacks).fit()
+            check_writable(root, folder=True)  # before the features load, not after an epoch
+        data = run.load_data()
+        created = not root.exists()
+        try:
+            if ctx.main:
+                make_folder(root)
+                callbacks = [*callbacks, *tracking.tracker(tracker, Path(out), f"{run.entry.name}-{run.dataset}")]
+                if not (root / layout.RUN_INFO).is_file():
+                    layout.write_json(root / layout.RUN_INFO, run_info(run, command))
+                print_setup(console, run, data, root)
+            for seed in cfg.seeds:
+                for fold in run.folds:
+                    unit = layout.unit_dir(root, seed, fold)
+                    if (unit / layout.TEST_METRICS).is_file():
+                        if ctx.main:
+                            (unit / layout.CHECKPOINT).unlink(missing_ok=True)  # killed just after finishing
+                            console.print(f"seed={seed} fold={fold_label(fold)}: finished before, kept ({unit})",
+                                          markup=False)
+                        continue
+                    UnitTrainer(run, data, ctx, unit, seed, fold, console, callbacks).fit()
+        except Exception:
+            # A run that failed before anything trained (a setting that does not fit the data, a full disk)
+            # leaves no half folder behind; one with trained epochs stays, and the same command resumes it.
+            if created and ctx.main and not trained_anything(root):
+                shutil.rmtree(root, ignore_errors=True)
+            raise
         if not ctx.main:
             return None
-        results = collect_results(root, card_info(run, root.name, []), run.folds)
-        print_results(console, run.entry.name, results)
-        console.print(f"results: {root / layout.RESULTS_CSV}")
+        results = collect_results(root, card_info(run, root.name, []), run.folds,
+                                  show=lambda results: print_results(console, run.entry.name, results))
+        console.print(f"results: {root / layout.RESULTS_CSV}", markup=False)
         return RunSummary(root, results["units"], results["summary"])
     finally:
         if ctx.owns_group:

@@ -19,13 +19,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from emocli.core.errors import ConfigError
+from emocli.core.io import check_writable, write_with
 from emocli.runs import layout
 from emocli.runs.config import TrainConfig
 
@@ -121,6 +121,7 @@ def tune(
     for _, config in configs:
         if config.protocol != "standard":
             raise ConfigError("tuning ranks trials on the validation split: use --protocol standard")
+    check_writable(out / f"tune-{name}", folder=True)
 
     trials, selection = [], None
     for overrides, config in configs:
@@ -142,12 +143,9 @@ def _write_report(folder: Path, model: str, store: str, selection: dict[str, Any
                   chosen_test: dict[str, Any]) -> Path:
     import pandas as pd
 
-    folder.mkdir(parents=True, exist_ok=True)
     rows = [{"rank": i + 1, "overrides": " ".join(t.overrides), "selection_mean": t.score_mean,
              "selection_std": t.score_std, "units": t.units, "run": str(t.root)} for i, t in enumerate(ranked)]
-    temporary = folder / ".tune.csv.tmp"
-    pd.DataFrame(rows).to_csv(temporary, index=False)
-    os.replace(temporary, folder / "tune.csv")
+    write_with(folder / "tune.csv", lambda temporary: pd.DataFrame(rows).to_csv(temporary, index=False))
     report = folder / "tune.json"
     layout.write_json(report, {
         "model": model, "store": store, "selection": selection, "trials": rows,
