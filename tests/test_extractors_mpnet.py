@@ -55,3 +55,8 @@ def test_mpnet_is_deterministic_and_names_its_weights(mpnet):
     again = build_extractor("mpnet", {"device": "cpu", "batch_size": 4})
     assert again.fingerprint() == mpnet.fingerprint() and mpnet.spec()["model_identity"]["local_digest"]
     assert build_extractor("hf-text", {"model": "sentence-transformers/all-mpnet-base-v2"})._location == mpnet._location
+
+
+def test_the_context_preset_concatenates_three_mpnet_vectors():
+    extractor = build_extractor("mpnet-context-meld")
+    assert (extractor.kind, extractor.dim, extractor.params.mode) == ("vector", 3 * 768, "concat")

@@ -127,6 +127,13 @@ def test_batches_go_longest_first_and_results_keep_their_samples(tiny_roberta): 
         np.testing.assert_allclose(features.values, extractor.encode([text])[0], atol=1e-5)
 
 
+def test_the_minilm_context_preset_is_a_five_utterance_window():
+    from emocli.features.presets import build_extractor as build_preset
+
+    extractor = build_preset("minilm-context-meld")
+    assert (extractor.dim, extractor.params.speaker_tags) == (5 * 384, True)
+
+
 def test_new_parameters_at_their_default_keep_stored_feature_sets_matching():
     plain = build_extractor("hf-text", model="minilm", pooling="mean")
     assert "speaker_tags" not in plain.identity_params()
