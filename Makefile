@@ -35,6 +35,7 @@ BENCH_ARGS ?=
 bench: install
 	$(PY) benchmarks/extract_audio.py --root $(SHARED)/ravdess
 	$(PY) benchmarks/extract_memory.py --root $(SHARED)/ravdess $(BENCH_ARGS)
+	$(PY) benchmarks/extract_text.py --root $(SHARED)/meld
 	$(PY) benchmarks/model_step.py
 	$(PY) benchmarks/train_epoch.py $(BENCH_ARGS)
 	$(PY) benchmarks/predict.py

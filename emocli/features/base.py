@@ -60,7 +60,8 @@ class Extractor(ABC):
     # Parameters that change where or how fast it runs, not what it outputs: not part of its identity.
     execution_params: ClassVar[frozenset[str]] = frozenset()
     # Parameters added after feature sets of this extractor were stored: left out of the identity while
-    # at their default, so those feature sets keep their names and still match their presets.
+    # at their default, so those feature sets keep their names and still match their presets. Their
+    # defaults must never change (a stored feature set would then be taken for another configuration).
     later_params: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, params: ExtractorParams | None = None, **overrides: Any):
