@@ -287,7 +287,9 @@ class TransformerTextExtractor(Extractor):
 
         windows = [sample_window(sample, self.params.context_before) for sample in samples]
         missing = {text for window in windows for text in window if text is not None and text not in self._encoded}
-        ordered = sorted(missing, key=len, reverse=True)  # by length, so that the batches pad little
+        # By length, so that the batches pad little; ties by text, not by the set's order, which changes with
+        # each process's string hashing and with it the batches and the last digits of the vectors.
+        ordered = sorted(missing, key=lambda text: (-len(text), text))
         for start in range(0, len(ordered), self.params.batch_size):
             texts = ordered[start : start + self.params.batch_size]
             self._encoded.update(zip(texts, self.encode(texts)))
