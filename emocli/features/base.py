@@ -7,6 +7,7 @@ every feature set can say exactly how it was made. The feature store keys work o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from abc import ABC, abstractmethod
@@ -28,13 +29,18 @@ class ExtractorParams(BaseModel):
 
 def package_versions(*distributions: str) -> dict[str, str]:
     """Installed versions of the distributions whose code shapes an extractor's output."""
-    versions = {}
+    return dict(_installed_versions(distributions))
+
+
+@functools.cache  # every feature-set name needs them, and each metadata lookup scans sys.path
+def _installed_versions(distributions: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    versions = []
     for name in distributions:
         try:
-            versions[name] = metadata.version(name)
+            versions.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
+            versions.append((name, "absent"))
+    return tuple(versions)
 
 
 class Extractor(ABC):
@@ -53,6 +59,10 @@ class Extractor(ABC):
     libraries: ClassVar[tuple[str, ...]] = ()  # distributions recorded in the provenance
     # Parameters that change where or how fast it runs, not what it outputs: not part of its identity.
     execution_params: ClassVar[frozenset[str]] = frozenset()
+    # Parameters added after feature sets of this extractor were stored: left out of the identity while
+    # at their default, so those feature sets keep their names and still match their presets. Their
+    # defaults must never change (a stored feature set would then be taken for another configuration).
+    later_params: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, params: ExtractorParams | None = None, **overrides: Any):
         values = {**(params.model_dump() if params is not None else {}), **overrides}
@@ -87,6 +97,11 @@ class Extractor(ABC):
     def extract(self, sample: Mapping[str, Any]) -> Features:
         return self.extract_batch([sample])[0]
 
+    def batch_order(self, samples: Sequence[Mapping[str, Any]]) -> list[int] | None:
+        """The order in which a batched encoder takes `samples` (e.g. by length, so that its batches pad
+        little); None keeps theirs. Results are reported per sample whatever the order."""
+        return None
+
     def extract_batch(self, samples: Sequence[Mapping[str, Any]]) -> list[Features]:
         return [self.extract(sample) for sample in samples]
 
@@ -109,7 +124,12 @@ class Extractor(ABC):
     def identity_of(cls, params: ExtractorParams) -> dict[str, Any]:
         """`identity_params` of these parameters, without building the extractor (its library or model
         need not be installed where stored features are only read)."""
-        return {k: v for k, v in params.model_dump(mode="json").items() if k not in cls.execution_params}
+        fields = cls.Params.model_fields
+        return {
+            k: v
+            for k, v in params.model_dump(mode="json").items()
+            if k not in cls.execution_params and not (k in cls.later_params and v == fields[k].default)
+        }
 
     def fingerprint(self) -> str:
         blob = json.dumps(

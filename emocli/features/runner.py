@@ -252,10 +252,12 @@ class ExtractionRunner:
             if not samples or not runs_in_main_process(extractor, self.workers):
                 continue
             step = max(1, extractor.batch_size)
-            for start in range(0, len(samples), step):
-                batch = samples[start : start + step]
+            order = extractor.batch_order(samples) or range(len(samples))
+            for start in range(0, len(order), step):
+                indices = order[start : start + step]
+                batch = [samples[index] for index in indices]
                 outputs = extract_batch(extractor, batch) if step > 1 else [extract_one(extractor, batch[0])]
-                for index, output in enumerate(outputs, start):
+                for index, output in zip(indices, outputs, strict=True):
                     yield job, index, output
 
     def _run_pooled(

