@@ -17,7 +17,7 @@ from media import truncate, write_garbage, write_video
 
 from emocli.core.errors import ConfigError
 from emocli.core.samples import SampleSet
-from emocli.core.types import LabelMap
+from emocli.core.types import Cue, LabelMap
 from emocli.data.normalize import Standardizer
 from emocli.features.presets import build_extractor
 from emocli.features.store import FeatureStore
@@ -242,19 +242,44 @@ def test_runs_on_features_shipped_with_a_dataset_cannot_predict(unit, tmp_path):
         Predictor(copy)
 
 
-def test_a_run_that_reads_text_takes_it_from_sidecars_or_the_text_option(tmp_path):
+class Heard:
+    """A speech recogniser that "hears" the cues it is given (Whisper is tested in test_transcribe.py)."""
+
+    name = "stand-in"
+
+    def __init__(self, cues=()):
+        self.cues = tuple(cues)
+
+    def transcribe(self, path, start_s=None, end_s=None):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(language="en", cues=self.cues)
+
+
+def test_a_run_that_reads_text_takes_it_from_sidecars_the_text_option_or_speech(tmp_path):
     store = make_tone_store(tmp_path / "data", n=24, text=True)
     text_unit = train_tiny(store, tmp_path / "runs", overrides=["batch_size=8", "epochs=2"], model="smile",
                            modalities=["audio", "text"])
-    predictor = Predictor(text_unit)
+    predictor = Predictor(text_unit, transcriber=Heard())  # hears nothing in a tone
     video = write_video(tmp_path / "clip.mp4", seconds=2.0, audio=tone("mid", 2.0))
     (failure,) = predictor.predict([video]).failures
-    assert failure.message == "the run needs text (glove); give --text or put clip.srt (or .vtt, .txt) next to clip.mp4"
+    assert failure.message == ("the run needs text (glove); stand-in heard no speech in it; give --text or put clip.srt "
+                               "(or .vtt, .txt) next to clip.mp4")
 
     given = predictor.predict([video], text="an ordinary voice").table
     assert given["text"].tolist() == ["an ordinary voice"] and given[["start_s", "end_s"]].values.tolist() == [[0, 2]]
-    video.with_suffix(".txt").write_text("an ordinary\nvoice\n")
-    assert predictor.predict([video]).table["text"].tolist() == ["an ordinary voice"]  # untimed: the whole clip
+    assert given["text_source"].tolist() == ["--text"]
+    sidecar = video.with_suffix(".txt")
+    sidecar.write_text("an ordinary\nvoice\n")
+    table = predictor.predict([video]).table
+    assert table["text"].tolist() == ["an ordinary voice"] and table["text_source"].tolist() == [str(sidecar)]
+    sidecar.unlink()
+
+    # No transcript at all: the speech is transcribed, its timed segments are the segments predicted.
+    spoken = Predictor(text_unit, transcriber=Heard([Cue(0.1, 0.9, "a deep slow voice"), Cue(1.0, 1.9, "a high voice")]))
+    table = spoken.predict([video]).table
+    assert table[["start_s", "end_s", "text"]].values.tolist() == [[0.1, 0.9, "a deep slow voice"], [1.0, 1.9, "a high voice"]]
+    assert table["text_source"].tolist() == ["stand-in (en)"] * 2
 
     only_text = Predictor(text_unit).predict([], text="a deep slow voice")
     assert "a text input has none" in str(only_text.failures[0])

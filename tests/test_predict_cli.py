@@ -57,7 +57,7 @@ def test_outputs_in_three_formats_hold_the_same_rows(unit, folder, tmp_path):
     parquet = pd.read_parquet(results[".parquet"])
     document = json.loads(results[".json"].read_text())
     rows = pd.DataFrame(document["predictions"])
-    assert list(csv.columns) == ["input", "segment", "start_s", "end_s", "text", "label", "flags", "prob_low", "prob_mid",
+    assert list(csv.columns) == ["input", "segment", "start_s", "end_s", "text", "text_source", "label", "flags", "prob_low", "prob_mid",
                                  "prob_high"]
     assert csv["flags"].isna().all() and rows["flags"].tolist() == [[]] * 4  # tones: nothing to flag
     assert list(parquet.columns) == list(csv.columns) == list(rows.columns)

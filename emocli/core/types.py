@@ -53,6 +53,16 @@ class Features:
                 raise ValueError("a sequence needs values [T, D] and one time per frame")
 
 
+@dataclass(frozen=True)
+class Cue:
+    """Timed text: a subtitle cue, a transcript line or a transcribed segment; [start_s, end_s) seconds
+    (None: not timed)."""
+
+    start_s: float | None
+    end_s: float | None
+    text: str
+
+
 def real_utterances(values, utterance_mask):
     """[B, L, ...] per-utterance outputs of a conversation model -> [N, ...] of its real utterances, in the
     order of the batch's targets; anything else (utterance models' [B, ...]) is returned as it is.

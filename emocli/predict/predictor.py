@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from emocli.core.errors import ConfigError, EmoError, ExtractionError
+from emocli.core.types import Cue
 from emocli.features.runner import SampleFailure
-from emocli.predict.segments import SUBTITLE_SUFFIXES, Cue, clip_cues, read_transcript, windows
+from emocli.predict.segments import SUBTITLE_SUFFIXES, clip_cues, read_transcript, windows
 from emocli.predict.sources import MediaInfo, PredictFailure, Segment, Source, collect_sources, probe_media
 
 if TYPE_CHECKING:
@@ -109,10 +110,24 @@ def is_silent(sample: Any) -> bool:
     return rms <= 10 ** (SILENCE_DBFS / 20)
 
 
-class Predictor:
-    """A trained unit loaded once, with its extractors built once, for any number of `predict` calls."""
+class SpeechRecogniser(Protocol):
+    """What transcribes a medium: emocli.features.audio.transcribe.Transcriber, or a test's stand-in."""
 
-    def __init__(self, run: str | Path, device: str = "auto", workers: int = 0, revision: str | None = None):
+    name: str
+
+    def transcribe(self, path: str | Path, start_s: float | None = None, end_s: float | None = None) -> Any: ...
+
+
+class Predictor:
+    """A trained unit loaded once, with its extractors built once, for any number of `predict` calls.
+
+    A run that reads text gets it from a subtitle or transcript file beside the medium, from `--text`, or,
+    when there is neither, by transcribing the medium's speech (`transcriber`, default Whisper base from the
+    offline package): its timed segments become the segments predicted, and the table says where each
+    text came from (`text_source`)."""
+
+    def __init__(self, run: str | Path, device: str = "auto", workers: int = 0, revision: str | None = None,
+                 transcriber: SpeechRecogniser | None = None):
         """`run`: a run folder or unit, a shipped pretrained model's name, or a hub id (owner/name, at
         `revision`)."""
         from emocli.runs.hub import resolve
@@ -127,6 +142,8 @@ class Predictor:
         self.loaded = trained.load(device)
         self.threshold = self.loaded.threshold
         self.workers = workers
+        self.device = device
+        self.transcriber = transcriber
         self.extractors: dict[str, Extractor] = {}
         self.warnings: list[str] = []
         self.notes: list[PredictFailure] = []  # this predict call's inputs predicted not quite as asked
@@ -147,8 +164,9 @@ class Predictor:
         if source.media is None:
             return f"the run needs text ({extractor}) and this input has none"
         media = source.media
-        return (f"the run needs text ({extractor}); give --text or put {media.stem}.srt (or .vtt, .txt) next to "
-                f"{media.name}")
+        heard = f"{self.transcriber.name} heard no speech in it; " if self.transcriber is not None else ""
+        return (f"the run needs text ({extractor}); {heard}give --text or put {media.stem}.srt (or .vtt, .txt) "
+                f"next to {media.name}")
 
     # -- segmentation -------------------------------------------------------------------------------
 
@@ -164,6 +182,9 @@ class Predictor:
         transcript = source.transcript
         if transcript is None and source.transcript_path is not None:
             transcript = self._sidecar(source)
+            source.text_source = str(source.transcript_path) if transcript else None
+        if transcript is None and source.segments is None and self.needs("text") and info.has_audio:
+            transcript = self._transcribe(source)
         if source.segments is not None:  # manifest rows, as given
             segments = source.segments
         elif source.media is None:  # text alone: one segment per line or cue
@@ -177,6 +198,16 @@ class Predictor:
         if not segments:
             raise EmoError("nothing to predict: no segment (the transcript's cues all lie past the end of the media)")
         return segments
+
+    def _transcribe(self, source: Source) -> list[Cue]:
+        """The medium's speech as timed segments (none for silence: the run then has no text to read)."""
+        if self.transcriber is None:
+            from emocli.features.audio.transcribe import Transcriber
+
+            self.transcriber = Transcriber(device=self.device)
+        transcript = self.transcriber.transcribe(source.audio or source.media)
+        source.text_source = f"{self.transcriber.name} ({transcript.language})"
+        return list(transcript.cues)
 
     def _sidecar(self, source: Source) -> list[Cue] | None:
         """The transcript beside a medium, read only when the run uses it: its text for a run that reads
@@ -266,8 +297,9 @@ class Predictor:
                     "start_s": segment.start_s,
                     "end_s": segment.end_s,
                 })
-                shown.append((source.name, index, segment.shown_start_s, segment.shown_end_s, segment.text))
-        columns = ["input", "segment", "start_s", "end_s", "text"]
+                shown.append((source.name, index, segment.shown_start_s, segment.shown_end_s, segment.text,
+                              source.text_source if segment.text else None))
+        columns = ["input", "segment", "start_s", "end_s", "text", "text_source"]
         if not rows:
             return self._result(pd.DataFrame(columns=columns), np.zeros((0, len(self.label_map.names))), failures)
 

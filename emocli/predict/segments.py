@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emocli.core.errors import DatasetError
+from emocli.core.types import Cue
 
 SUBTITLE_SUFFIXES = (".srt", ".vtt")
 TRANSCRIPT_SUFFIXES = (*SUBTITLE_SUFFIXES, ".txt")
@@ -22,15 +23,6 @@ TRANSCRIPT_SUFFIXES = (*SUBTITLE_SUFFIXES, ".txt")
 _TIME = r"(?:(\d+):)?(\d{1,2}):(\d{1,2})[,.](\d{1,3})"
 _TIMING = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}(?:\s+.*)?$")  # VTT cue settings may follow the end
 _TAG = re.compile(r"<[^>]*>|\{\\[^}]*\}")  # HTML-like styling (<i>, <c.loud>, <v Bob>) and SSA overrides
-
-
-@dataclass(frozen=True)
-class Cue:
-    """One subtitle cue (or transcript line): [start_s, end_s) seconds and its text (None: not timed)."""
-
-    start_s: float | None
-    end_s: float | None
-    text: str
 
 
 @dataclass(frozen=True)

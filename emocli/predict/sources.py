@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from emocli.core.errors import EmoError, ExtractionError
-from emocli.predict.segments import TRANSCRIPT_SUFFIXES, Cue, read_transcript, sidecar_transcript
+from emocli.core.types import Cue
+from emocli.predict.segments import TRANSCRIPT_SUFFIXES, read_transcript, sidecar_transcript
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff", ".wma"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"})
@@ -80,6 +81,7 @@ class Source:
     transcript: list[Cue] | None = None
     transcript_path: Path | None = None
     segments: list[Segment] | None = None  # given (manifest rows): used as they are
+    text_source: str | None = None  # where the text came from: "--text", a sidecar file, "whisper-base (en)"...
 
     @property
     def media(self) -> Path | None:
@@ -111,7 +113,7 @@ def collect_sources(inputs: Iterable[str | Path], text: str | None = None) -> tu
     if not inputs:
         if text is None or not text.strip():
             raise EmoError("nothing to predict on: give media files, folders, a manifest, or --text")
-        return [Source(TEXT_INPUT, transcript=[Cue(None, None, text.strip())])], []
+        return [Source(TEXT_INPUT, transcript=[Cue(None, None, text.strip())], text_source="--text")], []
     for path in inputs:
         if path.is_dir():
             found = media_files(path)
@@ -127,7 +129,8 @@ def collect_sources(inputs: Iterable[str | Path], text: str | None = None) -> tu
                 failures.append(PredictFailure(str(path), error.problem if error.path == path else str(error)))
         elif path.suffix.lower() in TRANSCRIPT_SUFFIXES:
             try:
-                sources.append(Source(str(path), transcript=read_transcript(path), transcript_path=path))
+                sources.append(Source(str(path), transcript=read_transcript(path), transcript_path=path,
+                                      text_source=str(path)))
             except EmoError as error:
                 failures.append(PredictFailure(str(path), error.problem))
         else:
@@ -136,6 +139,7 @@ def collect_sources(inputs: Iterable[str | Path], text: str | None = None) -> tu
         for source in sources:
             if source.media is not None and source.segments is None:
                 source.transcript, source.transcript_path = [Cue(None, None, text.strip())], None
+                source.text_source = "--text"
     return sources, failures
 
 
@@ -169,7 +173,7 @@ def _manifest_sources(path: Path) -> list[Source]:
                            "is predicted from one medium", path=path)
         sources.append(Source(
             f"{path}#{key}", audio=Path(audio) if audio else None, video=Path(video) if video else None,
-            segments=segments,
+            segments=segments, text_source=str(path),
         ))
     return sources
 
