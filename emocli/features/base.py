@@ -12,18 +12,31 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from importlib import metadata
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from emocli.core.errors import ConfigError
 from emocli.core.types import FeatureKind, Features, Modality
 
+NONFINITE_DEFAULT = "fail"
+
 
 class ExtractorParams(BaseModel):
-    """Base of every extractor's parameters: frozen, unknown keys rejected."""
+    """Base of every extractor's parameters: frozen, unknown keys rejected.
+
+    `nonfinite` is every extractor's: what an output holding NaN or infinite values becomes. It is part
+    of a feature set's identity only when it is not the default, so repaired features get a feature set
+    of their own and stores written before it existed keep their names.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    nonfinite: Literal["fail", "zero"] = Field(
+        NONFINITE_DEFAULT,
+        description="an output with NaN or infinite values: fail (recorded as the sample's failure) or zero "
+        "(those values stored as 0)",
+    )
 
 
 def package_versions(*distributions: str) -> dict[str, str]:
@@ -109,7 +122,11 @@ class Extractor(ABC):
     def identity_of(cls, params: ExtractorParams) -> dict[str, Any]:
         """`identity_params` of these parameters, without building the extractor (its library or model
         need not be installed where stored features are only read)."""
-        return {k: v for k, v in params.model_dump(mode="json").items() if k not in cls.execution_params}
+        return {
+            k: v
+            for k, v in params.model_dump(mode="json").items()
+            if k not in cls.execution_params and not (k == "nonfinite" and v == NONFINITE_DEFAULT)
+        }
 
     def fingerprint(self) -> str:
         blob = json.dumps(
