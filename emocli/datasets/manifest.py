@@ -83,6 +83,8 @@ def _decode(path: Path) -> str:
         data = path.read_bytes()
     except OSError as error:
         raise DatasetError(f"cannot read the manifest: {error.strerror or error}", path=path) from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DatasetError("UTF-16 text (it starts with a UTF-16 byte order mark); save the manifest as UTF-8", path=path)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -303,7 +305,7 @@ class ManifestAdapter(DatasetAdapter):
             spellings_seen.setdefault(label.casefold(), set()).add(label)
             return spelling.setdefault(label.casefold(), label)
 
-        base = path.parent.resolve()
+        base = path.resolve().parent  # a symlinked manifest's paths are relative to the file it points to
         exists: dict[str, bool] = {}
         first_row: dict[str, int] = {}
         rows = []

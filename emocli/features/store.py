@@ -356,18 +356,20 @@ def _parts(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.parquet")) if directory.is_dir() else []
 
 
-def _read_part(path: Path, **options: Any) -> pa.Table:
-    """A committed part; EmoError naming it when it is damaged (FileNotFoundError passes: see _retrying)."""
+_PART_REMEDY = "delete it and run `emo extract` again to redo its rows"
+_SAMPLES_REMEDY = "delete it and run `emo extract` again to index the dataset anew (stored features are reused)"
+
+
+def _read_part(path: Path, remedy: str = _PART_REMEDY, **options: Any) -> pa.Table:
+    """A Parquet file of the store; EmoError naming it when it is damaged (FileNotFoundError passes, for
+    _retrying)."""
     try:
         return pq.read_table(path, **options)
     except FileNotFoundError:
         raise
     except (pa.ArrowException, OSError, ValueError, KeyError) as error:
-        raise EmoError(
-            f"unreadable part file ({str(error).splitlines()[0][:200]}); delete it and run `emo extract` again "
-            "to redo its rows",
-            path=path,
-        ) from None
+        detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise EmoError(f"unreadable Parquet file ({detail}); {remedy}", path=path) from None
 
 
 def _retrying(read: Callable[[], Any]) -> Any:
@@ -452,8 +454,9 @@ class FeatureStore:
     def _sample_index(self) -> SampleIndex:
         """samples.parquet with its provenance; stores written before additions were recorded read as one."""
         path = self._samples_path()
-        table = _read_part(path).to_pandas()
-        metadata = pq.read_schema(path).metadata or {}
+        arrow = _read_part(path, remedy=_SAMPLES_REMEDY)
+        metadata = arrow.schema.metadata or {}
+        table = arrow.to_pandas()
         try:
             dataset = json.loads(metadata.get(f"{META}dataset".encode(), b"{}"))
             additions = json.loads(metadata.get(f"{META}additions".encode(), b"null"))
@@ -474,11 +477,15 @@ class FeatureStore:
     def dataset(self) -> dict[str, Any]:
         """Provenance of the samples: SampleSet.describe() of the first addition to the index, with the
         label map and sample count of the whole index (`additions()` lists each addition)."""
-        metadata = pq.read_schema(self._samples_path()).metadata or {}
+        path = self._samples_path()
+        try:
+            metadata = pq.read_schema(path).metadata or {}
+        except (pa.ArrowException, OSError) as error:
+            raise EmoError(f"unreadable Parquet file ({error}); {_SAMPLES_REMEDY}", path=path) from None
         try:
             return json.loads(metadata.get(f"{META}dataset".encode(), b"{}"))
         except json.JSONDecodeError as error:
-            raise EmoError(f"unreadable provenance in the schema metadata ({error})", path=self._samples_path()) from None
+            raise EmoError(f"unreadable provenance in the schema metadata ({error})", path=path) from None
 
     def additions(self) -> list[dict[str, Any]]:
         """Each sample set added to the index, in order: time, n_added, dataset (its describe()) and the
@@ -534,6 +541,18 @@ class FeatureStore:
         for part in parts:
             table = _read_part(part)
             if not table.schema.equals(expected, check_metadata=False):
+                if (table.schema.metadata or {}).get(f"{META}feature_set".encode()) == directory.name.encode():
+                    # One of ours: it is the spec that no longer says what the parts hold.
+                    said = _read_spec(directory)["extractor"]
+                    held = table.schema.field("values").type
+                    vector = pa.types.is_fixed_size_list(held)
+                    held_dim = held.list_size if vector else held.value_type.list_size
+                    raise EmoError(
+                        f"says kind {said['kind']!r}, dim {said['dim']} where the feature set's parts hold "
+                        f"{'vectors' if vector else 'sequences'} of dim {held_dim} (edited?); restore it, or delete "
+                        "the feature set's folder and extract it again",
+                        path=directory / SPEC_FILE,
+                    )
                 raise EmoError(
                     f"not a part of this feature set: its columns are {table.schema.to_string(show_schema_metadata=False)!r} "
                     f"where spec.json says {expected.to_string(show_schema_metadata=False)!r}; remove the file",

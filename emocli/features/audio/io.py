@@ -201,6 +201,7 @@ def _read_pyav(path: Path, start_s: float | None, end_s: float | None) -> tuple[
     """
     import av
 
+    declared = decoded = None
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
@@ -234,6 +235,11 @@ def _read_pyav(path: Path, start_s: float | None, end_s: float | None) -> tuple[
     except ExtractionError:
         raise
     except (av.FFmpegError, ValueError) as error:
+        if decoded and declared and decoded < declared:  # the data ran out part-way, mid-packet
+            raise ExtractionError(
+                f"truncated: header says {declared} frames, file holds {decoded} before it breaks off ({error})",
+                path=path,
+            ) from error
         raise ExtractionError(f"cannot decode audio: {error}", path=path) from error
 
     signal = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), np.float32)
@@ -276,6 +282,8 @@ def segment_fingerprint(path: Path, sample: Mapping[str, Any], medium: str) -> s
     try:
         identity = file_fingerprint(path)
     except OSError as error:
+        if path.is_symlink():
+            raise ExtractionError(f"{medium} file is a symbolic link to {os.readlink(path)}, which does not exist", path=path) from error
         raise ExtractionError(f"cannot read {medium} file: {error.strerror}", path=path) from error
     start_s, end_s = sample_segment(sample)
     return f"{identity}:{start_s}-{end_s}"
