@@ -630,3 +630,27 @@ def test_a_second_writer_waits_for_the_lock_and_says_so(stored):
     out, err = waiting.communicate(timeout=60)
     assert waiting.returncode == 0, err
     assert "12 extracted" in out and store.read(NpyMean(scale=3.0).feature_set_name).num_rows == 12
+
+
+def test_merge_adds_other_stores_samples_and_refuses_conflicts(tmp_path):
+    first, second, third = (FeatureStore(tmp_path / name) for name in ("first", "second", "third"))
+    first.extract(_sample_set(tmp_path / "media", 6), [NpyMean()], workers=0, progress=False)
+    second.extract(_sample_set(tmp_path / "media", 4, first=6, label="angry"), [NpyMean()], workers=0, progress=False)
+    first.merge([second])
+    assert list(first.samples()["sample_id"]) == [f"s{i:03d}" for i in range(10)]
+    assert [a["n_added"] for a in first.additions()] == [6, 4] and first.read(NpyMean().feature_set_name).num_rows == 10
+
+    third.extract(_sample_set(tmp_path / "media", 2, first=5, label="angry"), [NpyMean()], workers=0, progress=False)
+    with pytest.raises(ConfigError, match=r"1 samples are in this store's index with other values: s005 \(label: 'sad'"):
+        first.merge([third])
+
+
+def test_datasets_command_shows_what_allow_pickle_means():
+    from typer.testing import CliRunner
+
+    from emocli.cli import app
+
+    result = CliRunner().invoke(app, ["datasets", "nemu"])
+    assert result.exit_code == 0
+    assert "option allow_pickle (default False): true: unpickle the data file fully" in result.output
+    assert "Unpickling runs any code the file names" in " ".join(result.output.split())
