@@ -43,6 +43,7 @@ bench: install
 	$(PY) benchmarks/train_epoch.py $(BENCH_ARGS)
 	$(PY) benchmarks/predict.py
 	$(PY) benchmarks/download.py
+	$(PY) benchmarks/harden.py --meld $(SHARED)/meld
 	$(PY) benchmarks/report.py
 
 # `make pipeline-ravdess-cfnsr` runs `emo run pipelines/ravdess-cfnsr.toml` (docs/PIPELINES.md);

@@ -54,8 +54,8 @@ class SampleIndex:
             raise ConfigError(f"this store holds dataset {held_name!r}, not {new_name!r}", path=source)
         labels = _union_labels(self.dataset.get("labels"), described.get("labels"), source)
         new = table.drop(columns=ADDITION_COLUMN, errors="ignore")
-        held_ids = pd.Index(self.table["sample_id"])
-        shared = new["sample_id"].isin(held_ids)
+        held_ids = set(self.table["sample_id"].tolist())
+        shared = pd.Series([sample_id in held_ids for sample_id in new["sample_id"].tolist()], index=new.index)
         _check_agreement(self.table, new[shared], source)
         added = new[~shared].assign(**{ADDITION_COLUMN: len(self.additions)})
         if added.empty and labels == self.dataset.get("labels"):
@@ -92,15 +92,18 @@ def _union_labels(held: dict | None, new: dict | None, source: str) -> dict | No
     return {**held, "names": names}
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Cell equality where NA equals NA, lists compare by items and numbers by value."""
-    a_list, b_list = isinstance(a, (list, tuple, np.ndarray)), isinstance(b, (list, tuple, np.ndarray))
-    if a_list or b_list:
-        return a_list and b_list and list(a) == list(b)
-    a_na, b_na = bool(pd.isna(a)), bool(pd.isna(b))
-    if a_na or b_na:
-        return a_na and b_na
-    return a == b
+def _is_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple, np.ndarray))
+
+
+def _cells(column: pd.Series) -> np.ndarray:
+    """A column as a 1-d array of comparable Python objects: NA of any kind as None, lists as tuples."""
+    if column.dtype != object or not column.map(_is_list).any():  # typed columns hold no lists
+        return column.to_numpy(dtype=object, na_value=None)
+    cells = np.empty(len(column), dtype=object)  # filled one by one: numpy would make tuples a second axis
+    for i, value in enumerate(column):
+        cells[i] = tuple(value) if _is_list(value) else (None if pd.isna(value) else value)
+    return cells
 
 
 def _check_agreement(held: pd.DataFrame, new: pd.DataFrame, source: str) -> None:
@@ -111,9 +114,10 @@ def _check_agreement(held: pd.DataFrame, new: pd.DataFrame, source: str) -> None
     ours = held.set_index("sample_id").loc[new["sample_id"], columns]
     first_difference: dict[int, str] = {}  # row of `new` -> its first column that differs
     for column in columns:
-        for row, (mine, theirs) in enumerate(zip(ours[column].tolist(), new[column].tolist())):
-            if row not in first_difference and not _same(mine, theirs):
-                first_difference[row] = f"{column}: {_show(mine)} in the store, {_show(theirs)} now"
+        mine, theirs = _cells(ours[column]), _cells(new[column])
+        for row in np.flatnonzero(mine != theirs):  # None == None; numbers compare by value
+            if row not in first_difference:
+                first_difference[int(row)] = f"{column}: {_show(mine[row])} in the store, {_show(theirs[row])} now"
     ids = new["sample_id"].tolist()
     conflicts = [f"{ids[row]} ({difference})" for row, difference in sorted(first_difference.items())]
     if conflicts:
@@ -128,9 +132,9 @@ def _check_agreement(held: pd.DataFrame, new: pd.DataFrame, source: str) -> None
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, (list, tuple, np.ndarray)):
+    if _is_list(value):
         return repr(list(value))
-    return "NA" if pd.isna(value) else repr(value)
+    return "NA" if value is None else repr(value)
 
 
 def _concat(held: pd.DataFrame, added: pd.DataFrame) -> pd.DataFrame:
