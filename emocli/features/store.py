@@ -716,9 +716,8 @@ class FeatureStore:
                     plans[job].accept(index, result)
                 for plan in plans:
                     plan.finish()
-            for plan in plans:
-                if plan.report.extracted or plan.report.failed:
-                    self.compact(plan.extractor.feature_set_name)
+            for plan in plans:  # also what a killed run left uncompacted (compact returns at once otherwise)
+                self.compact(plan.extractor.feature_set_name)
         return ExtractionReport(self.path, [p.report for p in plans], shard)
 
     def _write_samples(self, sample_set: SampleSet) -> None:
