@@ -37,6 +37,7 @@ import os
 import shutil
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -438,7 +439,7 @@ class FeatureStore:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self._lock_depth = 0  # nested writes (extract -> compact) inside one hold of the lock
+        self._held = threading.local()  # per thread: nested writes (extract -> compact) in one hold of the lock
 
     def __repr__(self) -> str:
         return f"FeatureStore({str(self.path)!r})"
@@ -626,12 +627,12 @@ class FeatureStore:
     def _writer(self) -> Iterator[None]:
         """Hold the store's writer lock (waiting, with a message, while another process holds it), and
         clear what killed writers left: temporary files are never part of a store."""
-        if self._lock_depth:
-            self._lock_depth += 1
+        if getattr(self._held, "depth", 0):
+            self._held.depth += 1
             try:
                 yield
             finally:
-                self._lock_depth -= 1
+                self._held.depth -= 1
             return
         from filelock import FileLock, Timeout
 
@@ -649,16 +650,16 @@ class FeatureStore:
             logger.warning("%s", f"{self.path}: another process is writing to this store ({self._holder()}); waiting for it to finish")
             lock.acquire()
         try:
-            with contextlib.suppress(OSError):  # only for the message above: never worth failing a run
+            with contextlib.suppress(EmoError):  # only for the message above: never worth failing a run
                 _write_json_atomic(
                     {"pid": os.getpid(), "host": socket.gethostname(), "since": _now(), "command": sys.argv},
                     self.path / WRITER_FILE,
                 )
             self._remove_leftovers()
-            self._lock_depth = 1
+            self._held.depth = 1
             yield
         finally:
-            self._lock_depth = 0
+            self._held.depth = 0
             lock.release()
 
     def _holder(self) -> str:
