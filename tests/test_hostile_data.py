@@ -654,3 +654,25 @@ def test_datasets_command_shows_what_allow_pickle_means():
     assert result.exit_code == 0
     assert "option allow_pickle (default False): true: unpickle the data file fully" in result.output
     assert "Unpickling runs any code the file names" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    "tensors, problem",
+    [
+        ({"audio.mean": np.zeros(3, np.float32), "audio.scale": np.array([1, np.nan, 1], np.float32)}, "NaN, infinite"),
+        ({"audio.mean": np.zeros(3, np.float32), "audio.scale": np.array([1, 0, 1], np.float32)}, "non-positive"),
+        ({"audio.mean": np.zeros(3, np.float32), "audio.scale": np.ones(4, np.float32)}, "same length"),
+        ({"audio.mean": np.zeros(3, np.float32)}, "no 'audio.scale'"),
+    ],
+    ids=["nan-scale", "zero-scale", "lengths-differ", "no-scale"],
+)
+def test_damaged_standardisation_is_named(tmp_path, tensors, problem):
+    from safetensors.numpy import save_file
+
+    from emocli.data.normalize import Standardizer
+
+    path = tmp_path / "normalization.safetensors"
+    save_file(tensors, str(path))
+    with pytest.raises(EmoError, match=problem) as error:
+        Standardizer.load(path)
+    assert str(error.value).startswith(f"{path}: ")
