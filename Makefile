@@ -46,7 +46,8 @@ bench: install
 	$(PY) benchmarks/train_epoch.py $(BENCH_ARGS)
 	$(PY) benchmarks/predict.py
 	$(PY) benchmarks/download.py
-	$(PY) benchmarks/harden.py
+	$(PY) benchmarks/harden_runs.py
+	$(PY) benchmarks/harden_data.py --meld $(SHARED)/meld
 	$(PY) benchmarks/report.py
 
 # `make pipeline-ravdess-cfnsr` runs `emo run pipelines/ravdess-cfnsr.toml` (docs/PIPELINES.md);

@@ -68,6 +68,7 @@ def extract(
     shard_slice = Shard.parse(shard) if shard else None  # before any slow loading, so typos fail fast
     adapter = adapter_class(dataset)
     adapter_options = parse_assignments(options, what="--option")
+    adapter.Options.parse(dataset, adapter_options)  # a wrong option fails before any download or loading
     location = locate_dataset(dataset, root)
     folder = ensure_available(adapter, location, download=download, progress=progress, console=errors)
     if location.origin != "--root":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from emocli.core.errors import DatasetError
+from emocli.core.errors import ConfigError, DatasetError
 from emocli.datasets import load_dataset
 from emocli.datasets.iemocap import IemocapAdapter
 
@@ -207,7 +207,7 @@ def test_no_usable_label_is_an_error(tmp_path):
 
 
 def test_bad_classes_option():
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="option classes='5'"):
         IemocapAdapter(classes="5")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from emocli.core.errors import DatasetError
+from emocli.core.errors import ConfigError, DatasetError
 from emocli.datasets import load_dataset
 from emocli.datasets.ravdess import EMOTIONS, RavdessAdapter
 
@@ -150,7 +150,7 @@ def test_empty_or_missing_folder_is_an_error(tmp_path):
 
 
 def test_unknown_option_is_rejected():
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="unknown option 'vocal'.*its options: vocal_channel"):
         RavdessAdapter(vocal="song")
 
 

@@ -384,23 +384,27 @@ CONCURRENT_RUN = """
 import sys
 from pathlib import Path
 sys.path.insert(0, {tests!r})
-from test_store import make_sample_set
+from test_store import NpyFrames, NpyMean, make_sample_set
 from emocli.features.store import FeatureStore
-data = make_sample_set(Path({media!r}))
-store = FeatureStore({store!r})
-for _ in range(200):
-    store._write_samples(data)
+data = make_sample_set(Path({media!r}), n=24)
+extractor = NpyMean(delay_s=0.02) if sys.argv[1] == "mean" else NpyFrames()
+FeatureStore({store!r}).extract(data, [extractor], workers=0, progress=False, commit_rows=2)
 """
 
 
-def test_runs_sharing_a_store_do_not_collide_on_temporary_files(tmp_path):
-    """Two extractions into one store (other feature sets, e.g. audio and text at once) both rewrite
-    samples.parquet; each must finish, not find its temporary file renamed away by the other."""
-    make_sample_set(tmp_path / "media")
+def test_runs_sharing_a_store_take_turns(tmp_path):
+    """Two extractions into one store at once (other feature sets, e.g. audio and text) both finish: the
+    store's writer lock makes the second wait (saying so) instead of compacting the first one's parts."""
+    data = make_sample_set(tmp_path / "media", n=24)
     script = CONCURRENT_RUN.format(tests=str(Path(__file__).parent), media=str(tmp_path / "media"),
                                    store=str(tmp_path / "store"))
-    runs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
+    runs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), which], stderr=subprocess.PIPE, text=True)
+            for which in ("mean", "frames")]
     errors = [run.communicate()[1] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], errors
-    assert len(FeatureStore(tmp_path / "store").samples()) == len(make_sample_set(tmp_path / "again").table)
+    store = FeatureStore(tmp_path / "store")
+    assert len(store.samples()) == 24
+    assert [(info.n_rows, info.n_failures) for info in store.feature_sets()] == [(24, 0), (24, 0)]
+    expected = expected_means(data)
+    for sample_id, values in store.read_features(NpyMean(delay_s=0.02).feature_set_name).items():
+        np.testing.assert_allclose(values.values, expected[sample_id], rtol=1e-6)

@@ -124,6 +124,8 @@ def _details(adapter, location, console) -> None:
     say(f"folder: {folder} ({location.describe()}): {state}")
     say(f"reads: {adapter.needs_on_disk}")
     say(f"default extraction: {_defaults(adapter)}")
+    for name, option in adapter.Options.model_fields.items():  # --option NAME=VALUE of emo extract
+        say(f"option {name} (default {option.default!r}): {' '.join((option.description or '').split())}")
     for f in adapter.remote_files:
         in_place = "in place" if (folder / f.installed_name).exists() else "not in place"
         say(f"file: {f.name}, {human_size(f.size)}{' (optional)' if f.optional else ''}, {in_place}: {f.description}")

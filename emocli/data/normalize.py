@@ -87,7 +87,15 @@ class Standardizer:
             raise EmoError(f"cannot read the feature standardisation ({error})", path=path) from None
         modalities = sorted({key.rsplit(".", 1)[0] for key in tensors})
         try:
-            return cls({m: (tensors[f"{m}.mean"], tensors[f"{m}.scale"]) for m in modalities})
+            stats = {m: (tensors[f"{m}.mean"], tensors[f"{m}.scale"]) for m in modalities}
         except KeyError as error:
             raise EmoError(f"incomplete feature standardisation: no {error.args[0]!r}", path=path) from None
+        for modality, (mean, scale) in stats.items():
+            # A damaged or hand-made file must not turn every input into NaN or infinity without a word.
+            if mean.ndim != 1 or mean.shape != scale.shape:
+                raise EmoError(f"{modality}: mean {list(mean.shape)} and scale {list(scale.shape)} are not one vector "
+                               "each of the same length", path=path)  # fmt: skip
+            if not (np.isfinite(mean).all() and np.isfinite(scale).all() and (scale > 0).all()):
+                raise EmoError(f"{modality}: the statistics hold NaN, infinite or non-positive scales", path=path)
+        return cls(stats)
 

@@ -1,5 +1,9 @@
 """The chosen feature sets joined on sample_id with the labels, in memory (features are small next to the
-media they came from), in the order of the sample table."""
+media they came from), in the order of the sample table.
+
+A feature set holding NaN or infinite values is refused here, naming it and its first samples: training
+on them ends in a crash inside sklearn or in NaN losses reported as chance accuracy. The store refuses
+them at every write; this catches stores written by hand, by older versions or by other tools."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import pandas as pd
 from emocli.core.errors import ConfigError
 from emocli.core.types import LabelMap
 from emocli.data.inputs import InputSpec
+from emocli.features.store import nonfinite_samples, table_to_features
 
 if TYPE_CHECKING:
     from emocli.features.store import FeatureStore
@@ -44,7 +49,16 @@ def load_data(store: FeatureStore, inputs: dict[str, InputSpec], label_map: Labe
 
     per_modality = {}
     for modality, spec in inputs.items():
-        values = store.read_features(spec.feature_set)
+        table = store.read(spec.feature_set)
+        bad = nonfinite_samples(table)
+        if bad:
+            shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            raise ConfigError(
+                f"feature set {spec.feature_set} holds NaN or infinite values for {len(bad)} samples ({shown}); "
+                "extract them again (emo extract checks every value) or leave that feature set out",
+                path=store.path,
+            )
+        values = table_to_features(table)
         present = samples["sample_id"].isin(values.keys())
         dropped[f"no {modality} features"] = int((~present).sum())
         samples = samples[present]

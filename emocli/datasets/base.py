@@ -12,16 +12,42 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from emocli.core.errors import ConfigError
 from emocli.core.samples import SampleSet
+from emocli.core.settings import did_you_mean
 from emocli.core.types import Modality
+
+ALLOW_PICKLE_HELP = (
+    "true: unpickle the data file fully, as the original research code does. Unpickling runs any code the "
+    "file names, so set it only for a file from a source you trust; by default only plain data (dicts, "
+    "lists, tensors, numpy arrays) is read and a file naming anything else is refused"
+)
 
 
 class AdapterOptions(BaseModel):
-    """Options of an adapter; subclasses add fields. Serialised into the feature store's provenance."""
+    """Options of an adapter; subclasses add fields. Serialised into the feature store's provenance.
 
-    model_config = ConfigDict(extra="forbid")
+    The docstring under each field is its help (`emo datasets NAME` shows it)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    @classmethod
+    def parse(cls, adapter: str, values: dict) -> AdapterOptions:
+        """The options from `--option KEY=VALUE` pairs; ConfigError naming the option and the problem."""
+        try:
+            return cls(**values)
+        except ValidationError as error:
+            problems = []
+            for item in error.errors():
+                name = ".".join(map(str, item["loc"])) or "options"
+                if item["type"] == "extra_forbidden":
+                    problems.append(f"unknown option {name!r}{did_you_mean(name, cls.model_fields)}")
+                else:
+                    problems.append(f"option {name}={item.get('input')!r}: {item['msg']}")
+            known = ", ".join(cls.model_fields) or "none"
+            raise ConfigError(f"dataset {adapter}: {'; '.join(problems)} (its options: {known})") from None
 
 
 class Licence(BaseModel):
@@ -114,7 +140,7 @@ class DatasetAdapter(ABC):
     default_extraction: ClassVar[tuple[DefaultExtractor, ...]] = ()
 
     def __init__(self, options: AdapterOptions | None = None, **overrides):
-        self.options = options if options is not None else self.Options(**overrides)
+        self.options = options if options is not None else self.Options.parse(self.name, overrides)
 
     @abstractmethod
     def load(self, root: Path) -> SampleSet:

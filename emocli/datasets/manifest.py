@@ -9,6 +9,11 @@ Columns (names are case-insensitive; see docs/DATASETS.md):
     anything else             kept as extra columns
 Problems are collected over the whole file and reported together, each with its 1-based data row
 (and, for JSON lines, the line), so a manifest can be fixed in one pass.
+
+Labels are compared without case and surrounding spaces: 'HAPPY ', 'Happy' and 'happy' are one class,
+named by its first spelling in the file (or by its spelling in the label_names option), and a note says
+which spellings were merged. Hand-written manifests spell a class several ways far more often than they
+mean two classes that differ only in case.
 """
 
 from __future__ import annotations
@@ -40,8 +45,9 @@ LABEL_SEPARATOR = ";"
 
 class ManifestOptions(AdapterOptions):
     label_names: list[str] | None = None
-    """The classes, in order (index = position). A label outside it is an error. Default: the sorted set
-    of labels in the manifest."""
+    """The classes, in order (index = position). A label outside it is an error; labels match it without
+    case. Default: the sorted set of labels in the manifest (spellings differing only in case are one
+    class, named as first spelled)."""
     task: Literal["single_label", "multi_label"] | None = None
     """Default: single_label with a `label` column, multi_label with a `labels` column."""
     require_labels: bool = True
@@ -77,6 +83,8 @@ def _decode(path: Path) -> str:
         data = path.read_bytes()
     except OSError as error:
         raise DatasetError(f"cannot read the manifest: {error.strerror or error}", path=path) from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DatasetError("UTF-16 text (it starts with a UTF-16 byte order mark); save the manifest as UTF-8", path=path)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -279,11 +287,25 @@ class ManifestAdapter(DatasetAdapter):
         if not records and not problems.items:
             raise DatasetError("the manifest has no rows", path=path)
         task = options.task or ("multi_label" if has_labels else "single_label")
-        allowed = set(options.label_names) if options.label_names is not None else None
-        if options.label_names is not None and len(allowed) != len(options.label_names):
-            raise DatasetError("the label_names option lists a name twice", path=path)
+        # casefolded label -> the class name: from label_names, else the first spelling in the file
+        spelling: dict[str, str] = {}
+        if options.label_names is not None:
+            for name in options.label_names:
+                name = str(name).strip()
+                if name.casefold() in spelling:
+                    first = spelling[name.casefold()]
+                    twice = f"a name twice ({name!r})" if first == name else f"{first!r} and {name!r}, one class"
+                    raise DatasetError(
+                        f"the label_names option lists {twice} (labels are compared without case)", path=path
+                    )
+                spelling[name.casefold()] = name
+        spellings_seen: dict[str, set[str]] = {}
 
-        base = path.parent.resolve()
+        def class_name(label: str) -> str:
+            spellings_seen.setdefault(label.casefold(), set()).add(label)
+            return spelling.setdefault(label.casefold(), label)
+
+        base = path.resolve().parent  # a symlinked manifest's paths are relative to the file it points to
         exists: dict[str, bool] = {}
         first_row: dict[str, int] = {}
         rows = []
@@ -333,9 +355,10 @@ class ManifestAdapter(DatasetAdapter):
                 elif task == "single_label" and not labels and options.require_labels:
                     problem("empty label")
                 else:
-                    unknown = [x for x in labels if allowed is not None and x not in allowed]
+                    unknown = [x for x in labels if options.label_names is not None and x.casefold() not in spelling]
                     if unknown:
                         problem(f"unknown label {unknown[0]!r}: not one of {', '.join(options.label_names)}")
+                    labels = list(dict.fromkeys(class_name(x) for x in labels if x not in unknown))
                     if task == "single_label":
                         out["label"] = labels[0] if labels else None
                     else:
@@ -371,11 +394,17 @@ class ManifestAdapter(DatasetAdapter):
         problems.raise_if_any()
 
         if options.label_names is not None:
-            names = tuple(options.label_names)
+            names = tuple(str(name).strip() for name in options.label_names)
         else:
             seen = {r["label"] for r in rows if r["label"] is not None}
             seen.update(x for r in rows for x in r["labels"])
             names = tuple(sorted(seen))
+        notes = [
+            f"labels {', '.join(repr(s) for s in sorted(variants))} are one class, {spelling[key]!r} "
+            "(labels are compared without case)"
+            for key, variants in spellings_seen.items()
+            if len(variants) > 1 or spelling[key] not in variants
+        ]
         table = pd.DataFrame(rows)
         for column in table.columns:
             if column not in KNOWN and column not in ("audio_path", "video_path") and fmt != "jsonl":
@@ -392,4 +421,5 @@ class ManifestAdapter(DatasetAdapter):
             labels=LabelMap(names=names, task=task),
             protocols=protocols,
             options=self.options.model_dump(mode="json"),
+            notes=notes,
         )

@@ -26,12 +26,14 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from emocli.core.errors import DatasetError
 from emocli.core.io import file_fingerprint
 from emocli.core.samples import PrecomputedFeatures, SampleSet
 from emocli.core.types import Features, LabelMap
 from emocli.datasets.base import (
+    ALLOW_PICKLE_HELP,
     AdapterOptions,
     Checksum,
     DatasetAdapter,
@@ -40,6 +42,7 @@ from emocli.datasets.base import (
     Licence,
     RemoteFile,
 )
+from emocli.datasets.pickled import load_pickled
 
 ALIGNED_FILE = "train_valid_test.pt"
 SEGMENTS_FILE = "CMU_MOSEI_Labels.csv"
@@ -110,6 +113,7 @@ class MoseiOptions(AdapterOptions):
     """segments: read the SDK .csd feature files found under the root."""
     emotion_threshold: float = 0.0
     """segments with task "emotions": an emotion is present when its intensity is above this."""
+    allow_pickle: bool = Field(False, description=ALLOW_PICKLE_HELP)
 
 
 def _walk(root: Path, suffixes: tuple[str, ...]) -> list[Path]:
@@ -182,16 +186,10 @@ def _arrays(values, path: Path, where: str) -> list[np.ndarray]:
     return items
 
 
-def load_aligned(path: Path):
-    import torch  # only here: listing or loading the other layouts needs no torch
-
-    # A known research file (train_valid_test.pt of HHMPN / TAILOR / MMER / SMILE): a pickled dict of lists
-    # and tensors, which torch.load only reads with weights_only=False. Never do this for checkpoints or
-    # unknown files: unpickling runs code.
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means the file is not the one expected
-        raise DatasetError(f"cannot read the aligned MOSEI file: {error}", path=path) from None
+def load_aligned(path: Path, allow_pickle: bool = False):
+    # train_valid_test.pt of HHMPN / TAILOR / MMER / SMILE: a pickled dict of lists, tensors and arrays,
+    # read as plain data only unless the user allows full unpickling (see datasets/pickled.py).
+    data = load_pickled(path, "aligned MOSEI file", allow_pickle=allow_pickle)
     if not isinstance(data, dict):
         raise DatasetError(f"expected a dict with train/valid/test, got a {type(data).__name__}", path=path)
     missing = [s for s in SPLITS if s not in data]
@@ -550,7 +548,7 @@ class MoseiAdapter(DatasetAdapter):
     def _aligned(self, root: Path, path: Path) -> SampleSet:
         import pandas as pd
 
-        rows, labels, precomputed, notes = load_aligned(path)
+        rows, labels, precomputed, notes = load_aligned(path, allow_pickle=self.options.allow_pickle)
         return SampleSet(
             dataset=self.name,
             root=root,

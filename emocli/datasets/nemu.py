@@ -17,12 +17,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 
 from emocli.core.errors import DatasetError
 from emocli.core.io import file_fingerprint
 from emocli.core.samples import PrecomputedFeatures, SampleSet
 from emocli.core.types import Features, LabelMap
-from emocli.datasets.base import AdapterOptions, DatasetAdapter, GatedAccess, Licence
+from emocli.datasets.base import ALLOW_PICKLE_HELP, AdapterOptions, DatasetAdapter, GatedAccess, Licence
+from emocli.datasets.pickled import load_pickled
 
 SPLITS = ("train", "valid", "test")
 SUFFIXES = (".pt", ".pth", ".pkl")
@@ -47,6 +49,7 @@ class NemuOptions(AdapterOptions):
     file: str | None = None
     """The data file, relative to the root (default: the root itself when it is a file, else the one
     .pt/.pth/.pkl file in the root folder)."""
+    allow_pickle: bool = Field(False, description=ALLOW_PICKLE_HELP)
 
 
 def _numpy(value) -> np.ndarray:
@@ -139,17 +142,12 @@ class NemuAdapter(DatasetAdapter):
 
     def load(self, root: Path) -> SampleSet:
         import pandas as pd
-        import torch  # only here: the other adapters and `emo datasets` need no torch
 
         root = Path(root)
         path = find_file(root, self.options.file)
-        # A known research file layout (MMER's NEMuDataset): a pickled dict of tensors/lists, which
-        # torch.load only reads with weights_only=False. Never do this for checkpoints or unknown files:
-        # unpickling runs code.
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as error:  # noqa: BLE001 - any unpickling failure means the file is not the one expected
-            raise DatasetError(f"cannot read the NEMu file: {error}", path=path) from None
+        # MMER's NEMuDataset layout: a pickled dict of tensors, arrays and lists, read as plain data only
+        # unless the user allows full unpickling (see datasets/pickled.py).
+        data = load_pickled(path, "NEMu file", allow_pickle=self.options.allow_pickle)
         if not isinstance(data, dict):
             raise DatasetError(
                 f"expected a dict with train/valid/test, got a {type(data).__name__}", path=path

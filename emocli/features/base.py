@@ -13,18 +13,33 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from importlib import metadata
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from emocli.core.errors import ConfigError
 from emocli.core.types import FeatureKind, Features, Modality
 
+NONFINITE_DEFAULT = "fail"
+# ExtractorParams' own parameters added after feature sets were stored (see Extractor.later_params).
+LATER_IN_EVERY_EXTRACTOR = frozenset({"nonfinite"})
+
 
 class ExtractorParams(BaseModel):
-    """Base of every extractor's parameters: frozen, unknown keys rejected."""
+    """Base of every extractor's parameters: frozen, unknown keys rejected.
+
+    `nonfinite` is every extractor's: what an output holding NaN or infinite values becomes. It is part
+    of a feature set's identity only when it is not the default, so repaired features get a feature set
+    of their own and stores written before it existed keep their names.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    nonfinite: Literal["fail", "zero"] = Field(
+        NONFINITE_DEFAULT,
+        description="an output with NaN or infinite values: fail (recorded as the sample's failure) or zero "
+        "(those values stored as 0)",
+    )
 
 
 def package_versions(*distributions: str) -> dict[str, str]:
@@ -128,7 +143,8 @@ class Extractor(ABC):
         return {
             k: v
             for k, v in params.model_dump(mode="json").items()
-            if k not in cls.execution_params and not (k in cls.later_params and v == fields[k].default)
+            if k not in cls.execution_params
+            and not (k in cls.later_params | LATER_IN_EVERY_EXTRACTOR and v == fields[k].default)
         }
 
     def fingerprint(self) -> str:

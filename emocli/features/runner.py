@@ -87,7 +87,9 @@ def media_path(sample: Mapping[str, Any], modality: str) -> str | None:
 
 
 def check_features(extractor: Extractor, features: Features) -> None:
-    """Reject outputs that do not match what the extractor declares: they would corrupt a feature set."""
+    """Reject outputs that do not match what the extractor declares: they would corrupt a feature set.
+
+    NaN or infinite values fail the sample, or become 0 when the extractor's `nonfinite` is "zero"."""
     import numpy as np
 
     values = features.values
@@ -101,8 +103,17 @@ def check_features(extractor: Extractor, features: Features) -> None:
             )
         if len(values) == 0:
             raise ExtractionError("no frames (empty or too short input)")
-    if not np.isfinite(values).all():
-        raise ExtractionError("features contain NaN or infinite values")
+        if not np.isfinite(features.times).all():
+            raise ExtractionError("frame times contain NaN or infinite values")
+    finite = np.isfinite(values)
+    if not finite.all():
+        if getattr(extractor.params, "nonfinite", "fail") == "zero":
+            features.values = np.where(finite, values, np.float32(0))
+            return
+        raise ExtractionError(
+            f"{int((~finite).sum())} of {values.size} feature values are NaN or infinite "
+            "(the extractor's parameter nonfinite=zero stores them as 0)"
+        )
 
 
 def extract_one(extractor: Extractor, sample: Mapping[str, Any]) -> Features | SampleFailure:
@@ -160,8 +171,47 @@ class ExtractorRecipe:
 _worker_extractors: dict[str, Extractor] = {}
 _worker_init_error: BaseException | None = None
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """End this worker process when the process that started it ends, however it ends (even kill -9).
+
+    A killed `emo extract` must not leave its workers (and through them multiprocessing's resource
+    tracker, which lives as long as anyone holds its pipe) running. On Linux the kernel sends SIGKILL at
+    the parent's death (prctl PR_SET_PDEATHSIG); everywhere, a daemon thread also waits on the parent's
+    sentinel, which multiprocessing closes when the parent dies, and ends the process.
+    """
+    import multiprocessing
+    import signal
+    import sys
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the thread below still does it
+        if os.getppid() != parent.pid:  # the parent died before prctl took effect
+            os._exit(1)
+
+    def watch() -> None:
+        from multiprocessing.connection import wait as wait_for
+
+        wait_for([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="emo-parent-watch", daemon=True).start()
+
 
 def _init_worker(recipes: Sequence[ExtractorRecipe]) -> None:
+    die_with_parent()
     # One worker per core: native libraries must not each start a thread per core on top of that.
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(variable, "1")

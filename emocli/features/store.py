@@ -17,17 +17,29 @@ Rows are only ever added, each part written to a temporary file and renamed into
 loses at most the chunk it was writing. Part keys sort in commit order; readers keep the latest event of
 each sample (a row or a failure) and sort by sample_id, so resumed, repeated and sharded runs all read
 back as the same table. When a run wrote anything, its feature sets are compacted into one part each.
+
+Writers (extract, compact, merge) hold the store's file lock (`.writer.lock`), so two runs into one store
+take turns instead of compacting each other's parts away; readers take no lock. Nothing that is not
+finite is written: feature values are checked at every commit and at every merge. A write that fails
+(a full disk, a read-only folder) is one error naming the file and the cause, leaves no temporary file
+and keeps every part committed before it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import itertools
 import json
+import logging
 import os
 import shutil
+import socket
+import sys
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,13 +56,18 @@ from emocli.core.samples import SAMPLE_COLUMNS, PrecomputedFeatures, SampleSet, 
 from emocli.core.types import Features
 from emocli.features.base import Extractor, ExtractorParams
 from emocli.features.runner import ExtractionRunner, SampleFailure, progress_bar, sample_records
+from emocli.features.sample_index import ADDITION_COLUMN, SampleIndex
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+logger = logging.getLogger(__name__)
+
 STORE_FORMAT = "1"
 SAMPLES_FILE = "samples.parquet"
 SPEC_FILE = "spec.json"
+LOCK_FILE = ".writer.lock"
+WRITER_FILE = ".writer.json"  # who holds the lock: for the message of a writer that waits
 PARTS_DIR = "parts"
 FAILURES_DIR = "failures"
 META = "emo."  # prefix of our keys in Parquet schema metadata
@@ -268,9 +285,35 @@ def _samples_table(table: pd.DataFrame, metadata: dict[str, str]) -> pa.Table:
 # --- files -------------------------------------------------------------------------------------------
 
 def _temporary(path: Path) -> Path:
-    """A hidden name beside `path`, one per process: two runs extracting other feature sets of the same
-    store both rewrite samples.parquet, and must not rename each other's half-written file away."""
+    """A hidden name beside `path`, one per process: a reader never mistakes it for a part, and a writer
+    that was killed leaves it under a name the next writer recognises and removes."""
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def write_error(error: OSError, path: Path) -> EmoError:
+    """One line naming the file and the cause of a failed write (ENOSPC, EROFS, EACCES, ...)."""
+    code = errno.errorcode.get(error.errno or 0)
+    cause = os.strerror(error.errno) if error.errno else str(error)
+    return EmoError(
+        f"cannot write: {cause}{f' ({code})' if code else ''}; what was committed before is kept, "
+        "and the same command resumes from it once the cause is fixed",
+        path=path,
+    )
+
+
+@contextlib.contextmanager
+def _writing_file(path: Path) -> Iterator[Path]:
+    """Yield the temporary name to write `path` through; rename it into place, or remove it on failure."""
+    temporary = _temporary(path)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        if isinstance(error, OSError):
+            raise write_error(error, path) from None
+        raise
 
 
 def _write_atomic(table: pa.Table, path: Path, dictionary: bool = True) -> None:
@@ -279,17 +322,27 @@ def _write_atomic(table: pa.Table, path: Path, dictionary: bool = True) -> None:
     Feature tables pass dictionary=False: float features hardly ever repeat, and Parquet's attempt to
     dictionary-encode them costs 4-7x the write time and leaves the file 20-35 % larger.
     """
-    temporary = _temporary(path)
-    pq.write_table(table, temporary, use_dictionary=dictionary)
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    with _writing_file(path) as temporary:
+        pq.write_table(table, temporary, use_dictionary=dictionary)
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
 
 
 def _write_json_atomic(data: dict, path: Path) -> None:
-    temporary = _temporary(path)
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(temporary, path)
+    with _writing_file(path) as temporary:
+        temporary.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _copy_atomic(source: Path, target: Path) -> None:
+    with _writing_file(target) as temporary:
+        shutil.copy2(source, temporary)
+
+
+def _make_dirs(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise write_error(error, path) from None
 
 
 _commit_counter = itertools.count()
@@ -304,8 +357,79 @@ def _parts(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.parquet")) if directory.is_dir() else []
 
 
+_PART_REMEDY = "delete it and run `emo extract` again to redo its rows"
+_SAMPLES_REMEDY = "delete it and run `emo extract` again to index the dataset anew (stored features are reused)"
+
+
+def _read_part(path: Path, remedy: str = _PART_REMEDY, **options: Any) -> pa.Table:
+    """A Parquet file of the store; EmoError naming it when it is damaged (FileNotFoundError passes, for
+    _retrying)."""
+    try:
+        return pq.read_table(path, **options)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError, ValueError, KeyError) as error:
+        detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise EmoError(f"unreadable Parquet file ({detail}); {remedy}", path=path) from None
+
+
+def _retrying(read: Callable[[], Any]) -> Any:
+    """Run a read of parts again when a part vanished under it: a writer compacted the feature set."""
+    for attempt in range(3):
+        try:
+            return read()
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
+            time.sleep(0.05)
+
+
+def nonfinite_samples(table: pa.Table) -> list[str]:
+    """sample_ids of the rows of a feature table whose values hold NaN or infinity."""
+    values = table.column("values").combine_chunks() if table.num_rows else None
+    if values is None:
+        return []
+    rows = values if pa.types.is_fixed_size_list(values.type) else pc.list_flatten(values)
+    flat = pc.list_flatten(rows)
+    if len(flat) == 0 or pc.all(pc.is_finite(flat)).as_py():
+        return []
+    # Locate the rows only when something is wrong: per value -> per frame -> per sample.
+    bad = ~np.isfinite(flat.to_numpy(zero_copy_only=False))
+    per_frame = np.add.reduceat(bad, np.arange(0, len(bad), rows.type.list_size)) > 0
+    if rows is not values:  # sequences: a sample is wrong when any of its frames is
+        ends = np.cumsum(pc.list_value_length(values).to_numpy())
+        per_frame = np.array([per_frame[a:b].any() for a, b in zip(np.r_[0, ends[:-1]], ends)], dtype=bool)
+    ids = table.column("sample_id").to_pylist()
+    return [sample_id for sample_id, wrong in zip(ids, per_frame) if wrong]
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _spec_fingerprint(extractor_spec: dict[str, Any]) -> str:
+    """The fingerprint in a feature set's name, recomputed from its spec.json (as Extractor.fingerprint)."""
+    blob = json.dumps({k: v for k, v in extractor_spec.items() if k != "dim"}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _read_spec(directory: Path) -> dict[str, Any]:
+    """A feature set's spec.json, checked against the fingerprint in the feature set's name: an edited
+    spec would describe (kind, dim, parameters) other features than the parts hold."""
+    path = directory / SPEC_FILE
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+        extractor = spec["extractor"]
+        modality, name, kind, dim = extractor["modality"], extractor["extractor"], extractor["kind"], int(extractor["dim"])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+        raise EmoError(f"unreadable feature set spec ({type(error).__name__}: {error})", path=path) from None
+    if directory.name != f"{modality}__{name}__{_spec_fingerprint(extractor)}" or kind not in ("vector", "sequence", "clip") or dim < 1:
+        raise EmoError(
+            f"does not describe the feature set {directory.name!r} (edited or copied from another feature set); "
+            "restore it, or delete the feature set's folder and extract it again",
+            path=path,
+        )
+    return spec
 
 
 # --- the store ---------------------------------------------------------------------------------------
@@ -315,6 +439,7 @@ class FeatureStore:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self._held = threading.local()  # per thread: nested writes (extract -> compact) in one hold of the lock
 
     def __repr__(self) -> str:
         return f"FeatureStore({str(self.path)!r})"
@@ -327,17 +452,48 @@ class FeatureStore:
             raise EmoError("not a feature store (no samples.parquet); create it with `emo extract`", path=self.path)
         return path
 
+    def _sample_index(self) -> SampleIndex:
+        """samples.parquet with its provenance; stores written before additions were recorded read as one."""
+        path = self._samples_path()
+        arrow = _read_part(path, remedy=_SAMPLES_REMEDY)
+        metadata = arrow.schema.metadata or {}
+        table = arrow.to_pandas()
+        try:
+            dataset = json.loads(metadata.get(f"{META}dataset".encode(), b"{}"))
+            additions = json.loads(metadata.get(f"{META}additions".encode(), b"null"))
+        except json.JSONDecodeError as error:
+            raise EmoError(f"unreadable provenance in the schema metadata ({error})", path=path) from None
+        if additions is None:
+            additions = [{"time": None, "n_added": len(table), "dataset": dataset}]
+        if ADDITION_COLUMN not in table.columns:
+            table[ADDITION_COLUMN] = 0
+        table["labels"] = table["labels"].map(lambda labels: [] if labels is None else list(labels))
+        return SampleIndex(table, dataset, additions)
+
     def samples(self) -> pd.DataFrame:
         """The dataset's canonical sample table (all samples, whichever were extracted)."""
-        path = self._samples_path()
-        table = pq.read_table(path).to_pandas()
-        table["labels"] = table["labels"].map(lambda labels: [] if labels is None else list(labels))
-        return normalize_table(table, source=path)
+        index = self._sample_index()
+        return normalize_table(index.table.drop(columns=ADDITION_COLUMN), source=self.path / SAMPLES_FILE)
 
     def dataset(self) -> dict[str, Any]:
-        """Provenance of the samples: SampleSet.describe() of the run that wrote them."""
-        metadata = pq.read_schema(self._samples_path()).metadata or {}
-        return json.loads(metadata.get(f"{META}dataset".encode(), b"{}"))
+        """Provenance of the samples: SampleSet.describe() of the first addition to the index, with the
+        label map and sample count of the whole index (`additions()` lists each addition)."""
+        path = self._samples_path()
+        try:
+            metadata = pq.read_schema(path).metadata or {}
+        except (pa.ArrowException, OSError) as error:
+            raise EmoError(f"unreadable Parquet file ({error}); {_SAMPLES_REMEDY}", path=path) from None
+        try:
+            return json.loads(metadata.get(f"{META}dataset".encode(), b"{}"))
+        except json.JSONDecodeError as error:
+            raise EmoError(f"unreadable provenance in the schema metadata ({error})", path=path) from None
+
+    def additions(self) -> list[dict[str, Any]]:
+        """Each sample set added to the index, in order: time, n_added, dataset (its describe()) and the
+        sample_ids it brought."""
+        index = self._sample_index()
+        owner = index.table.groupby(ADDITION_COLUMN)["sample_id"].agg(list)
+        return [{**addition, "sample_ids": owner.get(i, [])} for i, addition in enumerate(index.additions)]
 
     def feature_sets(self) -> list[FeatureSetInfo]:
         """Every feature set of the store, sorted by name."""
@@ -352,8 +508,8 @@ class FeatureStore:
 
     def info(self, name: str) -> FeatureSetInfo:
         directory = self._feature_set_dir(name)
-        spec = json.loads((directory / SPEC_FILE).read_text())
-        latest = self._latest_events(directory)
+        spec = _read_spec(directory)
+        latest = _retrying(lambda: self._latest_events(directory))
         n_failures = int((latest["status"] == "failed").sum())
         extractor = spec["extractor"]
         return FeatureSetInfo(
@@ -375,10 +531,35 @@ class FeatureStore:
         list<fixed_size_list<float32>[D]> for sequences) and, for sequences, times (list<float64>, seconds).
         """
         directory = self._feature_set_dir(name)
+        return _retrying(lambda: self._read_rows(directory))
+
+    def _read_rows(self, directory: Path) -> pa.Table:
         parts = _parts(directory / PARTS_DIR)
+        expected = self._empty_table(directory).schema
         if not parts:
-            return self._empty_table(directory)
-        tables = [pq.read_table(p) for p in parts]
+            return expected.empty_table()
+        tables = []
+        for part in parts:
+            table = _read_part(part)
+            if not table.schema.equals(expected, check_metadata=False):
+                if (table.schema.metadata or {}).get(f"{META}feature_set".encode()) == directory.name.encode():
+                    # One of ours: it is the spec that no longer says what the parts hold.
+                    said = _read_spec(directory)["extractor"]
+                    held = table.schema.field("values").type
+                    vector = pa.types.is_fixed_size_list(held)
+                    held_dim = held.list_size if vector else held.value_type.list_size
+                    raise EmoError(
+                        f"says kind {said['kind']!r}, dim {said['dim']} where the feature set's parts hold "
+                        f"{'vectors' if vector else 'sequences'} of dim {held_dim} (edited?); restore it, or delete "
+                        "the feature set's folder and extract it again",
+                        path=directory / SPEC_FILE,
+                    )
+                raise EmoError(
+                    f"not a part of this feature set: its columns are {table.schema.to_string(show_schema_metadata=False)!r} "
+                    f"where spec.json says {expected.to_string(show_schema_metadata=False)!r}; remove the file",
+                    path=part,
+                )
+            tables.append(table)
         metadata = tables[-1].schema.metadata
         table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
         part_of_row = np.repeat([p.stem for p in parts], [t.num_rows for t in tables])
@@ -398,10 +579,13 @@ class FeatureStore:
         """Samples whose latest attempt failed: sample_id, input_fingerprint, path, error_type, message,
         traceback, time."""
         directory = self._feature_set_dir(name)
+        return _retrying(lambda: self._read_failures(directory))
+
+    def _read_failures(self, directory: Path) -> pd.DataFrame:
         parts = _parts(directory / FAILURES_DIR)
         if not parts:
             return FAILURE_SCHEMA.empty_table().to_pandas()
-        tables = [pq.read_table(p, schema=FAILURE_SCHEMA) for p in parts]
+        tables = [_read_part(p, schema=FAILURE_SCHEMA) for p in parts]
         table = pa.concat_tables(tables).to_pandas()
         table["part"] = np.repeat([p.stem for p in parts], [t.num_rows for t in tables])
         latest = self._latest_events(directory)
@@ -418,7 +602,7 @@ class FeatureStore:
 
     @staticmethod
     def _empty_table(directory: Path) -> pa.Table:
-        spec = json.loads((directory / SPEC_FILE).read_text())["extractor"]
+        spec = _read_spec(directory)["extractor"]
         frame = pa.list_(pa.float32(), int(spec["dim"]))
         fields = [("sample_id", pa.string()), ("input_fingerprint", pa.string())]
         fields += [("values", frame)] if spec["kind"] == "vector" else [("values", pa.list_(frame)), ("times", pa.list_(pa.float64()))]
@@ -430,7 +614,7 @@ class FeatureStore:
         frames = []
         for status, sub in (("ok", PARTS_DIR), ("failed", FAILURES_DIR)):
             for part in _parts(directory / sub):
-                events = pq.read_table(part, columns=["sample_id", "input_fingerprint"]).to_pandas()
+                events = _read_part(part, columns=["sample_id", "input_fingerprint"]).to_pandas()
                 frames.append(events.assign(status=status, part=part.stem))
         if not frames:
             return pd.DataFrame(columns=["sample_id", "input_fingerprint", "status", "part"])
@@ -438,6 +622,59 @@ class FeatureStore:
         return events.drop_duplicates("sample_id", keep="last").reset_index(drop=True)
 
     # writing -------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _writer(self) -> Iterator[None]:
+        """Hold the store's writer lock (waiting, with a message, while another process holds it), and
+        clear what killed writers left: temporary files are never part of a store."""
+        if getattr(self._held, "depth", 0):
+            self._held.depth += 1
+            try:
+                yield
+            finally:
+                self._held.depth -= 1
+            return
+        from filelock import FileLock, Timeout
+
+        _make_dirs(self.path)
+        lock_path = self.path / LOCK_FILE
+        try:  # a read-only store fails here with its cause, instead of filelock retrying forever
+            with open(lock_path, "a"):
+                pass
+        except OSError as error:
+            raise write_error(error, lock_path) from None
+        lock = FileLock(lock_path)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            logger.warning("%s", f"{self.path}: another process is writing to this store ({self._holder()}); waiting for it to finish")
+            lock.acquire()
+        try:
+            with contextlib.suppress(EmoError):  # only for the message above: never worth failing a run
+                _write_json_atomic(
+                    {"pid": os.getpid(), "host": socket.gethostname(), "since": _now(), "command": sys.argv},
+                    self.path / WRITER_FILE,
+                )
+            self._remove_leftovers()
+            self._held.depth = 1
+            yield
+        finally:
+            self._held.depth = 0
+            lock.release()
+
+    def _holder(self) -> str:
+        try:
+            holder = json.loads((self.path / WRITER_FILE).read_text())
+            return f"pid {holder['pid']} on {holder['host']} since {holder['since']}: {' '.join(holder['command'])[:120]}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "process unknown"
+
+    def _remove_leftovers(self) -> None:
+        """Temporary files of writers that were killed (only ever removed while holding the lock)."""
+        for pattern in (".*.tmp", "*/.*.tmp", f"*/{PARTS_DIR}/.*.tmp", f"*/{FAILURES_DIR}/.*.tmp"):
+            for leftover in self.path.glob(pattern):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
 
     def extract(
         self,
@@ -454,10 +691,10 @@ class FeatureStore:
         precomputed features); commit rows in chunks; report what was extracted, cached and failed.
 
         `shard` ("K/N") restricts the run to a deterministic slice of the samples; `limit` to the first
-        `limit` samples of that slice. samples.parquet always holds the whole dataset.
+        `limit` samples of that slice. samples.parquet always holds the whole dataset, and the samples of
+        earlier sample sets extracted into this store (see `additions`).
         """
         shard = Shard.parse(shard) if isinstance(shard, str) else shard
-        self._write_samples(sample_set)
         everything = list(extractors) + [PrecomputedExtractor(p) for p in sample_set.precomputed]
         names = [e.feature_set_name for e in everything]
         if len(set(names)) != len(names):
@@ -469,46 +706,51 @@ class FeatureStore:
         if limit is not None:
             selected = selected.head(limit)
 
-        plans = [self._plan(extractor, sample_set, selected, retry_failures) for extractor in everything]
-        display = progress if not isinstance(progress, bool) else progress_bar(progress)
-        with display, ExtractionRunner([p.extractor for p in plans if p.todo], workers) as runner:
-            for plan in plans:
-                plan.start(display, commit_rows)
-            for job, index, result in runner.run_jobs([(p.extractor, [record for _, record in p.todo]) for p in plans]):
-                plans[job].accept(index, result)
-            for plan in plans:
-                plan.finish()
-        for plan in plans:
-            if plan.report.extracted or plan.report.failed:
+        with self._writer():
+            self._write_samples(sample_set)
+            plans = [self._plan(extractor, sample_set, selected, retry_failures) for extractor in everything]
+            display = progress if not isinstance(progress, bool) else progress_bar(progress)
+            with display, ExtractionRunner([p.extractor for p in plans if p.todo], workers) as runner:
+                for plan in plans:
+                    plan.start(display, commit_rows)
+                for job, index, result in runner.run_jobs([(p.extractor, [record for _, record in p.todo]) for p in plans]):
+                    plans[job].accept(index, result)
+                for plan in plans:
+                    plan.finish()
+            for plan in plans:  # also what a killed run left uncompacted (compact returns at once otherwise)
                 self.compact(plan.extractor.feature_set_name)
         return ExtractionReport(self.path, [p.report for p in plans], shard)
 
     def _write_samples(self, sample_set: SampleSet) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Add `sample_set` to the sample index (see emocli.features.sample_index)."""
         path = self.path / SAMPLES_FILE
         if path.is_file():
-            held = self.dataset().get("dataset")
-            if held != sample_set.dataset:
-                raise ConfigError(f"this store holds dataset {held!r}, not {sample_set.dataset!r}", path=self.path)
-        metadata = {f"{META}dataset": sample_set.describe_json(), f"{META}store_format": STORE_FORMAT}
-        _write_atomic(_samples_table(sample_set.table, metadata), path)
+            index = self._sample_index()
+            if not index.add(sample_set.table, sample_set.describe(), source=str(self.path)):
+                return
+        else:
+            index = SampleIndex.of(sample_set)
+        self._write_index(index)
+
+    def _write_index(self, index: SampleIndex) -> None:
+        metadata = {f"{META}{key}": value for key, value in index.metadata().items()}
+        metadata[f"{META}store_format"] = STORE_FORMAT
+        _write_atomic(_samples_table(index.table, metadata), self.path / SAMPLES_FILE)
 
     def _plan(
         self, extractor: Extractor, sample_set: SampleSet, selected: pd.DataFrame, retry_failures: bool
     ) -> _FeatureSetRun:
         directory = self.path / extractor.feature_set_name
-        for leftover in directory.glob("*/.*.tmp"):  # a temporary part of a run that was killed
-            leftover.unlink()
         spec_path = directory / SPEC_FILE
-        created = json.loads(spec_path.read_text())["created"] if spec_path.is_file() else _now()
+        created = _read_spec(directory)["created"] if spec_path.is_file() else _now()
         spec = {
             "extractor": extractor.spec(),
             "feature_names": extractor.feature_names(),
             "dataset": sample_set.describe(),
             "created": created,
         }
-        (directory / PARTS_DIR).mkdir(parents=True, exist_ok=True)
-        (directory / FAILURES_DIR).mkdir(exist_ok=True)
+        _make_dirs(directory / PARTS_DIR)
+        _make_dirs(directory / FAILURES_DIR)
         _write_json_atomic(spec, spec_path)
 
         prepared = extractor.prepare(sample_set.table)
@@ -542,44 +784,66 @@ class FeatureStore:
 
     def compact(self, name: str) -> None:
         """Rewrite a feature set as one part of rows and one of failures (the latest event per sample)."""
-        directory = self._feature_set_dir(name)
-        old_parts = _parts(directory / PARTS_DIR) + _parts(directory / FAILURES_DIR)
-        if len(old_parts) <= 2:
-            return
-        rows, failures = self.read(name), self.failures(name)
-        key = _part_key()
-        # The new parts sort after the old ones and hold the same latest events, so a crash at any point
-        # here leaves a store that reads back identically.
-        if rows.num_rows:
-            _write_atomic(rows, directory / PARTS_DIR / f"{key}.parquet", dictionary=False)
-        if len(failures):
-            _write_atomic(pa.Table.from_pandas(failures, FAILURE_SCHEMA, preserve_index=False), directory / FAILURES_DIR / f"{key}.parquet")
-        for part in old_parts:
-            part.unlink()
+        with self._writer():
+            directory = self._feature_set_dir(name)
+            old_parts = _parts(directory / PARTS_DIR) + _parts(directory / FAILURES_DIR)
+            if len(old_parts) <= 2:
+                return
+            rows, failures = self.read(name), self.failures(name)
+            key = _part_key()
+            # The new parts sort after the old ones and hold the same latest events, so a crash at any
+            # point here leaves a store that reads back identically.
+            if rows.num_rows:
+                _write_atomic(rows, directory / PARTS_DIR / f"{key}.parquet", dictionary=False)
+            if len(failures):
+                _write_atomic(pa.Table.from_pandas(failures, FAILURE_SCHEMA, preserve_index=False), directory / FAILURES_DIR / f"{key}.parquet")
+            for part in old_parts:
+                with contextlib.suppress(FileNotFoundError):
+                    part.unlink()
 
     def merge(self, sources: Iterable[str | os.PathLike | FeatureStore]) -> None:
-        """Bring the feature sets of other stores of the same dataset (e.g. shards) into this one."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        for source in sources:
-            source = source if isinstance(source, FeatureStore) else FeatureStore(source)
-            theirs = source.samples()
-            if (self.path / SAMPLES_FILE).is_file():
-                ours = self.samples()
-                if source.dataset().get("dataset") != self.dataset().get("dataset") or set(ours["sample_id"]) != set(theirs["sample_id"]):
-                    raise ConfigError(f"holds other samples than {self.path} (another dataset or options)", path=source.path)
-            else:
-                shutil.copy2(source.path / SAMPLES_FILE, self.path / SAMPLES_FILE)
-            for info in source.feature_sets():
-                target = self.path / info.name
-                for sub in (PARTS_DIR, FAILURES_DIR):
-                    (target / sub).mkdir(parents=True, exist_ok=True)
-                    for part in _parts(info.path / sub):
-                        if not (target / sub / part.name).exists():
-                            shutil.copy2(part, target / sub / part.name)
-                if not (target / SPEC_FILE).exists():
-                    shutil.copy2(info.path / SPEC_FILE, target / SPEC_FILE)
-        for info in self.feature_sets():
-            self.compact(info.name)
+        """Bring the samples and feature sets of other stores of the same dataset (e.g. shards) into this
+        one. Their sample indexes are added to this one's (conflicting rows are an error); their parts
+        are checked (the feature set's columns, finite values) before any is copied."""
+        sources = [source if isinstance(source, FeatureStore) else FeatureStore(source) for source in sources]
+        with self._writer():
+            for source in sources:
+                self._merge_one(source)
+            for info in self.feature_sets():
+                self.compact(info.name)
+
+    def _merge_one(self, source: FeatureStore) -> None:
+        theirs = source._sample_index()
+        if (self.path / SAMPLES_FILE).is_file():
+            index = self._sample_index()
+            changed = False
+            for i, addition in enumerate(theirs.additions):
+                rows = theirs.table[theirs.table[ADDITION_COLUMN] == i]
+                described = addition.get("dataset") or theirs.dataset
+                changed |= bool(index.add(rows, described, source=str(source.path), when=addition.get("time")))
+        else:
+            index, changed = theirs, True
+        infos = source.feature_sets()
+        for info in infos:  # check everything before copying anything
+            table = source.read(info.name)
+            bad = nonfinite_samples(table)
+            if bad:
+                raise EmoError(
+                    f"feature set {info.name} holds NaN or infinite values for {len(bad)} samples "
+                    f"({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}); not merged: extract them again",
+                    path=source.path,
+                )
+        if changed:
+            self._write_index(index)
+        for info in infos:
+            target = self.path / info.name
+            for sub in (PARTS_DIR, FAILURES_DIR):
+                _make_dirs(target / sub)
+                for part in _parts(info.path / sub):
+                    if not (target / sub / part.name).exists():
+                        _copy_atomic(part, target / sub / part.name)
+            if not (target / SPEC_FILE).exists():
+                _copy_atomic(info.path / SPEC_FILE, target / SPEC_FILE)
 
 
 @dataclass
@@ -631,6 +895,11 @@ class _FeatureSetRun:
         if self._rows:
             schema = _feature_schema(self.extractor, self._metadata())
             table = _features_table(schema, self.extractor.kind, self.extractor.dim, self._rows)
+            bad = nonfinite_samples(table)
+            if bad:  # the runner makes these failures; nothing that writes here may bypass that
+                raise EmoError(
+                    f"refusing to store NaN or infinite feature values of {', '.join(bad[:5])}", path=self.directory
+                )
             _write_atomic(table, self.directory / PARTS_DIR / f"{key}.parquet", dictionary=False)
             self._rows = []
         if self._failures:

@@ -5,11 +5,16 @@ is extracted for training or predicted on later. libsndfile (soundfile) reads th
 knows sample-exactly; everything else (mp4, m4a, mp3, webm, avi, mkv, ...) goes through FFmpeg (PyAV).
 Channels are mixed down by averaging, and resampling is done with soxr (the resampler librosa uses by
 default), never by FFmpeg, so both paths treat channels and rates identically.
+
+A file that holds less audio than its header promises (a copy cut short, a download interrupted) is an
+error, never a shorter clip: libsndfile and FFmpeg both quietly read a truncated WAV or AIFF as complete,
+so the frame count its header declares is read here and compared with what the file holds.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +30,15 @@ SOUNDFILE_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff"
 # Distributions whose code shapes the samples `load_audio` returns (decoders and the resampler).
 AUDIO_IO_LIBRARIES = ("soundfile", "av", "soxr")
 
+# Sample rates outside these bounds are a damaged or crafted header, not a recording: resampling 2**31 Hz
+# "audio" to 16 kHz gives no samples at all, and 768 kHz is the highest rate audio interfaces record.
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 768_000
+# Decoders of compressed audio add or drop a few frames of priming and padding around what the container
+# declares; more missing than this (seconds, or this fraction of the stream) means the file is cut short.
+DURATION_SLACK_S = 0.1
+DURATION_SLACK_FRACTION = 0.02
+
 
 def load_audio(
     path: str | os.PathLike,
@@ -38,7 +52,9 @@ def load_audio(
     Returns (signal, rate): signal is [samples] when `mono` (the mean of all channels), otherwise
     [channels, samples]; rate is `sample_rate` when given (soxr resampling), else the file's own rate.
     An `end_s` past the end of the file is clipped to it. Raises ExtractionError naming the file for
-    a missing, empty or undecodable file, a video without audio, and an empty segment.
+    a missing, empty or undecodable file, a file holding less audio than its header declares
+    ("truncated"), a sample rate outside [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE], a video without audio,
+    and an empty segment.
     """
     path = Path(path)
     if not path.is_file():
@@ -53,24 +69,98 @@ def load_audio(
     if path.suffix.lower() in SOUNDFILE_SUFFIXES:
         try:
             signal, rate = _read_soundfile(path, start_s, end_s)
-        except ExtractionError as soundfile_error:
+        except _Undecodable as soundfile_error:
             # A misnamed file (an m4a saved as .wav) or a codec this libsndfile lacks: FFmpeg may read it.
             try:
                 signal, rate = _read_pyav(path, start_s, end_s)
             except ExtractionError:
-                raise soundfile_error from None
+                raise ExtractionError(soundfile_error.problem, path=path) from None
     else:
         signal, rate = _read_pyav(path, start_s, end_s)
 
+    where = "the file" if start_s is None and end_s is None else f"segment [{start_s}, {end_s}) s"
     if signal.shape[1] == 0:
-        where = "the file" if start_s is None and end_s is None else f"segment [{start_s}, {end_s}) s"
         raise ExtractionError(f"{where} holds no audio samples", path=path)
     if mono:
         signal = signal.mean(axis=0)
     if sample_rate is not None and sample_rate != rate:
         signal = _resample(signal, rate, sample_rate)
         rate = sample_rate
+        if signal.shape[-1] == 0:
+            raise ExtractionError(f"{where} is shorter than one sample at {sample_rate} Hz", path=path)
     return np.ascontiguousarray(signal, dtype=np.float32), rate
+
+
+def _check_rate(rate: int, path: Path) -> None:
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise ExtractionError(
+            f"implausible sample rate {rate} Hz in the header (expected {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz)",
+            path=path,
+        )
+
+
+class _Undecodable(ExtractionError):
+    """libsndfile cannot read the file at all (a misnamed container, a codec it lacks): FFmpeg may."""
+
+
+def _truncated(path: Path, declared: int, holds: int) -> ExtractionError:
+    return ExtractionError(f"truncated: header says {declared} frames, file holds {holds}", path=path)
+
+
+def declared_frames(path: str | os.PathLike) -> int | None:
+    """The frame count a WAV (RIFF) or AIFF header promises, None for other formats or when it is unknown.
+
+    Our own reading of the two headers, because libsndfile (and FFmpeg) trim the count to what the file
+    holds without saying so: a WAV whose data chunk declares 3.3 s but holds 1.65 s reads as a complete
+    1.65-s clip. Chunk layouts: RIFF/WAVE (little-endian, 'fmt ' block align, 'data' byte size) and
+    FORM/AIFF (big-endian, 'COMM' numSampleFrames). Streamed WAVs that leave the size unset (0 or
+    0xFFFFFFFF) and RF64 files declare nothing usable.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+            if len(head) < 12:
+                return None
+            if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+                return _riff_frames(handle)
+            if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+                return _aiff_frames(handle)
+    except OSError:
+        return None
+    return None
+
+
+def _chunks(handle, endian: str):
+    """(chunk id, size, offset of its data) of each chunk after a 12-byte RIFF/FORM header."""
+    while True:
+        header = handle.read(8)
+        if len(header) < 8:
+            return
+        chunk, size = header[:4], struct.unpack(f"{endian}I", header[4:])[0]
+        offset = handle.tell()
+        yield chunk, size, offset
+        handle.seek(offset + size + (size & 1))  # chunks are padded to an even length
+
+
+def _riff_frames(handle) -> int | None:
+    block_align = None
+    for chunk, size, offset in _chunks(handle, "<"):
+        if chunk == b"fmt " and size >= 16:
+            handle.seek(offset + 12)
+            block_align = struct.unpack("<H", handle.read(2))[0]
+        elif chunk == b"data":
+            if not block_align or size in (0, 0xFFFFFFFF):
+                return None
+            return size // block_align
+    return None
+
+
+def _aiff_frames(handle) -> int | None:
+    for chunk, size, offset in _chunks(handle, ">"):
+        if chunk == b"COMM" and size >= 6:
+            handle.seek(offset + 2)
+            return struct.unpack(">I", handle.read(4))[0]
+    return None
 
 
 def _segment_frames(rate: int, start_s: float | None, end_s: float | None) -> tuple[int, int | None]:
@@ -86,13 +176,20 @@ def _read_soundfile(path: Path, start_s: float | None, end_s: float | None) -> t
     try:
         with soundfile.SoundFile(path) as audio:
             rate = audio.samplerate
+            _check_rate(rate, path)
+            declared = declared_frames(path)
+            holds = audio.frames
             start, stop = _segment_frames(rate, start_s, end_s)
-            start = min(start, audio.frames)
+            if declared is not None and declared > holds and (stop is None or stop > holds):
+                raise _truncated(path, declared, holds)  # the audio asked for is not all there
+            start = min(start, holds)
             audio.seek(start)
-            frames = -1 if stop is None else max(min(stop, audio.frames) - start, 0)
+            frames = max((holds if stop is None else min(stop, holds)) - start, 0)
             data = audio.read(frames, dtype="float32", always_2d=True)  # [samples, channels]
     except soundfile.SoundFileError as error:
-        raise ExtractionError(f"cannot decode audio: {error}", path=path) from error
+        raise _Undecodable(f"cannot decode audio: {error}", path=path) from error
+    if len(data) < frames:  # the decoder stopped before the frames the file declares
+        raise _truncated(path, holds, start + len(data))
     return data.T, rate
 
 
@@ -104,6 +201,7 @@ def _read_pyav(path: Path, start_s: float | None, end_s: float | None) -> tuple[
     """
     import av
 
+    declared = decoded = None
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
@@ -113,6 +211,8 @@ def _read_pyav(path: Path, start_s: float | None, end_s: float | None) -> tuple[
             channels = stream.codec_context.channels
             if not rate:
                 raise ExtractionError("audio stream declares no sample rate", path=path)
+            _check_rate(rate, path)
+            declared = _stream_frames(stream, rate)
             start, stop = _segment_frames(rate, start_s, end_s)
             # Convert the sample format only: keeping the stream's layout and rate leaves mixdown and
             # resampling to load_audio, identical to the soundfile path.
@@ -126,14 +226,31 @@ def _read_pyav(path: Path, start_s: float | None, end_s: float | None) -> tuple[
                 if stop is not None and decoded >= stop:
                     break
             else:  # the whole track was read: take what the resampler still buffers
-                chunks.extend(planar.to_ndarray() for planar in resampler.resample(None))
+                for planar in resampler.resample(None):
+                    chunks.append(planar.to_ndarray())
+                    decoded += planar.samples
+                wanted = declared if stop is None or declared is None else min(stop, declared)
+                if wanted is not None and decoded < wanted - max(DURATION_SLACK_S * rate, DURATION_SLACK_FRACTION * wanted):
+                    raise _truncated(path, declared, decoded)
     except ExtractionError:
         raise
     except (av.FFmpegError, ValueError) as error:
+        if decoded and declared and decoded < declared:  # the data ran out part-way, mid-packet
+            raise ExtractionError(
+                f"truncated: header says {declared} frames, file holds {decoded} before it breaks off ({error})",
+                path=path,
+            ) from error
         raise ExtractionError(f"cannot decode audio: {error}", path=path) from error
 
     signal = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), np.float32)
     return signal[:, start:stop], rate
+
+
+def _stream_frames(stream, rate: int) -> int | None:
+    """The samples an FFmpeg audio stream declares (its duration), None when the container says nothing."""
+    if stream.duration is None or stream.time_base is None:
+        return None
+    return round(float(stream.duration * stream.time_base) * rate)
 
 
 def _resample(signal: np.ndarray, rate: int, target: int) -> np.ndarray:
@@ -165,6 +282,8 @@ def segment_fingerprint(path: Path, sample: Mapping[str, Any], medium: str) -> s
     try:
         identity = file_fingerprint(path)
     except OSError as error:
+        if path.is_symlink():
+            raise ExtractionError(f"{medium} file is a symbolic link to {os.readlink(path)}, which does not exist", path=path) from error
         raise ExtractionError(f"cannot read {medium} file: {error.strerror}", path=path) from error
     start_s, end_s = sample_segment(sample)
     return f"{identity}:{start_s}-{end_s}"

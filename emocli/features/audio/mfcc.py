@@ -4,6 +4,11 @@ CFN-SR (ARCHITECTURES.md §4.1) reads RAVDESS with `librosa.load(offset=0.5, dur
 takes `librosa.feature.mfcc(n_mfcc=13)` with librosa's defaults: sample_rate=44100, offset_s=0.5,
 duration_s=2.45 and pad_to_duration=True give the same [212, 13] for every clip. The segment is cut at
 the file's own rate and then resampled with soxr, as librosa.load does.
+
+Every clip is read as mono (the mean of its channels) at `sample_rate` (16 kHz unless set), whatever rate
+and channels it was stored with: n_fft and hop_length count samples, so MFCCs of one recording stored at
+8 kHz stereo and at 96 kHz would otherwise differ in frame count (620 frames against 104 for 3.3 s)
+and in what each coefficient describes.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from emocli.core.types import Features
 from emocli.features.audio.io import (
@@ -27,7 +32,7 @@ from emocli.features.base import Extractor, ExtractorParams
 
 class MfccParams(ExtractorParams):
     n_mfcc: int = Field(13, gt=0)
-    sample_rate: int | None = Field(None, gt=0, description="resample to this rate; None: the file's own")
+    sample_rate: int = Field(16000, gt=0, description="every clip is resampled to this rate (and mixed down to mono)")
     offset_s: float = Field(0.0, ge=0, description="skip this much of the sample's audio first")
     duration_s: float | None = Field(None, gt=0, description="read at most this much; None: to the end")
     n_fft: int = Field(2048, gt=0)
@@ -35,6 +40,16 @@ class MfccParams(ExtractorParams):
     pad_to_duration: bool = Field(
         False, description="zero-pad (or trim rounding excess) to exactly duration_s, so every clip has one T"
     )
+
+    @field_validator("sample_rate", mode="before")
+    @classmethod
+    def _a_rate_is_declared(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError(
+                "give a rate (e.g. 16000): at each file's own rate, files stored at other rates give MFCCs "
+                "of other lengths and meanings"
+            )
+        return value
 
     @model_validator(mode="after")
     def _padding_needs_duration(self) -> MfccParams:
@@ -44,7 +59,7 @@ class MfccParams(ExtractorParams):
 
 
 class MfccExtractor(Extractor):
-    """MFCCs [T, n_mfcc] of a sample's (mono) audio.
+    """MFCCs [T, n_mfcc] of a sample's audio, mixed down to mono and resampled to `sample_rate`.
 
     Frame t is centred at offset_s + t * hop_length / rate seconds from the start of the sample's
     segment (librosa's centred frames).

@@ -250,7 +250,7 @@ def load_backbone(backbone: str, weights: str, device: str = "cpu") -> Backbone:
             raise ConfigError(
                 f"{backbone} has no weights {weights!r}; choose one of {names}, none, or a file"
             ) from None
-        model = get_model(backbone, weights=enum)
+        model = _downloading(backbone, enum, lambda: get_model(backbone, weights=enum))
 
     dim = _remove_classifier(model)
     transforms = enum.transforms() if enum is not None else None
@@ -262,6 +262,24 @@ def load_backbone(backbone: str, weights: str, device: str = "cpu") -> Backbone:
         mean=tuple(getattr(transforms, "mean", IMAGENET_MEAN)),
         std=tuple(getattr(transforms, "std", IMAGENET_STD)),
     )
+
+
+def _downloading(backbone: str, enum, build):
+    """Build a model whose weights torchvision downloads into torch's hub cache; an OSError (no network,
+    a proxy, a full disk) becomes one line saying what could not be downloaded and how to do without."""
+    try:
+        return build()
+    except OSError as error:  # urllib's URLError and HTTPError are OSErrors
+        import torch
+
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        reason = getattr(error, "reason", None) or error
+        offline = f", or weights=offline (packaged, no download) for {', '.join(OFFLINE_BACKBONES)}"
+        raise ConfigError(
+            f"cannot download the {backbone} weights {enum.name} from {enum.url} ({reason}). Without the "
+            f"internet: fetch that file elsewhere and put it in {cache}/, or pass weights=<a local .pth or "
+            f".safetensors file>{offline if backbone in OFFLINE_BACKBONES else ''}"
+        ) from None
 
 
 def _weights_file(weights: str) -> Path | None:

@@ -8,9 +8,9 @@ library calls they replace, and predict's silence check against the extraction i
   silence:    `predictor.is_silent` on a 4-second segment (a wav, and the aac track of an mp4) against
               eGeMAPS functionals of the same segment (what an audio run extracts anyway); median of --repeats.
 
-Writes benchmarks/results/harden-runs.json.
+Writes benchmarks/results/harden_runs.json.
 
-    python benchmarks/harden.py [--megabytes 100] [--repeats 5]
+    python benchmarks/harden_runs.py [--megabytes 100] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def main() -> None:
     figures["load_average_1min"] = round(os.getloadavg()[0], 2)
     for key, value in figures.items():
         print(f"{key:36s} {value}")
-    print(write_results("harden-runs", figures))
+    print(write_results("harden_runs", figures))
 
 
 if __name__ == "__main__":
