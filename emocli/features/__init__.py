@@ -9,6 +9,7 @@ from emocli.core.lazy import import_object
 EXTRACTORS: dict[str, str] = {
     "opensmile": "emocli.features.audio.opensmile:OpenSmileExtractor",
     "mfcc": "emocli.features.audio.mfcc:MfccExtractor",
+    "whisper": "emocli.features.audio.whisper:WhisperExtractor",
     "hf-text": "emocli.features.text.transformer:TransformerTextExtractor",
     "glove": "emocli.features.text.glove:GloveExtractor",
     "clip-table": "emocli.features.visual.table:ClipTableExtractor",
