@@ -32,6 +32,7 @@ test: install
 BENCH_ARGS ?=
 bench: install
 	$(PY) benchmarks/extract_audio.py --root $(SHARED)/ravdess
+	$(PY) benchmarks/extract_whisper.py --root $(SHARED)/ravdess
 	$(PY) benchmarks/extract_memory.py --root $(SHARED)/ravdess $(BENCH_ARGS)
 	$(PY) benchmarks/model_step.py
 	$(PY) benchmarks/train_epoch.py $(BENCH_ARGS)
