@@ -6,7 +6,7 @@ weights the `whisper` extractor reads (an offline package converted once, a hub 
 short audio as one 30-s window, longer audio with transformers' sequential long-form algorithm, which
 moves its 30-s window to the last timestamp it predicted. Greedy decoding by default (`num_beams=1`).
 transformers rather than CTranslate2/faster-whisper: no extra dependency for the same result on these
-weights; on this project's CPU CTranslate2 decoded about 1.5x faster (docs/FEATURES.md has the figures).
+weights; on this project's CPU CTranslate2 decoded 1.1-1.8x faster per CPU-second (docs/FEATURES.md).
 
 The input is always padded to Whisper's 30-s window: decoding from the cut input the feature extractor
 may use makes Whisper repeat itself (measured on RAVDESS: the sentence several times over).

@@ -9,8 +9,8 @@ The input is Whisper's 80-bin (128 for large-v3) log-mel spectrogram from transf
 frame i centred at 0.02 * i s. Whisper was trained on 30-s windows (3000 mel frames, 1500 positions).
 `window = "padded"` feeds every chunk zero-padded to 30 s as in training and keeps the frames of the
 audio itself; `window = "cut"` feeds the audio's own frames only, with the position table sliced to
-them: about 8x cheaper on RAVDESS's 3.7-s clips (and, measured there, no worse for emotion), but
-outside what Whisper saw in training, so the two give different features. Segments over 30 s are
+them: about 10x cheaper on RAVDESS's 3.7-s clips (benchmarks/extract_whisper.py), but outside what
+Whisper saw in training, so the two give different features. Segments over 30 s are
 encoded in equal chunks of at most 30 s (encoders.py). Only the encoder is kept in memory.
 """
 
