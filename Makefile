@@ -39,6 +39,7 @@ test: install
 BENCH_ARGS ?=
 bench: install
 	$(PY) benchmarks/extract_audio.py --root $(SHARED)/ravdess
+	$(PY) benchmarks/extract_whisper.py --root $(SHARED)/ravdess
 	$(PY) benchmarks/extract_memory.py --root $(SHARED)/ravdess $(BENCH_ARGS)
 	$(PY) benchmarks/extract_faces.py
 	$(PY) benchmarks/extract_text.py --root $(SHARED)/meld

@@ -13,6 +13,7 @@ def test_floor_per_fold_on_separable_features(tmp_path):
     result = logistic_regression_floor(store, folds=all_folds(store))
     assert [u["fold"] for u in result["units"]] == [0, 1, 2]
     assert all(u["C"] in C_GRID for u in result["units"])
+    assert all(0.8 < u["valid"]["accuracy"] <= 1.0 for u in result["units"])  # the chosen C's, on validation
     assert result["dim"] == 6 + 4  # the audio vector and the mean-pooled visual sequence
     # class means are 2 sd apart: a linear model must beat chance (1/3) by far
     assert result["summary"]["mean"]["accuracy"] > 0.8

@@ -1,4 +1,4 @@
-"""Transcripts and segmentation for emo predict (emocli/segments.py)."""
+"""Transcripts and segmentation for emo predict (emocli/predict/segments.py)."""
 
 from __future__ import annotations
 

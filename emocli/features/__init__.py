@@ -19,6 +19,8 @@ ENTRY_POINT_GROUP = "emocli.extractors"
 EXTRACTORS: dict[str, str] = {
     "opensmile": "emocli.features.audio.opensmile:OpenSmileExtractor",
     "mfcc": "emocli.features.audio.mfcc:MfccExtractor",
+    "whisper": "emocli.features.audio.whisper:WhisperExtractor",
+    "hf-audio": "emocli.features.audio.hf_audio:HfAudioExtractor",
     "hf-text": "emocli.features.text.transformer:TransformerTextExtractor",
     "glove": "emocli.features.text.glove:GloveExtractor",
     "clip-table": "emocli.features.visual.table:ClipTableExtractor",
