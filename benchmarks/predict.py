@@ -61,7 +61,7 @@ def make_clip(path: Path, seed: int) -> Path:
 
 
 def command(run: Path, *inputs: Path) -> list[str]:
-    return [sys.executable, "-m", "emocli", "predict", str(run), *map(str, inputs), "--quiet"]
+    return [sys.executable, "-m", "emocli", "predict", "--model", str(run), *map(str, inputs), "--quiet"]
 
 
 def cold_start(run: Path, clip: Path, repeats: int = 3) -> list[float]:

@@ -55,8 +55,8 @@ def main() -> None:
         "python -c 'import torch' (floor)": [sys.executable, "-c", "import torch"],
         "emo --help": [*emo, "--help"],
         "emo models": [*emo, "models"],
-        "emo predict, CFN-SR run (no spiking layer)": [*emo, "predict", str(trained_run(work, "audio")), str(clip), "--quiet"],
-        "emo predict, SMILE run (spiking)": [*emo, "predict", str(trained_run(work, "audio+text")), str(clip), "--quiet"],
+        "emo predict, CFN-SR run (no spiking layer)": [*emo, "predict", "--model", str(trained_run(work, "audio")), str(clip), "--quiet"],
+        "emo predict, SMILE run (spiking)": [*emo, "predict", "--model", str(trained_run(work, "audio+text")), str(clip), "--quiet"],
     }
     figures = {}
     for name, command in cases.items():

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from emocli.core.samples import SampleSet
     from emocli.features.store import ExtractionReport
+    from emocli.predict.bundle import BundlePredictor
     from emocli.predict.predictor import PredictionResult, Predictor
     from emocli.training.trainer import RunSummary
 
@@ -178,13 +179,19 @@ def evaluate(
                         plot=plot)
 
 
-def load_predictor(model: str | Path | None = None, *, device: str = "auto", workers: int = 0) -> Predictor:
-    """A model ready to predict: a run folder or unit, or a shipped pretrained model's name (default)."""
+def load_predictor(
+    model: str | Path | None = None, *, device: str = "auto", workers: int = 0, revision: str | None = None
+) -> Predictor | BundlePredictor:
+    """A model ready to predict: a shipped pretrained model's name (default: emo-default), a run folder or
+    unit, or a hub id (at `revision`)."""
+    from emocli.predict.bundle import BundlePredictor, is_bundle
     from emocli.predict.predictor import Predictor
+    from emocli.runs.hub import DEFAULT_MODEL, resolve
 
-    if model is None:
-        raise ConfigError("give a run folder (model=...)")
-    return Predictor(model, device=device, workers=workers)
+    folder = resolve(model or DEFAULT_MODEL, revision)
+    if is_bundle(folder):
+        return BundlePredictor(folder, device=device, workers=workers)
+    return Predictor(folder, device=device, workers=workers)
 
 
 def predict(
@@ -196,7 +203,8 @@ def predict(
     device: str = "auto",
     workers: int = 0,
 ) -> PredictionResult:
-    """Emotions of raw media (`emo predict`): videos, audio, texts, folders or manifests."""
+    """Emotions of raw media (`emo predict`): videos, audio, texts, folders or manifests; by default with the
+    shipped emo-default model."""
     return load_predictor(model, device=device, workers=workers).predict(list(inputs), text=text, window_s=window)
 
 

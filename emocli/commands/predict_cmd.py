@@ -8,10 +8,14 @@ import typer
 
 
 def predict(
-    run: Path = typer.Argument(..., help="A run directory (its best unit is used) or one seed=S/fold=K unit."),
     inputs: list[Path] = typer.Argument(
         None, help="Videos, audio files, .txt/.srt/.vtt texts, folders (all media inside) or manifests (CSV/JSONL)."
     ),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="A shipped pretrained model (emo models --pretrained), a run folder or unit, or a "
+        "hub id owner/name. Default: emo-default, or the run folder given as the first input."
+    ),
+    revision: str | None = typer.Option(None, "--revision", help="With a hub id: the branch, tag or commit."),
     text: str | None = typer.Option(
         None, "--text", help="Transcript of every media input (default: clip.srt/.vtt/.txt next to clip.mp4); "
         "without media inputs, the text to predict on."
@@ -24,9 +28,11 @@ def predict(
     workers: int = typer.Option(0, "--workers", min=0, help="Worker processes for CPU extractors (0: this one)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No table and no progress display."),
 ) -> None:
-    """Predict emotions on raw media with a trained run.
+    """Predict emotions on raw media: with the shipped model by default (`emo predict clip.mp4`), or a run.
 
-    The run's extractors are rebuilt exactly as recorded in its feature_spec.json; long media are cut
+    Speech is transcribed when the model reads text and no transcript is given (Whisper, offline; the
+    text_source column says where each text came from). A run's extractors are rebuilt exactly as recorded
+    in its feature_spec.json; long media are cut
     into subtitle cues or --window segments; conversation models read an input's segments as one
     dialogue. Inputs that cannot be predicted are listed and the others still are (exit code 1 then).
     Segments whose inputs lacked a face or any sound are flagged ("visual:no_face", "audio:silent").
@@ -38,18 +44,21 @@ def predict(
     from rich.console import Console
     from rich.markup import escape
 
+    from emocli.api import load_predictor
     from emocli.features.runner import progress_bar
     from emocli.predict.outputs import check_outputs, plot_timeline, write_predictions
-    from emocli.predict.predictor import Predictor
 
-    check_outputs(output, plot)  # before the run loads and anything is extracted
+    check_outputs(output, plot)  # before the model loads and anything is extracted
     console, errors = Console(), Console(stderr=True)
-    predictor = Predictor(run, device=device, workers=workers)
+    inputs = list(inputs or [])
+    if model is None and inputs and _is_run(inputs[0]):  # `emo predict RUN clip.mp4`, as before --model
+        model = str(inputs.pop(0))
+    predictor = load_predictor(model, device=device, workers=workers, revision=revision)
     errors.print(escape(predictor.note), highlight=False, soft_wrap=True)
     for warning in predictor.warnings:
         errors.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     with progress_bar(not quiet) as progress:
-        result = predictor.predict(inputs or [], text=text, window_s=window, progress=progress)
+        result = predictor.predict(inputs, text=text, window_s=window, progress=progress)
     shown = not quiet and not result.table.empty
     if shown:
         console.print(_table(result, top_k))
@@ -79,6 +88,12 @@ def predict(
         raise typer.Exit(code=2)
     if result.failures:
         raise typer.Exit(code=1)
+
+
+def _is_run(path: Path) -> bool:
+    """A run folder or unit (it holds config.json files of trained units), not an input."""
+    return path.is_dir() and ((path / "config.json").is_file() or any(path.glob("seed=*/fold=*/config.json"))
+                              or (path / "bundle.json").is_file())
 
 
 def _write(errors, what: str, write, result, path: Path) -> list:

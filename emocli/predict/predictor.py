@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -110,6 +110,15 @@ def is_silent(sample: Any) -> bool:
     return rms <= 10 ** (SILENCE_DBFS / 20)
 
 
+@dataclass(frozen=True)
+class TimedText:
+    """An input's text as timed segments, given to `Predictor.predict` (a model bundle transcribes once for
+    all its heads), and where it came from (the `text_source` column)."""
+
+    cues: tuple[Cue, ...]
+    source: str
+
+
 class SpeechRecogniser(Protocol):
     """What transcribes a medium: emocli.features.audio.transcribe.Transcriber, or a test's stand-in."""
 
@@ -144,6 +153,7 @@ class Predictor:
         self.workers = workers
         self.device = device
         self.transcriber = transcriber
+        self._given: dict[str, TimedText] = {}  # this predict call's given transcripts
         self.extractors: dict[str, Extractor] = {}
         self.warnings: list[str] = []
         self.notes: list[PredictFailure] = []  # this predict call's inputs predicted not quite as asked
@@ -180,6 +190,9 @@ class Predictor:
                 if self.needs(modality):
                     raise EmoError(f"the run needs {modality} ({self.inputs[modality].extractor}); a text input has none")
         transcript = source.transcript
+        given = self._given.get(source.name)
+        if given is not None and source.segments is None:
+            transcript, source.text_source = list(given.cues), given.source
         if transcript is None and source.transcript_path is not None:
             transcript = self._sidecar(source)
             source.text_source = str(source.transcript_path) if transcript else None
@@ -267,7 +280,9 @@ class Predictor:
         text: str | None = None,
         window_s: float = 4.0,
         progress: Progress | None = None,
+        transcripts: Mapping[str, TimedText] | None = None,
     ) -> PredictionResult:
+        """`transcripts`: input name -> its text as timed segments, used instead of what the input has."""
         import numpy as np
         import pandas as pd
 
@@ -277,6 +292,7 @@ class Predictor:
         if window_s <= 0:
             raise ConfigError(f"the window must be positive, not {window_s}")
         self.notes = []
+        self._given = dict(transcripts or {})
         sources, failures = collect_sources(inputs, text)
         rows, shown = [], []
         for number, source in enumerate(sources):

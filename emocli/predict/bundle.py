@@ -1,0 +1,203 @@
+"""A model bundle: several trained units ("heads"), each reading one modality of the same media, whose
+probabilities are mapped into one shared label space and combined per segment. What `emo predict clip.mp4`
+runs by default (the shipped `emo-default`: a speech head trained on RAVDESS and a text head trained on
+MELD, reading Whisper's transcript).
+
+    BUNDLE/
+      bundle.json    {"name", "labels": [shared classes], "combine": "mean",
+                      "heads": {"audio": {"unit": "audio", "mapping": {head class: shared class}}, ...},
+                      "transcriber": "whisper-base"}
+      audio/, text/  one trained unit each (a run unit folder: config, weights, card)
+
+Each input is transcribed once; every head predicts the same segments (the transcript's timed segments,
+or --window pieces when nothing is said, where a text head has nothing to read). A head's probabilities
+are summed into the shared classes through its mapping (RAVDESS's calm and neutral both to neutral), and
+the combined probability of a segment is the mean over the heads that read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from emocli.core.errors import ConfigError, EmoError
+from emocli.predict.predictor import PROBABILITY_PREFIX, PredictionResult, Predictor, TimedText
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from rich.progress import Progress
+
+BUNDLE = "bundle.json"
+
+
+class HeadSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    unit: str  # the head's unit folder, relative to the bundle
+    mapping: dict[str, str]  # the head's class -> a shared class
+
+
+class BundleSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    labels: list[str]
+    heads: dict[str, HeadSpec]
+    combine: Literal["mean"] = "mean"
+    transcriber: str = "whisper-base"
+
+    @model_validator(mode="after")
+    def _check(self) -> BundleSpec:
+        for name, head in self.heads.items():
+            unknown = set(head.mapping.values()) - set(self.labels)
+            if unknown:
+                raise ValueError(f"head {name!r} maps to classes the bundle does not have: {sorted(unknown)}")
+        return self
+
+
+def is_bundle(folder: str | Path) -> bool:
+    return (Path(folder) / BUNDLE).is_file()
+
+
+def read_bundle(folder: str | Path) -> BundleSpec:
+    path = Path(folder) / BUNDLE
+    try:
+        return BundleSpec.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValidationError, ValueError) as error:
+        raise ConfigError(f"not a model bundle ({str(error).splitlines()[0]})", path=path) from None
+
+
+@dataclass
+class Head:
+    name: str
+    predictor: Predictor
+    mapping: dict[str, str]
+
+
+class BundlePredictor:
+    """Loads a bundle's heads once; `predict` has Predictor's interface and result, with the shared labels'
+    probabilities (`prob_<label>`) and, per head, its own label and probabilities (`<head>_label`,
+    `<head>_prob_<class>`)."""
+
+    def __init__(self, folder: str | Path, device: str = "auto", workers: int = 0):
+        from emocli.features.audio.transcribe import Transcriber
+
+        self.folder = Path(folder)
+        self.spec = read_bundle(self.folder)
+        self.transcriber = Transcriber(self.spec.transcriber, device=device)
+        self.heads = []
+        for name, head in self.spec.heads.items():
+            predictor = Predictor(self.folder / head.unit, device=device, workers=workers, transcriber=self.transcriber)
+            missing = set(predictor.label_map.names) - set(head.mapping)
+            if missing:
+                raise ConfigError(f"head {name!r} has classes its mapping lacks: {sorted(missing)}",
+                                  path=self.folder / BUNDLE)
+            self.heads.append(Head(name, predictor, head.mapping))
+        self.model_name = self.spec.name
+        self.label_names = tuple(self.spec.labels)
+        self.note = f"model: {self.spec.name} ({', '.join(h.name for h in self.heads)} heads; {self.folder})"
+        self.warnings = [w for h in self.heads for w in h.predictor.warnings]
+
+    def predict(
+        self,
+        inputs: Sequence[str | Path],
+        *,
+        text: str | None = None,
+        window_s: float = 4.0,
+        progress: Progress | None = None,
+    ) -> PredictionResult:
+        import numpy as np
+        import pandas as pd
+
+        # Transcripts once for every head: the first head that reads text makes them; the others get
+        # the same segments as given transcripts.
+        transcripts = self._transcripts(inputs, text)
+        results = {h.name: h.predictor.predict(inputs, text=text, window_s=window_s, progress=progress,
+                                               transcripts=transcripts)
+                   for h in self.heads}
+        keys = ["input", "segment"]
+        table: pd.DataFrame | None = None
+        stacked, failures = [], []
+        for head in self.heads:
+            result = results[head.name]
+            failures += [f for f in result.failures if not _reads_nothing(f)]
+            part = result.table.copy()
+            shared = self._shared(result.probabilities, result.classes, head.mapping)
+            stacked.append((part[keys], shared))
+            renamed = part.rename(columns={"label": f"{head.name}_label", "flags": f"{head.name}_flags",
+                                           **{PROBABILITY_PREFIX + c: f"{head.name}_{PROBABILITY_PREFIX}{c}"
+                                              for c in result.classes}})
+            if table is None:
+                table = renamed
+            else:
+                extra = [c for c in renamed.columns if c.startswith(f"{head.name}_")]
+                table = table.merge(renamed[keys + extra], on=keys, how="outer")
+        if table is None or table.empty:
+            empty = pd.DataFrame(columns=["input", "segment", "start_s", "end_s", "text", "text_source"])
+            return PredictionResult(empty, failures, self.label_names, "single_label", None, self.folder,
+                                    self.model_name)
+        combined = np.zeros((len(table), len(self.label_names)))
+        counts = np.zeros((len(table), 1))
+        index = {key: i for i, key in enumerate(zip(table["input"], table["segment"]))}
+        for part, shared in stacked:
+            rows = [index[key] for key in zip(part["input"], part["segment"])]
+            combined[rows] += shared
+            counts[rows] += 1
+        combined /= np.maximum(counts, 1)
+        table["label"] = [self.label_names[i] for i in combined.argmax(axis=1)]
+        table["heads"] = counts[:, 0].astype(int)
+        flag_columns = [c for c in table.columns if c.endswith("_flags")]
+        table["flags"] = [sorted({f for c in flag_columns for f in (row[c] if isinstance(row[c], list) else [])})
+                          for _, row in table.iterrows()]
+        table = table.drop(columns=flag_columns)
+        for k, name in enumerate(self.label_names):
+            table[PROBABILITY_PREFIX + name] = combined[:, k]
+        return PredictionResult(table, failures, self.label_names, "single_label", None, self.folder, self.model_name)
+
+    def _transcripts(self, inputs: Sequence[str | Path], text: str | None) -> dict[str, TimedText]:
+        """input name -> its text as timed segments, one for every medium, so that every head predicts the
+        same segments: subtitle cues as they are; an untimed text (--text, a .txt beside the medium) as
+        one segment over the whole medium; otherwise the transcribed speech (none for silence)."""
+        from emocli.core.types import Cue
+        from emocli.predict.segments import read_transcript
+        from emocli.predict.sources import collect_sources, probe_media
+
+        sources, _ = collect_sources(inputs, text)
+        transcripts = {}
+        for source in sources:
+            if source.media is None or source.segments is not None:
+                continue
+            try:
+                cues, origin = source.transcript, source.text_source
+                if cues is None and source.transcript_path is not None:
+                    cues, origin = read_transcript(source.transcript_path), str(source.transcript_path)
+                if cues and any(c.start_s is None for c in cues):
+                    duration = probe_media(source.media).duration_s
+                    cues = [Cue(0.0 if duration else None, duration, " ".join(c.text for c in cues))]
+                if cues is None:
+                    heard = self.transcriber.transcribe(source.audio or source.media)
+                    cues, origin = heard.cues, f"{self.transcriber.name} ({heard.language})"
+            except EmoError:
+                continue  # the heads report the medium's problem themselves
+            transcripts[source.name] = TimedText(tuple(cues), origin or "")
+        return transcripts
+
+    def _shared(self, probs: np.ndarray, classes: Sequence[str], mapping: dict[str, str]) -> np.ndarray:
+        import numpy as np
+
+        shared = np.zeros((len(probs), len(self.label_names)))
+        for k, name in enumerate(classes):
+            shared[:, self.label_names.index(mapping[name])] += probs[:, k]
+        return shared
+
+
+def _reads_nothing(failure: Any) -> bool:
+    """A text head's "no text here" (silence, music): not a failure of the bundle, whose speech head still
+    predicts the segment."""
+    return "needs text" in failure.message
