@@ -12,6 +12,7 @@ import typer
 
 from emocli.commands import (
     baseline_cmd,
+    bundle_cmd,
     datasets_cmd,
     demo_cmd,
     evaluate_cmd,
@@ -59,6 +60,7 @@ app.command("baseline")(baseline_cmd.baseline)
 app.command("predict")(predict_cmd.predict)
 app.command("export")(export_cmd.export)
 app.command("push")(push_cmd.push)
+app.command("bundle")(bundle_cmd.bundle)
 app.command("run")(run_cmd.run)
 app.command("demo")(demo_cmd.demo)
 app.command("models")(models_cmd.models)

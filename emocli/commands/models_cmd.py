@@ -50,8 +50,12 @@ def markdown_table(rows: list[tuple[str, ...]]) -> str:
 def models(
     count: bool = typer.Option(False, help="Build each reference configuration (on the meta device) to count its parameters."),
     markdown: bool = typer.Option(False, help="Print a Markdown table (the one in the README)."),
+    pretrained: bool = typer.Option(False, "--pretrained", help="List the trained models shipped with emo instead."),
 ) -> None:
     """List the registry models: task, modalities, input kinds, and parameter counts."""
+    if pretrained:
+        _pretrained()
+        return
     rows = registry_rows(count)
     if markdown:
         typer.echo(markdown_table(rows))
@@ -71,3 +75,23 @@ def models(
     console.print(table)
     for row in rows:
         console.print(f"[bold]{row[0]}[/]: {row[1]}", highlight=False)
+
+
+def _pretrained() -> None:
+    """The models shipped inside the package: name, what it is, where its card is."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from emocli.runs.hub import pretrained_folder, pretrained_names
+
+    table = Table(title="pretrained models (emo predict --model NAME)")
+    for column in ("name", "what", "card"):
+        table.add_column(column)
+    for name in pretrained_names():
+        folder = pretrained_folder(name)
+        spec = folder / "bundle.json"
+        what = json.loads(spec.read_text())["description"].split(".")[0] if spec.is_file() else "a trained run"
+        table.add_row(name, what, str(folder / "README.md"))
+    Console().print(table)

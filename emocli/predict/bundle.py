@@ -201,3 +201,64 @@ def _reads_nothing(failure: Any) -> bool:
     """A text head's "no text here" (silence, music): not a failure of the bundle, whose speech head still
     predicts the segment."""
     return "needs text" in failure.message
+
+
+# Files of a unit a bundle ships: what loading and its card need, not its training logs or plots.
+SHIPPED_FILES = ("config.json", "model.safetensors", "normalization.safetensors", "label_map.json", "feature_spec.json",
+                 "test_metrics.json", "README.md")
+
+
+def assemble(spec_path: str | Path, heads: dict[str, str | Path], out: str | Path) -> Path:
+    """A bundle folder from a bundle spec (bundle.json without units: name, labels, heads' mappings,
+    transcriber) and one trained unit per head; writes `out`/bundle.json, a unit folder per head and a
+    README card naming each head's training data, test figures, licence and weights' sha256."""
+    import hashlib
+    import json
+    import shutil
+
+    from emocli.core.io import write_text
+    from emocli.runs.inference import TrainedUnit, choose_unit
+
+    spec_path, out = Path(spec_path), Path(out)
+    raw = json.loads(spec_path.read_text(encoding="utf-8"))
+    unknown = set(heads) ^ set(raw.get("heads", {}))
+    if unknown:
+        raise ConfigError(f"heads given and heads of the spec differ: {sorted(unknown)}", path=spec_path)
+    for name in raw["heads"]:
+        raw["heads"][name]["unit"] = name
+    spec = BundleSpec.model_validate(raw)
+    rows = []
+    staging = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name, run in heads.items():
+        unit, _ = choose_unit(run)
+        trained = TrainedUnit.read(unit)
+        missing = set(trained.label_map.names) - set(spec.heads[name].mapping)
+        if missing:
+            raise ConfigError(f"head {name!r}: the mapping lacks the unit's classes {sorted(missing)}", path=spec_path)
+        (staging / name).mkdir()
+        for file in SHIPPED_FILES:
+            if (unit / file).is_file():
+                shutil.copyfile(unit / file, staging / name / file)
+        weights = hashlib.sha256((unit / "model.safetensors").read_bytes()).hexdigest()
+        metrics = json.loads((unit / "test_metrics.json").read_text())["metrics"]
+        features = ", ".join(f"{m}: {s.extractor_spec.get('extractor')} {s.extractor_spec.get('params', {}).get('model', '')}".strip()
+                             for m, s in trained.inputs.items())
+        rows.append(f"| {name} | {trained.model_name} | {trained.config['dataset']} (seed {trained.config['seed']}, "
+                    f"fold {trained.config['fold']}) | {features} | {metrics.get('accuracy', float('nan')) * 100:.2f} | "
+                    f"{metrics.get('weighted_f1', float('nan')) * 100:.2f} | `{weights[:16]}` |")
+    write_text(staging / BUNDLE, spec.model_dump_json(indent=2) + "\n")
+    mapping = "\n".join(f"- {name}: " + ", ".join(f"{k} → {v}" for k, v in head.mapping.items())
+                        for name, head in spec.heads.items())
+    card = (f"# {spec.name}\n\n{spec.description}\n\n## Heads\n\n"
+            "| head | model | trained on | features | test accuracy % | test weighted F1 % | weights sha256 |\n"
+            "|---|---|---|---|---|---|---|\n" + "\n".join(rows) +
+            f"\n\nEach head's own card (its README.md) gives its data, protocol, results and licence.\n\n"
+            f"## Shared labels\n\n{', '.join(spec.labels)}; each head's classes map onto them:\n\n{mapping}\n\n"
+            "The combined probability of a segment is the mean of the mapped probabilities of the heads that "
+            f"read it. Speech is transcribed with {spec.transcriber}.\n")
+    write_text(staging / "README.md", card)
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+    return out
