@@ -55,6 +55,9 @@ class CFNSRConfig(ModelConfig):
     audio_weights: str | None = None
     # One file for every fold is refused (see `resolve_weights`) unless this says it never saw a test actor.
     weights_exclude_test_actors: bool = False
+    # Activation checkpointing of the ResNeXt-3D in training: each block's activations are recomputed in the
+    # backward pass instead of kept (the same gradients and BatchNorm statistics; benchmarks/memory.py).
+    video_checkpointing: bool = True
 
     # Training defaults: Adam, no weight decay or schedule.
     lr: float = 1e-3
@@ -198,7 +201,7 @@ class CFNSR(nn.Module):
         self.video: nn.Module | None = None
         if visual is not None:
             if visual.kind == "clip":
-                self.video = resnext3d50(stem_relu=config.video_stem_relu)
+                self.video = resnext3d50(stem_relu=config.video_stem_relu, checkpointing=config.video_checkpointing)
                 _load_backbone(self.video, config, "video_weights", classifier="fc.")
             else:
                 self.video = nn.Sequential(nn.Linear(visual.dim, config.video_dim), nn.ReLU())
