@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from emocli.core.errors import ConfigError, EmoError
 from emocli.models.base import count_parameters
 from emocli.models.blocks.attention import MulTEncoder, sinusoidal_positions
-from emocli.models.blocks.resnext3d import resnext3d50
+from emocli.models.blocks.resnext3d import ResNeXt3D, resnext3d50
 from emocli.models.cfnsr import CFNSR, CFNSRConfig, MFCCNet, resolve_weights
 from emocli.models.registry import get_model
 
@@ -202,6 +202,27 @@ def test_weights_errors_name_the_file(tmp_path):
         config("sequence", "sequence", video_weights=str(tmp_path / "video.pth"))
     with pytest.raises(ValueError, match="audio input"):
         config(None, "sequence", audio_weights=str(tmp_path / "mfcc.pth"))
+
+
+def test_video_checkpointing_gives_the_same_gradients_and_batch_norm_statistics():
+    """The ResNeXt-3D's stem and blocks recomputed in the backward pass: the same features and gradients,
+    and each BatchNorm's running statistics updated once per training forward, not again when recomputed."""
+    results = {}
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        net = ResNeXt3D((1, 1, 1, 1), checkpointing=checkpointing).train()  # one block per stage: quick
+        clip = torch.randn(2, 3, 4, 32, 32, generator=torch.Generator().manual_seed(1))
+        features = net.forward_features(clip)
+        features.pow(2).sum().backward()
+        buffers = {n: b.clone() for n, b in net.named_buffers()}
+        results[checkpointing] = (features.detach(), {n: p.grad for n, p in net.named_parameters()}, buffers)
+    (features, grads, buffers), (c_features, c_grads, c_buffers) = results[False], results[True]
+    assert torch.allclose(features, c_features, atol=1e-6)
+    assert all(torch.allclose(grads[n], c_grads[n], rtol=1e-4, atol=1e-6 * float(grads[n].abs().max())) for n in grads)
+    assert float(grads["conv1.weight"].abs().max()) > 0
+    assert all(torch.allclose(buffers[n], c_buffers[n], rtol=1e-6, atol=1e-7) for n in buffers)
+    assert int(c_buffers["bn1.num_batches_tracked"]) == 1
+    assert CFNSR(config("sequence", "clip")).video.checkpointing  # on by default in CFN-SR
 
 
 def test_configuration_and_input_errors():

@@ -193,6 +193,25 @@ def test_soft_bottom_k_gradients_are_finite_in_float32_at_mmers_shapes():
     assert torch.allclose(implicit.double(), reference, rtol=1e-3, atol=1e-4 * float(reference.abs().max()))
 
 
+def test_encoder_checkpointing_gives_the_same_outputs_and_gradients():
+    """Recomputing the encoder layers in the backward pass (dropout included, from the same random state)
+    changes memory, not the maths."""
+    results = {}
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = MMER(tiny_config(encoder_checkpointing=checkpointing)).double().train()
+        inputs, masks = batch(model.config)
+        inputs = {m: x.double() for m, x in inputs.items()}
+        torch.manual_seed(1)
+        out = model(inputs, masks)
+        (out.logits.sum() + out.aux["masked_logits"].pow(2).sum()).backward()
+        results[checkpointing] = (out.logits.detach(), {n: p.grad for n, p in model.named_parameters()})
+    (logits, grads), (c_logits, c_grads) = results[False], results[True]
+    assert torch.allclose(logits, c_logits, atol=1e-12)
+    assert all(torch.allclose(grads[n], c_grads[n], atol=1e-10) for n in grads if grads[n] is not None)
+    assert [n for n in grads if grads[n] is None] == [n for n in c_grads if c_grads[n] is None]
+
+
 def test_batch_cost_scale_couples_the_samples():
     scores = torch.tensor([[0.4, 0.45, 0.5, 0.55], [0.0, 0.3, 0.7, 1.0]])
     real = torch.ones(2, 4, dtype=torch.bool)

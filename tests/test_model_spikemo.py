@@ -126,17 +126,44 @@ def released_dialogue_rnn(cell: DialogueRNN, u, qmask):
 
 
 def test_dialogue_rnn_matches_the_released_cell():
+    """Outputs and gradients (the attention's running softmax against the released stacked one)."""
     torch.manual_seed(0)
     cell = DialogueRNN(dim=8, dropout=0.0)
-    u = torch.randn(L, B, 8)
+    u = torch.randn(L, B, 8, requires_grad=True)
     speaker = torch.randint(0, 3, (L, B))
     real = torch.ones(L, B, dtype=torch.bool)
     real[4:, 1] = False
     qmask = F.one_hot(speaker, 3).float() * real.unsqueeze(-1)  # padded rows are all zeros
-    with torch.no_grad():
-        ours = cell(u, speaker.masked_fill(~real, 0), real, parties=3)
-        released = released_dialogue_rnn(cell, u, qmask)
+    weights = torch.randn(L, B, 8)
+    results = []
+    for run in (lambda: cell(u, speaker.masked_fill(~real, 0), real, 3), lambda: released_dialogue_rnn(cell, u, qmask)):
+        out = run()
+        grads = torch.autograd.grad((out * weights).sum(), [u, *cell.parameters()])
+        results.append((out.detach(), grads))
+    (ours, our_grads), (released, released_grads) = results
     assert torch.allclose(ours, released, atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-5 * float(b.abs().max())) for a, b in zip(our_grads, released_grads))
+    assert float(our_grads[-1].abs().max()) > 0  # the attention's weight
+
+
+def test_dialogue_rnn_keeps_linear_memory_in_the_dialogue_length():
+    """The attention's history is kept as running sums: what the autograd graph saves grows linearly with
+    the dialogue's length, not with its square (one growing [t, B, D] stack per step)."""
+    saved: list[int] = []
+
+    def pack(tensor):
+        saved.append(tensor.numel())
+        return tensor
+
+    cell = DialogueRNN(dim=8, dropout=0.0)
+    totals = {}
+    for steps in (10, 100):
+        saved.clear()
+        u = torch.randn(steps, 2, 8, requires_grad=True)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            cell(u, torch.zeros(steps, 2, dtype=torch.long), torch.ones(steps, 2, dtype=torch.bool), parties=1)
+        totals[steps] = sum(saved)
+    assert totals[100] < 12 * totals[10]  # 10x the steps: ~10x (the stacked history gave ~18x)
 
 
 def test_reversal_index_reverses_within_each_dialogue():
@@ -306,3 +333,26 @@ def test_dswa_weights_vary_over_utterances_on_relu_streams_and_the_spikformer_le
         spikformer_grads[normalize] = norm(model.spikformer.blocks) / norm(model.projections)
     assert spikformer_grads[True] > 1e-2
     assert spikformer_grads[False] < 1e-5
+
+
+@pytest.mark.parametrize("faithful", [False, True])
+def test_spike_checkpointing_gives_the_same_outputs_gradients_and_membranes(faithful):
+    """Chunked activation checkpointing of the Spikformer's time steps changes memory, not the maths: the
+    same logits and gradients, also when membranes leak from one modality's pass to the next (faithful)."""
+    results = {}
+    for chunks in (0, 3):  # 3 chunks of T = 8 steps: 3 + 3 + 2
+        torch.manual_seed(0)
+        model = SpikEmo(small_config(faithful=faithful, spike_checkpoint_chunks=chunks)).double()
+        inputs, masks = dialogues(dtype=torch.float64)
+        inputs["audio"].requires_grad_()
+        logits = model(inputs, masks).logits
+        logits[masks["utterance"]].pow(2).sum().backward()
+        membranes = [m.v.detach().clone() for m in model.spikformer.modules() if type(m).__name__ == "LIFNode"]
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        results[chunks] = (logits.detach(), inputs["audio"].grad, grads, membranes)
+    (logits, audio, grads, membranes), (c_logits, c_audio, c_grads, c_membranes) = results[0], results[3]
+    assert torch.allclose(logits, c_logits, atol=1e-12)
+    assert torch.allclose(audio, c_audio, atol=1e-12) and float(audio.abs().max()) > 0
+    assert grads.keys() == c_grads.keys() and any(n.startswith("spikformer.blocks") for n in grads)
+    assert all(torch.allclose(grads[n], c_grads[n], atol=1e-12) for n in grads)
+    assert all(torch.equal(a, b) for a, b in zip(membranes, c_membranes))  # the last pass's final membranes

@@ -62,6 +62,9 @@ class CFNSRConfig(ModelConfig):
     audio_weights: str | None = None
     # One file for every fold is refused (see `resolve_weights`) unless this says it never saw a test actor.
     weights_exclude_test_actors: bool = False
+    # Activation checkpointing of the ResNeXt-3D in training: each block's activations are recomputed in the
+    # backward pass instead of kept (the same gradients and BatchNorm statistics; benchmarks/memory.py).
+    video_checkpointing: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> CFNSRConfig:
@@ -223,7 +226,7 @@ class CFNSR(EmotionModel):
             if visual.kind == "clip":
                 self.video = ResNeXt3D(
                     config.video_layers, config.video_cardinality, stem_relu=config.video_stem_relu,
-                    width=config.video_width,
+                    width=config.video_width, checkpointing=config.video_checkpointing,
                 )
                 _load_backbone(self.video, config, "video_weights", classifier="fc.")
             else:

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import field_validator
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from emocli.models.base import ModelConfig, ModelOutput, PerturbableModel, aligned_mosei
 from emocli.models.blocks.attention import sequence_input
@@ -48,6 +49,10 @@ class MMERConfig(ModelConfig):
     sinkhorn_epsilon: float = 0.1
     sinkhorn_iterations: int = 100
     grl_lambda: float = 0.1
+    # Activation checkpointing of every encoder layer in training: a layer keeps only its input and is recomputed
+    # in the backward pass (the same gradients, dropout included; benchmarks/memory.py). MOSEI's batch of 128
+    # keeps ~150 MB of activations per sample without it.
+    encoder_checkpointing: bool = True
     # The released code divides the transport cost by its maximum over the whole batch, so one sample's mask
     # depends on the others; "sample" divides by each sample's own maximum. None: "batch" when faithful.
     topk_cost_norm: Literal["sample", "batch"] | None = None
@@ -288,10 +293,17 @@ class MMER(PerturbableModel):
         """What adversarial parameter perturbation moves: every parameter of the tri-modal encoder."""
         return list(self.fusion_encoder.parameters())
 
+    def _encode(self, encoder: nn.TransformerEncoder, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        if not (self.config.encoder_checkpointing and torch.is_grad_enabled()):
+            return encoder(x, src_key_padding_mask=padding)
+        for layer in encoder.layers:  # what TransformerEncoder.forward runs (its fast path is inference-only)
+            x = checkpoint(layer, x, src_key_padding_mask=padding, use_reentrant=False)
+        return encoder.norm(x)
+
     def _decode(self, encoded: dict[str, torch.Tensor], real: dict[str, torch.Tensor]) -> torch.Tensor:
         """Tri-modal encoder over the time-concatenated encodings, then the label-query decoder -> [B, C]."""
         padding = ~torch.cat([real[m] for m in encoded], dim=1)
-        fused = self.fusion_encoder(torch.cat(list(encoded.values()), dim=1), src_key_padding_mask=padding)
+        fused = self._encode(self.fusion_encoder, torch.cat(list(encoded.values()), dim=1), padding)
         queries = self.label_queries.weight.unsqueeze(0).expand(fused.shape[0], -1, -1)
         labels = self.decoder(queries, fused, memory_key_padding_mask=padding)
         return self.logit_dropout(self.classifier(labels)).squeeze(-1)
@@ -302,7 +314,7 @@ class MMER(PerturbableModel):
         for m, spec in self.config.modalities.items():
             x, real[m] = sequence_input(m, spec, inputs[m], masks.get(m))
             projected[m] = self.projections[m](x)
-        encoded = {m: self.encoders[m](projected[m], src_key_padding_mask=~real[m]) for m in projected}
+        encoded = {m: self._encode(self.encoders[m], projected[m], ~real[m]) for m in projected}
         return self._decode(encoded, real), projected, encoded, real
 
     def predict_logits(self, inputs: dict[str, torch.Tensor], masks: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
@@ -330,6 +342,6 @@ class MMER(PerturbableModel):
                 cost_norm=config.cost_norm,
             )
             masked[m] = (1.0 - mask).unsqueeze(-1) * projected[m]
-        masked_encoded = {m: self.encoders[m](masked[m], src_key_padding_mask=~real[m]) for m in masked}
+        masked_encoded = {m: self._encode(self.encoders[m], masked[m], ~real[m]) for m in masked}
         masked_logits = self._decode(masked_encoded, real)
         return ModelOutput(logits=logits, aux={"masked_logits": masked_logits})

@@ -94,6 +94,11 @@ class SpikEmoConfig(ModelConfig):
     spike_qk_scale: float = 0.125
     spike_mlp_ratio: int = 4
     backend: SpikingBackend = "torch"
+    # Activation checkpointing of the Spikformer, which holds most of a training step's memory: with grad
+    # enabled its T steps run in this many chunks, each keeping only its input and the membranes it ends with,
+    # and the backward pass recomputes one chunk at a time. The same gradients for about a third more compute
+    # (benchmarks/memory.py). 0 keeps every activation.
+    spike_checkpoint_chunks: int = Field(4, ge=0)
 
     # Released-code choices (module docstring); None follows `faithful`.
     reset_between_modalities: bool | None = None
@@ -116,6 +121,8 @@ class SpikEmoConfig(ModelConfig):
         for name, divisor in (("fusion_heads", self.fusion_heads), ("spike_heads", self.spike_heads)):
             if self.model_dim % divisor:
                 raise ValueError(f"model_dim {self.model_dim} is not a multiple of {name} {divisor}")
+        if self.spike_checkpoint_chunks > self.spike_steps:
+            raise ValueError(f"spike_checkpoint_chunks {self.spike_checkpoint_chunks} exceeds spike_steps {self.spike_steps}")
         return self
 
     def context_of(self, modality: str) -> Context:
@@ -192,16 +199,25 @@ class DialogueRNN(nn.Module):
         rows = torch.arange(batch, device=u.device)
         party = u.new_zeros(batch, parties, dim)
         g = e = u.new_zeros(batch, dim)
-        history, outputs = [], []
+        # The attention over the earlier global states as running sums (an "online" softmax): Σ e^(a_s - m) g_s
+        # and Σ e^(a_s - m) with m the running maximum score. The same context as a softmax over the stacked
+        # history, in O(L) memory instead of the O(L²) of one [t, B, D] stack per step (IEMOCAP's dialogues
+        # reach 110 utterances). The result does not depend on m, so m carries no gradient.
+        weighted = normaliser = top = None
+        outputs = []
         for t in range(steps):
             speaker_state = party[rows, speaker[t]]
             g = self.dropout(self.global_cell(torch.cat([u[t], speaker_state], -1), g))
-            if history:
-                past = torch.stack(history)  # [t, B, D]
-                context = (past.mul(self.attention(past).softmax(0))).sum(0)
+            context = torch.zeros_like(g) if weighted is None else weighted / normaliser
+            score = self.attention(g)  # [B, 1]
+            if weighted is None:
+                top = score.detach()
+                share = torch.exp(score - top)  # 1, with the score's gradient
+                weighted, normaliser = share * g, share
             else:
-                context = torch.zeros_like(g)
-            history.append(g)
+                new_top = torch.maximum(top, score.detach())
+                decay, share = torch.exp(top - new_top), torch.exp(score - new_top)
+                weighted, normaliser, top = weighted * decay + share * g, normaliser * decay + share, new_top
             new_state = self.dropout(self.party_cell(torch.cat([u[t], context], -1), speaker_state))
             party = torch.where(update[t, :, None, None], party.index_put((rows, speaker[t]), new_state), party)
             e = self.dropout(self.emotion_cell(party[rows, speaker[t]], e))
@@ -309,6 +325,7 @@ class Spikformer(nn.Module):
         super().__init__()
         d = config.model_dim
         self.steps = config.spike_steps
+        self.checkpoint_chunks = config.spike_checkpoint_chunks
         # Centres and scales each utterance's features, so that about half of them spike and the pattern
         # depends on the utterance; its bias is a learnable per-feature threshold.
         self.input_norm = nn.LayerNorm(d) if config.normalizes_spike_input else None
@@ -325,9 +342,26 @@ class Spikformer(nn.Module):
         if self.input_norm is not None:
             x = self.input_norm(x)
         spikes = self.encoder(x).unsqueeze(0).expand(self.steps, *x.shape)  # encoding T copies = T copies encoded
+        if not (self.checkpoint_chunks and torch.is_grad_enabled()):
+            return self._steps(spikes, mask).mean(0)
+        # The blocks with explicit membranes, so that a chunk recomputed in the backward pass starts from the
+        # membranes it started from (spikingjelly's functional form of a stateful module).
+        from spikingjelly.activation_based import base, memopt
+
+        run = base.to_functional_forward(self, self._steps)
+        states = tuple(base.extract_memories(self))
+        total = x.new_zeros(())
+        for chunk in spikes.tensor_split(self.checkpoint_chunks):
+            (outputs,), states = memopt.checkpoint(run, (chunk, mask), states)
+            total = total + outputs.sum(0)
+        base.load_memories(self, list(states))  # the membranes the last step left, as an unchunked pass
+        return total / self.steps
+
+    def _steps(self, spikes: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """[t, B, L, D] spikes of consecutive steps -> LayerNorm(blocks) per step, from the current membranes."""
         for block in self.blocks:
             spikes = block(spikes, mask)
-        return self.norm(spikes).mean(0)
+        return self.norm(spikes)
 
 
 def _released_spikformer_init(module: nn.Module) -> None:

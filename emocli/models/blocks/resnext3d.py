@@ -1,5 +1,5 @@
 """3D ResNeXt-50 (Hara et al., "Can spatiotemporal 3D CNNs retrace the history of 2D CNNs and ImageNet?",
-the Kinetics ResNeXt of 3D-ResNets-PyTorch), the video backbone of CFN-SR (ARCHITECTURES.md §4.2).
+the Kinetics ResNeXt of 3D-ResNets-PyTorch), the video backbone of CFN-SR.
 
 Bottleneck expansion 2, cardinality 32, shortcut B (a strided 1x1x1 convolution + BN on the first block of each
 stage), layers [3, 4, 6, 3], conv1 7x7x7 stride (1, 2, 2), max-pool 3x3x3 stride 2. Module names follow the
@@ -12,10 +12,14 @@ all), space /32; a 3x30x224x224 clip gives a [2048, 2, 7, 7] map. Pooling is ada
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from functools import partial
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from emocli.core.errors import EmoError
 
@@ -63,11 +67,13 @@ class ResNeXt3D(nn.Module):
         num_classes: int | None = None,
         stem_relu: bool = True,
         width: int = 128,
+        checkpointing: bool = False,
     ) -> None:
         super().__init__()
+        self.checkpointing = checkpointing
         self.conv1 = nn.Conv3d(3, 64, kernel_size=7, stride=(1, 2, 2), padding=3, bias=False)
         self.bn1 = nn.BatchNorm3d(64)
-        # CFN-SR's fused network rebuilds the stem as conv1 -> bn1 -> maxpool and so drops this ReLU (§4.5 item 5).
+        # CFN-SR's fused network rebuilds the stem as conv1 -> bn1 -> maxpool and so drops this ReLU.
         self.relu = nn.ReLU(inplace=True) if stem_relu else nn.Identity()
         self.maxpool = nn.MaxPool3d(kernel_size=3, stride=2, padding=1)
         inplanes = 64
@@ -90,14 +96,47 @@ class ResNeXt3D(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
+    def stem(self, clip: torch.Tensor) -> torch.Tensor:
+        return self.maxpool(self.relu(self.bn1(self.conv1(clip))))
+
     def forward_features(self, clip: torch.Tensor) -> torch.Tensor:
         """clip [B, 3, T, H, W] -> [B, 2048, T', H', W']."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(clip))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        blocks = [*self.layer1, *self.layer2, *self.layer3, *self.layer4]
+        if not (self.checkpointing and torch.is_grad_enabled()):
+            x = self.stem(clip)
+            for block in blocks:
+                x = block(x)
+            return x
+        # Activation checkpointing: keep the stem's and each block's input only and recompute their activations
+        # in the backward pass, without folding the batch into the BatchNorm statistics a second time.
+        x = clip
+        for run, norms in [(self.stem, self.bn1), *((block, block) for block in blocks)]:
+            x = checkpoint(run, x, use_reentrant=False, context_fn=partial(_recomputation, norms))
+        return x
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
         pooled = self.avgpool(self.forward_features(clip)).flatten(1)
         return pooled if self.fc is None else self.fc(pooled)
+
+
+def _recomputation(norms: nn.Module) -> tuple[AbstractContextManager, AbstractContextManager]:
+    """torch.utils.checkpoint's (forward, recomputation) contexts for a part whose BatchNorms are in `norms`."""
+    return nullcontext(), _batch_norm_statistics_kept(norms)
+
+
+@contextmanager
+def _batch_norm_statistics_kept(module: nn.Module) -> Iterator[None]:
+    """A recomputation normalises with the batch's statistics again, in training mode, and would fold them into
+    the running statistics a second time: restore those to what the forward pass left."""
+    norms = [m for m in module.modules() if isinstance(m, nn.BatchNorm3d) and m.track_running_stats]
+    saved = [[buffer.clone() for buffer in (m.running_mean, m.running_var, m.num_batches_tracked)] for m in norms]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for norm, buffers in zip(norms, saved):
+                for buffer, value in zip((norm.running_mean, norm.running_var, norm.num_batches_tracked), buffers):
+                    buffer.copy_(value)
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -151,16 +190,23 @@ def load_weights(model: nn.Module, path: str | Path, ignore: tuple[str, ...] = (
 
 
 def resnext3d50(
-    *, weights: str | Path | None = None, num_classes: int | None = None, stem_relu: bool = True
+    *,
+    weights: str | Path | None = None,
+    num_classes: int | None = None,
+    stem_relu: bool = True,
+    checkpointing: bool = False,
 ) -> ResNeXt3D:
     """3D ResNeXt-50 (32x4d-style, expansion 2, shortcut B).
 
     weights: a local .safetensors or torch state-dict file to load (strict: the keys must match this model,
     including `fc.*` exactly when `num_classes` is given). num_classes: add the Kinetics-style classifier
     (None: no classifier; `forward` returns pooled features). stem_relu: False drops the ReLU after bn1, as
-    CFN-SR's fused network does.
+    CFN-SR's fused network does. checkpointing: in training, keep only each block's input and recompute the
+    rest in the backward pass (the same gradients and running statistics, a fraction of the memory).
     """
-    model = ResNeXt3D((3, 4, 6, 3), cardinality=32, num_classes=num_classes, stem_relu=stem_relu)
+    model = ResNeXt3D(
+        (3, 4, 6, 3), cardinality=32, num_classes=num_classes, stem_relu=stem_relu, checkpointing=checkpointing
+    )
     if weights is not None:
         load_weights(model, weights)
     return model
