@@ -94,6 +94,7 @@ class TrainSection(_Section):
     modalities: list[str] | None = None
     features: dict[str, str] = Field(default_factory=dict, description="modality -> feature set, extractor or preset")
     protocol: Literal["standard", "paper"] = "standard"
+    name: str | None = Field(None, description="run name: runs/<model>-<dataset>-<name> (default: a timestamp)")
 
 
 class EvaluateSection(_Section):
@@ -386,7 +387,8 @@ class _Runner:
         if not (self.where.store / "samples.parquet").is_file():
             return None
         run = plan(self.recipe.train.model, self.where.store, self._config())
-        return choose_root(self.where.runs, run, None), [(seed, fold) for seed in run.config.seeds for fold in run.folds]
+        root = choose_root(self.where.runs, run, self.recipe.train.name)
+        return root, [(seed, fold) for seed in run.config.seeds for fold in run.folds]
 
     def train(self) -> StageResult:
         from emocli.runs import layout
@@ -405,7 +407,7 @@ class _Runner:
             return StageResult("train", "planned", f"{done}/{len(units)} units finished in {root}")
         command = ["emo", "run", self.recipe.name, "train"]
         summary = train_run(self.recipe.train.model, self.where.store, self._config(), out=self.where.runs,
-                            device=self.device, command=command, console=self.console)
+                            name=self.recipe.train.name, device=self.device, command=command, console=self.console)
         self.run_root = summary.root
         status = "skipped" if summary.skipped else "done"
         detail = f"{len(summary.results)} units in {summary.root}" + (" (finished before)" if summary.skipped else "")
