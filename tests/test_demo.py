@@ -28,7 +28,7 @@ def statuses(report) -> list[tuple[str, str]]:
 def test_demo_runs_every_stage_and_keep_reuses_it(app, tmp_path):
     out = tmp_path / "demo"
     runner = CliRunner()
-    result = runner.invoke(app, ["demo", "--out", str(out), "--clips", "8"])
+    result = runner.invoke(app, ["demo", "--pipeline", "--out", str(out), "--clips", "8"])
     assert result.exit_code == 0, result.output
     assert "SYNTHETIC" in result.output
     report = out / "report"
@@ -53,7 +53,7 @@ def test_demo_runs_every_stage_and_keep_reuses_it(app, tmp_path):
     assert set(json.loads((unit / "splits.json").read_text())["test"]) == test_ids
 
     weights = (unit / "model.safetensors").stat().st_mtime_ns
-    again = runner.invoke(app, ["demo", "--out", str(out), "--clips", "8", "--keep"])
+    again = runner.invoke(app, ["demo", "--pipeline", "--out", str(out), "--clips", "8", "--keep"])
     assert again.exit_code == 0, again.output
     assert statuses(report)[4:] == [("extract", "skipped"), ("train", "skipped"), ("evaluate", "skipped"),
                                     ("predict", "skipped")]
@@ -64,7 +64,7 @@ def test_demo_never_deletes_a_folder_it_did_not_make(app, tmp_path):
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.tex").write_text("...")
-    result = CliRunner().invoke(app, ["demo", "--out", str(precious)])
+    result = CliRunner().invoke(app, ["demo", "--pipeline", "--out", str(precious)])
     assert result.exit_code != 0
     assert "was not made by `emo demo`" in str(result.exception)
     assert (precious / "thesis.tex").is_file()

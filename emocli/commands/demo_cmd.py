@@ -1,7 +1,6 @@
-"""`emo demo`: the whole pipeline on a small SYNTHETIC corpus, with nothing downloaded.
-
-It builds the corpus of emocli/demo.py, then runs the recipe pipelines/demo.toml with the same runner as
-`emo run`: extract (eGeMAPS + GloVe), train a small MMER, evaluate, and predict on one generated video.
+"""`emo demo`: emo's shipped model on an example video made on the spot (a face and four spoken sentences,
+emocli/example.py), with nothing downloaded; `emo demo --pipeline`: the whole pipeline (extract, train,
+evaluate, predict) on a small SYNTHETIC corpus (emocli/demo.py, the recipe pipelines/demo.toml).
 """
 
 from __future__ import annotations
@@ -20,18 +19,25 @@ RECIPE = Path(emocli.__file__).resolve().parent.parent / "pipelines" / "demo.tom
 
 
 def demo(
-    out: Path = typer.Option(Path("demo"), "--out", "-o", help="Folder for the corpus, store, runs and report."),
+    out: Path = typer.Option(Path("demo"), "--out", "-o", help="Folder for the example, predictions and plot (or the "
+                             "--pipeline corpus, store, runs and report)."),
+    pipeline: bool = typer.Option(False, "--pipeline", help="Run extract -> train -> evaluate -> predict on a "
+                                  "generated SYNTHETIC corpus instead."),
+    model: str = typer.Option("emo-default", "--model", "-m", help="The model that predicts on the example."),
     keep: bool = typer.Option(
         False, "--keep", help="Reuse what an earlier demo left in --out (cached features, finished run) "
         "instead of starting afresh."
     ),
     clips: int = typer.Option(24, "--clips", min=8, help="Clips per emotion (4 emotions, 8 speakers; speaker 8 is the test set)."),
 ) -> None:
-    """Run extract -> train -> evaluate -> predict on a generated SYNTHETIC corpus (a few minutes on a CPU).
-
-    The corpus is tones with emotion-like prosody, drawn faces and template sentences: the numbers show
-    that the pipeline works, nothing about emotion recognition. Real-data recipes are in pipelines/.
+    """Predict the emotions of an example video with emo's shipped model (a face, and four sentences of
+    different emotions spoken by a speech synthesiser), or with --pipeline run extract -> train -> evaluate
+    -> predict on a generated SYNTHETIC corpus (a few minutes on a CPU; its numbers show that the pipeline
+    works, nothing about emotion recognition; the real-data recipes are in pipelines/).
     """
+    if not pipeline:
+        _predict_example(out, model)
+        return
     import torch
     from rich.console import Console
 
@@ -81,3 +87,31 @@ def write_transcripts(manifest: Path, inputs: list[str]) -> None:
         for row in csv.DictReader(handle):
             if row.get("video") in wanted:
                 (manifest.parent / row["video"]).with_suffix(".txt").write_text(row["text"] + "\n", encoding="utf-8")
+
+
+def _predict_example(out: Path, model: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from emocli.api import load_predictor
+    from emocli.commands.predict_cmd import _table
+    from emocli.example import SCRIPT, write_example
+    from emocli.predict.outputs import plot_timeline, write_predictions
+
+    console, errors = Console(), Console(stderr=True)
+    example, spans = write_example(out / "example.mp4")
+    script = Table(title=f"{example}: what is said, and the emotion each line was written with", title_justify="left")
+    for column in ("seconds", "line", "written as"):
+        script.add_column(column)
+    for (start, end), line in zip(spans, SCRIPT):
+        script.add_row(f"{start:.1f}-{end:.1f}", line.text, line.intended)
+    console.print(script)
+    predictor = load_predictor(model)
+    errors.print(predictor.note, highlight=False, soft_wrap=True, markup=False)
+    result = predictor.predict([example])
+    console.print(_table(result, top_k=3))
+    for failure in result.failures:
+        errors.print(f"failed: {failure}", highlight=False, soft_wrap=True, markup=False)
+    errors.print(f"predictions: {write_predictions(result, out / 'predictions.csv')}\n"
+                 f"timeline:    {plot_timeline(result, out / 'timeline.png')}\n"
+                 "next: emo predict your_video.mp4 --plot timeline.png (README.md)", highlight=False, markup=False)
