@@ -439,7 +439,7 @@ def test_datasets_lists_licences_defaults_and_the_data_home(tmp_path):
     assert "CC BY-NC-SA 4.0: non-commercial use only, share alike, attribution" in flat
     assert "GPL-3.0: copyleft" in flat
     assert "meld MELD conversations" in flat and "default extraction: text minilm" in flat
-    assert "default extraction: audio compare2016, visual openface-au" in flat
+    assert "default extraction: audio whisper-base, visual openface-au" in flat
     assert "on request: https://sail.usc.edu/iemocap/iemocap_release.htm" in flat
     assert f"data home: {tmp_path / 'home'} (from $EMO_DATA)" in flat
 

@@ -110,7 +110,9 @@ class RavdessAdapter(DatasetAdapter):
         ),
     )
     default_extraction = (
-        DefaultExtractor(modality="audio", preset="compare2016"),
+        # Whisper base's encoder: offline, the strongest audio features measured here (docs/FEATURES.md), and
+        # free of openSMILE's research-only licence.
+        DefaultExtractor(modality="audio", preset="whisper-base"),
         # Per-clip OpenFace action units are not part of the release: used when a table is beside the clips.
         DefaultExtractor(modality="visual", preset="openface-au", requires="openface_au.parquet"),
     )
