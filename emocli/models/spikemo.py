@@ -95,7 +95,7 @@ class SpikEmoConfig(ModelConfig):
     spike_mlp_ratio: int = 4
     backend: SpikingBackend = "torch"
     # Activation checkpointing of the Spikformer, which holds most of a training step's memory: with grad
-    # enabled its T steps run in this many chunks, each keeping only its input and the membranes it ends with,
+    # enabled its T steps run in this many chunks (at most T), each keeping only its input and the membranes it ends with,
     # and the backward pass recomputes one chunk at a time. The same gradients for about a third more compute
     # (benchmarks/memory.py). 0 keeps every activation.
     spike_checkpoint_chunks: int = Field(4, ge=0)
@@ -121,8 +121,6 @@ class SpikEmoConfig(ModelConfig):
         for name, divisor in (("fusion_heads", self.fusion_heads), ("spike_heads", self.spike_heads)):
             if self.model_dim % divisor:
                 raise ValueError(f"model_dim {self.model_dim} is not a multiple of {name} {divisor}")
-        if self.spike_checkpoint_chunks > self.spike_steps:
-            raise ValueError(f"spike_checkpoint_chunks {self.spike_checkpoint_chunks} exceeds spike_steps {self.spike_steps}")
         return self
 
     def context_of(self, modality: str) -> Context:
@@ -325,7 +323,7 @@ class Spikformer(nn.Module):
         super().__init__()
         d = config.model_dim
         self.steps = config.spike_steps
-        self.checkpoint_chunks = config.spike_checkpoint_chunks
+        self.checkpoint_chunks = min(config.spike_checkpoint_chunks, config.spike_steps)
         # Centres and scales each utterance's features, so that about half of them spike and the pattern
         # depends on the utterance; its bias is a learnable per-feature threshold.
         self.input_norm = nn.LayerNorm(d) if config.normalizes_spike_input else None
