@@ -44,6 +44,7 @@ bench: install
 	$(PY) benchmarks/extract_faces.py
 	$(PY) benchmarks/extract_text.py --root $(SHARED)/meld
 	$(PY) benchmarks/model_step.py
+	EMO_SHARED_DATA=$(SHARED) $(PY) benchmarks/memory.py
 	$(PY) benchmarks/train_epoch.py $(BENCH_ARGS)
 	$(PY) benchmarks/predict.py
 	$(PY) benchmarks/download.py

@@ -336,13 +336,15 @@ def test_dswa_weights_vary_over_utterances_on_relu_streams_and_the_spikformer_le
 
 
 @pytest.mark.parametrize("faithful", [False, True])
-def test_spike_checkpointing_gives_the_same_outputs_gradients_and_membranes(faithful):
-    """Chunked activation checkpointing of the Spikformer's time steps changes memory, not the maths: the
-    same logits and gradients, also when membranes leak from one modality's pass to the next (faithful)."""
+def test_checkpointing_gives_the_same_outputs_gradients_and_membranes(faithful):
+    """Chunked activation checkpointing of the Spikformer's time steps, and of the fusion layers, changes
+    memory, not the maths: the same logits and gradients, also when membranes leak from one modality's pass
+    to the next (faithful)."""
     results = {}
-    for chunks in (0, 3):  # 3 chunks of T = 8 steps: 3 + 3 + 2
+    for chunks in (0, 3):  # 3 chunks of T = 8 steps: 3 + 3 + 2; the fusion layers checkpointed with them
         torch.manual_seed(0)
-        model = SpikEmo(small_config(faithful=faithful, spike_checkpoint_chunks=chunks)).double()
+        config = small_config(faithful=faithful, spike_checkpoint_chunks=chunks, fusion_checkpointing=chunks > 0)
+        model = SpikEmo(config).double()
         inputs, masks = dialogues(dtype=torch.float64)
         inputs["audio"].requires_grad_()
         logits = model(inputs, masks).logits

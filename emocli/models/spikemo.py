@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from emocli.core.errors import ConfigError
 from emocli.core.types import real_utterances
@@ -99,6 +100,9 @@ class SpikEmoConfig(ModelConfig):
     # and the backward pass recomputes one chunk at a time. The same gradients for about a third more compute
     # (benchmarks/memory.py). 0 keeps every activation.
     spike_checkpoint_chunks: int = Field(4, ge=0)
+    # Activation checkpointing of each fusion layer in training: it keeps its input only and is recomputed in the
+    # backward pass (18 layers over [B, L, 256]; IEMOCAP's long dialogues make them the next largest part).
+    fusion_checkpointing: bool = True
 
     # Released-code choices (module docstring); None follows `faithful`.
     reset_between_modalities: bool | None = None
@@ -424,10 +428,14 @@ class FusionStack(nn.Module):
     def __init__(self, config: SpikEmoConfig, contexts: int) -> None:
         super().__init__()
         self.layers = nn.ModuleList(FusionLayer(config, contexts) for _ in range(config.fusion_layers))
+        self.checkpointing = config.fusion_checkpointing
 
     def forward(self, x: torch.Tensor, contexts: list[torch.Tensor], mask: torch.Tensor | None) -> torch.Tensor:
         for layer in self.layers:
-            x = layer(x, contexts, mask)
+            if self.checkpointing and torch.is_grad_enabled():
+                x = checkpoint(layer, x, contexts, mask, use_reentrant=False)  # dropout's random state is kept
+            else:
+                x = layer(x, contexts, mask)
         return x
 
 
