@@ -1,5 +1,5 @@
-"""emocli.models.losses against hand computations and the papers' code (ARCHITECTURES.md §1.4, §2.1-2.2,
-§3.3)."""
+"""emocli.models.losses against hand computations and the released code of SMILE, MMER, SpikEmo and MultiEMO
+(repositories and commits in emocli/models/losses.py)."""
 
 from __future__ import annotations
 

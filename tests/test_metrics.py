@@ -1,4 +1,4 @@
-"""emocli.runs.metrics against hand-computed values (ARCHITECTURES.md §1.6, §2.1, §3.4, §4.3, §6)."""
+"""emocli.runs.metrics against hand-computed values and the papers' metric rules (emocli/runs/metrics.py)."""
 
 from __future__ import annotations
 
@@ -99,9 +99,9 @@ def test_single_label_rejects_bad_shapes():
 # ------------------------------------------------------------------------------------------- multi-label
 
 
-def test_jaccard_empty_rule_example_from_the_spec():
-    # ARCHITECTURES §6: y = [[1,0],[0,0]], ŷ = [[1,1],[0,0]]: 0.5 for the first sample; the second is
-    # empty-vs-empty and scores 0 (papers' code) or 1.
+def test_jaccard_empty_rule_example():
+    # y = [[1,0],[0,0]], ŷ = [[1,1],[0,0]]: 0.5 for the first sample; the second is empty-vs-empty and
+    # scores 0 (the papers' get_accuracy) or 1.
     y = np.array([[1, 0], [0, 0]])
     probs = np.array([[0.9, 0.6], [0.1, 0.2]])
     zero = multi_label_metrics(y, probs, ["joy", "sad"], empty_rule="zero")

@@ -51,7 +51,7 @@ def test_reference_parameter_counts():
     reference = entry.config("ravdess")
     with torch.device("meta"):
         assert count_parameters(entry.build(reference)) == entry.references["ravdess"] == 26_301_417
-        # The spec's ablations: no cross-modal block (ab_1), no residual (ab_2).
+        # The released ablations: no cross-modal block (msaf_ravdess_ab_1.py), no residual (msaf_ravdess_ab_2.py).
         assert count_parameters(entry.build(entry.config("ravdess", cross_modal=False))) == 25_916_072
         assert count_parameters(entry.build(entry.config("ravdess", residual=False))) == 26_301_417
         assert count_parameters(MFCCNet(13)) == 20_704

@@ -54,7 +54,7 @@ def test_reference_parameter_count():
     with torch.device("meta"):
         model = entry.build(entry.config("mosei"))
     assert abs(count_parameters(model) - entry.references["mosei"]) <= entry.reference_tolerance
-    assert count_parameters(model) == 28_612_100  # what the §3.2 layer list adds up to
+    assert count_parameters(model) == 28_612_100  # what the released models/modeling.py adds up to
 
 
 @pytest.mark.parametrize("task", ["multi_label", "single_label"])
@@ -115,7 +115,7 @@ def test_soft_bottom_k_selects_the_lowest_scores():
     others = torch.ones_like(mask, dtype=torch.bool).scatter_(1, low, False)
     assert mask[others].max() < 0.05
 
-    # Uniform scores, the §3.2 check: mostly on the 24 lowest of 60, and monotone in the score.
+    # Uniform scores, MOSEI's k = 24 of 60 steps: the mask is mostly on the 24 lowest, and monotone in the score.
     scores = torch.rand(3, 60, generator=generator)
     mask = soft_bottom_k(scores, torch.ones(3, 60, dtype=torch.bool), 24, epsilon=0.1, iterations=100)
     order = scores.argsort(dim=1)

@@ -1,4 +1,5 @@
-"""SMILE (ARCHITECTURES.md §1): reference count, shapes, gradients, state, batch (in)dependence, spikes."""
+"""SMILE (github.com/sleepy2333/SMILE, commit 336bca1): reference count, shapes, gradients, state, batch
+(in)dependence, spikes."""
 
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ def test_gradients_reach_every_trainable_parameter(faithful):
 
 
 def test_multi_step_branch_reproduces_the_single_step_loop():
-    """The released snn module: single-step LIFs called T = 5 times on one input without reset (§1.7.4)."""
+    """The released snn module (model.py): single-step LIFs called T = 5 times on one input without reset."""
     torch.manual_seed(0)
     branch = SpikingBranch(d=8, hidden=16, steps=5, tau=2.0)
     released = copy.deepcopy(branch)

@@ -1,4 +1,5 @@
-"""SpikEmo (ARCHITECTURES.md §2): reference counts, shapes, DialogueRNN, gradients, state, padding, spikes."""
+"""SpikEmo (github.com/Yu-xm/SpikEmo, commit a3d2791, on github.com/TaoShi1998/MultiEMO, commit e96458b):
+reference counts, shapes, DialogueRNN, gradients, state, padding, spikes."""
 
 from __future__ import annotations
 
@@ -54,10 +55,10 @@ def test_reference_parameter_counts():
     meld = entry.build(entry.config("meld"))
     assert abs(count_parameters(meld) - entry.references["meld"]) <= entry.reference_tolerance
     assert count_parameters(meld) == 31_458_567
-    assert count_parameters(meld.spikformer) == 1_719_808  # §2.2
+    assert count_parameters(meld.spikformer) == 1_719_808  # the released Model/spikformer.py: depth 2, width 256
     iemocap = SpikEmo(SpikEmoConfig.reference("iemocap"))
     assert abs(count_parameters(iemocap) - 31_390_000) <= 5_000
-    # The default build leaves out what MELD never runs (§2.3.8): the text DialogueRNN (two directions +
+    # The default build leaves out what MELD never runs: the text DialogueRNN (two directions +
     # Linear), the backward direction and Linear of audio and visual, and the Spikformer's transforms; it
     # adds the LayerNorm in front of the spike encoder.
     default = entry.build(entry.config("meld", faithful=False))
@@ -104,7 +105,8 @@ def test_sequence_inputs_are_pooled_and_speakers_default_to_one_party():
 
 
 def released_dialogue_rnn(cell: DialogueRNN, u, qmask):
-    """The released DialogueRNNCell loop (§2.1): GRU_P over every party, one-hot qmask select/update."""
+    """The released DialogueRNNCell loop (MultiEMO's Model/DialogueRNN.py): GRU_P over every party, one-hot qmask
+    select/update."""
     batch, parties, dim = u.shape[1], qmask.shape[2], u.shape[2]
     q, g_hist, e, out = torch.zeros(batch, parties, dim), [], torch.zeros(batch, dim), []
     for u_t, qm in zip(u, qmask):

@@ -142,7 +142,7 @@ def test_model_card_paper_protocol_on_validation_is_not_called_peeking():
     assert "**Paper protocol**" in card
     assert "lowest `loss` on `valid`" in card
     assert "sigmoid output > 0.35" in card
-    assert "| jaccard_accuracy | 0.2500 ± 0.0000 |" in card  # §6's example, one run
+    assert "| jaccard_accuracy | 0.2500 ± 0.0000 |" in card  # test_metrics.py's empty-rule example, one run
     assert "## Spiking activity and energy" in card
     assert "| encoder.lif | 0.0812 |" in card
     assert "compute-only estimate, 45 nm (Horowitz 2014)" in card

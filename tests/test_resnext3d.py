@@ -1,4 +1,5 @@
-"""The 3D ResNeXt-50 backbone (ARCHITECTURES.md §4.2): size, map shape, stem switch, local weights loading."""
+"""The 3D ResNeXt-50 backbone (Hara et al., CVPR 2018, as CFN-SR's networks/resnext.py at commit 2443494 of
+github.com/skeletonNN/CFN-SR builds it): size, map shape, stem switch, local weights loading."""
 
 from __future__ import annotations
 

@@ -75,7 +75,7 @@ def train(
         "Default: the model's own paper recipe."
     ),
     overrides: list[str] = typer.Option(
-        [], "--set", help="Override a config value, dotted: optimizer.lr=2e-3, model.d_model=64, step.smoothing=0.1."
+        [], "--set", help="Override a config value, dotted: optimizer.lr=2e-3, model.d_model=64, loss.smoothing=0.1."
     ),
     seeds: str | None = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 1,2,3 (default: the preset's)."),
     folds: str | None = typer.Option(

@@ -36,9 +36,10 @@ class CFNSRConfig(ModelConfig):
     # of [64, T'] for inputs zero-padded to N frames (212 -> T' = 26 -> 1664 features); longer inputs are an error.
     audio_frames: int | None = None
     audio_dropout: float = 0.4  # on the audio summary (the reference's audio block 1)
-    # Cross-modal block, built when both modalities are configured.
-    cross_modal: bool = True  # False: plain concatenation (the spec's ablation ab_1, 25,916,072 parameters)
-    residual: bool = True  # False: V <- V ⊙ α (ablation ab_2, same parameter count)
+    # Cross-modal block, built when both modalities are configured. False: plain concatenation (the released
+    # ablation networks/msaf_ravdess_ab_1.py; 25,916,072 parameters).
+    cross_modal: bool = True
+    residual: bool = True  # False: V <- V ⊙ α (networks/msaf_ravdess_ab_2.py; the same parameter count)
     transformer_layers: int = 5
     transformer_heads: int = 8
     embed_dropout: float = 0.3

@@ -1,4 +1,8 @@
-"""The papers' losses, as their released code computes them (ARCHITECTURES.md §1.4, §2.1-2.2, §3.3).
+"""The papers' losses, as their released code computes them.
+
+Released code read (commit in brackets): SMILE github.com/sleepy2333/SMILE [336bca1] train.py; MMER
+github.com/ShipingGe/MMER [db38802] train_mmer.py and utils/loss_functions.py; SpikEmo github.com/Yu-xm/SpikEmo
+[a3d2791] Loss/MultiDSCLoss.py, on MultiEMO github.com/TaoShi1998/MultiEMO [e96458b] Loss/SoftHGRLoss.py.
 
 Every loss takes the model's pre-activation logits (models/base.py) unless it says otherwise.
 Plain cross entropy (single-label) and BCE-with-logits (multi-label) are torch's own
@@ -23,7 +27,7 @@ from torch import Tensor, nn
 
 
 def smoothed_bce(logits: Tensor, targets: Tensor, smoothing: float = 0.2) -> Tensor:
-    """SMILE's training loss (§1.4): mean BCE against ỹ = |y − smoothing| (positives 0.8, negatives 0.2).
+    """SMILE's training loss: mean BCE against ỹ = |y − smoothing| (positives 0.8, negatives 0.2).
 
     SMILE applies `nn.BCELoss` to sigmoid outputs; BCE-with-logits on the logits is the same function,
     computed without the overflow of log(sigmoid(x)) (BCELoss instead clamps the log at −100, which
@@ -34,12 +38,13 @@ def smoothed_bce(logits: Tensor, targets: Tensor, smoothing: float = 0.2) -> Ten
 
 
 class AsymmetricLoss(nn.Module):
-    """MMER's `AsymmetricLossOptimized` (§3.3; Ridnik et al., ICCV 2021), multi-label.
+    """MMER's `AsymmetricLossOptimized` (Ridnik et al., "Asymmetric loss for multi-label classification",
+    ICCV 2021), multi-label.
 
     With p the sigmoid output and p₋ = min(1 − p + clip, 1) the clipped negative probability:
         ℓ = −[ y · log(p) · (1 − p)^γ₊  +  (1 − y) · log(p₋) · (1 − p₋)^γ₋ ],   logs clamped at eps,
         loss = Σℓ / B / C × scale.
-    The ×1000 is in the released code (it interacts with the gradient clip at 1.0, §3.6); the focusing
+    The ×1000 is in the released code (it interacts with the gradient clip at 1.0); the focusing
     weight keeps its gradient (`disable_torch_grad_focal_loss=False` there).
     MMER's model ends in a sigmoid and passes probabilities; with `from_logits=True` (the default,
     following models/base.py) the sigmoid is applied here first, which is the same computation.
@@ -81,12 +86,12 @@ class AsymmetricLoss(nn.Module):
 
 
 def kl_consistency(perturbed: Tensor, clean: Tensor, from_logits: bool = True) -> Tensor:
-    """MMER's consistency term after adversarial parameter perturbation (§3.3 step 6), as coded:
+    """MMER's consistency term after adversarial parameter perturbation, as train_mmer.py codes it:
 
         F.kl_div(log_softmax(p_noise, -1), softmax(p.detach(), -1))   (reduction 'mean')
 
     where p, p_noise are the model's [B, C] *sigmoid outputs*: the softmax runs across the labels'
-    sigmoid probabilities, and 'mean' averages over all B·C elements (not 'batchmean'; §3.6).
+    sigmoid probabilities, and 'mean' averages over all B·C elements (not 'batchmean').
     With `from_logits=True` (default) the sigmoid is applied here first; pass probabilities with False.
     Written out rather than calling `F.kl_div(reduction='mean')`, which warns and whose 'mean' torch
     has announced it will change to 'batchmean'.
@@ -100,7 +105,8 @@ def kl_consistency(perturbed: Tensor, clean: Tensor, from_logits: bool = True) -
 
 
 class MultiDSCLoss(nn.Module):
-    """SpikEmo's self-adjusting dice loss (§2.2; Li et al., ACL 2020), multi-class:
+    """SpikEmo's self-adjusting dice loss (Li et al., "Dice loss for data-imbalanced NLP tasks", ACL 2020),
+    multi-class:
 
         p = softmax(logits)[y],  p̃ = (1 − p)^α · p,  ℓ = 1 − (2p̃ + γ) / (p̃ + 1 + γ),  mean over samples.
 

@@ -1,6 +1,7 @@
-"""SMILE: spiking multi-modal interactive label-guided enhancement (ICME 2024). Spec: ARCHITECTURES.md §1.
+"""SMILE: spiking multi-modal interactive label-guided enhancement network (ICME 2024). Released code:
+github.com/sleepy2333/SMILE (commit 336bca1): model.py, transformer.py, decoder.py, train.py.
 
-Forward (§1.3), d = 30 everywhere, every "Enc" a one-layer post-LN BERT-style transformer whose embedding
+Forward (as released), d = 30 everywhere, every "Enc" a one-layer post-LN BERT-style transformer whose embedding
 is applied to its query and to its key/value input separately:
   x̃_m  = Linear_m(x_m) (no bias; the text gets input dropout 0.25 first)
   h_m  = Enc(x̃_m, x̃_m)                                          modality encoders b^t, b^a, b^v
@@ -13,7 +14,7 @@ is applied to its query and to its key/value input separately:
   S    = concat_time[h_lav, h_lva, h_avl, h_val, h_l, h_a, h_v]
   z_c  = Decoder(label query c, S), one BERT decoder layer over C learned label queries
   logit_c = Dropout_0.1(Linear(z_c))                            shared over labels; the dropout is on the logit
-Dynamic threshold (§1.3 step 3): ξ_u = CE_u / CE_{u-1}, with CE_u = CrossEntropy(x̃_a as logits over the d
+Dynamic threshold (model.py): ξ_u = CE_u / CE_{u-1}, with CE_u = CrossEntropy(x̃_a as logits over the d
 channels, target argmax_d x̃_v) over the frames, CE_0 = 1. ξ and CE_{u-1} live in the buffers `threshold` and
 `previous_ce` (saved with the model). `threshold_update` says when they change: "every_forward" (the
 released code: every batch, validation and test included), "train_only" (our default: training forwards
@@ -29,7 +30,7 @@ visual have different lengths, CE is taken between their per-sample (masked) tim
 Inputs: [B, T, D] with masks[m] [B, T] (True = real) or vectors [B, D] (length-1 sequences). Padded frames
 are masked out of every attention and of the time softmax. The released code has no masks (aligned MOSEI,
 60 frames each): pass none to reproduce it. Logits [B, C], pre-activation; in training they include the
-logit dropout. The released loss is BCE on sigmoid outputs with targets smoothed to |y - 0.2| (§1.4).
+logit dropout. The released loss is BCE on sigmoid outputs with targets smoothed to |y - 0.2| (train.py).
 """
 
 from __future__ import annotations
@@ -52,28 +53,28 @@ from emocli.models.registry import register_model
 
 MODALITIES = ("text", "audio", "visual")
 NONVERBAL = ("audio", "visual")
-TOKEN_TYPES = 32  # the released Config's type_vocab_size (§1.7.3)
+TOKEN_TYPES = 32  # the released transformer.py's type_vocab_size
 INITIAL_THRESHOLD = 0.8  # the released LIF constructor value; used only until the first threshold update
 
 
 class SMILEConfig(ModelConfig):
-    # Transformer widths (§1.3): d = 30, 5 heads of 6, FFN 4d in the encoders, 256 in the decoder.
+    # Transformer widths, as released: d = 30, 5 heads of 6, FFN 4d in the encoders, 256 in the decoder.
     d_model: int = 30
     heads: int = 5
     encoder_layers: int = 1
     encoder_ffn_dim: int = 120
     decoder_layers: int = 1
     decoder_ffn_dim: int = 256
-    # Dropouts (§1.3): 0.1 in the encoders' hidden path; attention-probability dropout 0.1 in every encoder
+    # Dropouts, as released: 0.1 in the encoders' hidden path; attention-probability dropout 0.1 in every encoder
     # that involves text and 0.0 in the audio/visual-only ones; 0.3 everywhere in the decoder.
     text_input_dropout: float = 0.25
     dropout: float = 0.1
     text_attention_dropout: float = 0.1
     nonverbal_attention_dropout: float = 0.0
     decoder_dropout: float = 0.3
-    logit_dropout: float = 0.1  # Dropout(Linear(z_c)) on the logit itself (§1.3 step 6, §1.7.5)
+    logit_dropout: float = 0.1  # Dropout(Linear(z_c)) on the logit itself, as released
 
-    # Spiking branch (§1.3 step 3): Linear(d -> 128) -> LIF -> Linear(128 -> d) -> LIF, τ = 2, T = 5.
+    # Spiking branch (the released `snn` module): Linear(d -> 128) -> LIF -> Linear(128 -> d) -> LIF, τ = 2, T = 5.
     snn_hidden: int = 128
     snn_steps: int = 5
     snn_tau: float = 2.0
@@ -81,12 +82,12 @@ class SMILEConfig(ModelConfig):
 
     # Released-code choices; None follows `faithful`.
     # The released softmax over r_m runs over the batch axis, so a prediction depends on the other samples
-    # of its batch (§1.7.1); "time" (default) runs over each sample's real frames.
+    # of its batch; "time" (default) runs over each sample's real frames.
     spike_softmax_axis: Literal["batch", "time"] | None = None
     # When ξ changes (see the module docstring): "every_forward" when faithful, else "train_only".
     threshold_update: Literal["every_forward", "train_only", "frozen"] | None = None
     # The released embedding computes LN(x + (x + PE) + TT): its positional module returns x + PE and the
-    # caller adds x again (§1.7.3). Default: LN(x + PE).
+    # caller adds x again. Default: LN(x + PE).
     double_input_embedding: bool | None = None
     # The released token-type embedding (32 x d per encoder, index 0 = padding_idx) is always the zero
     # vector and never trained, but its 10,560 parameters are in the reference count. Built when faithful.
@@ -153,7 +154,7 @@ def key_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | No
 
 
 class Embedding(nn.Module):
-    """Dropout(LN_1e-12(x + PE [+ x] [+ TT])), shared by an encoder's query and key/value inputs (§1.3 step 2)."""
+    """Dropout(LN_1e-12(x + PE [+ x] [+ TT])), shared by an encoder's query and key/value inputs."""
 
     def __init__(self, d: int, dropout: float, double_input: bool, token_type: bool) -> None:
         super().__init__()
@@ -243,7 +244,7 @@ class Encoder(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """Label self-attention, cross-attention to S, erf-GELU FFN; each post-LN (§1.3 step 5)."""
+    """Label self-attention, cross-attention to S, erf-GELU FFN; each post-LN (the released decoder.py)."""
 
     def __init__(self, config: SMILEConfig) -> None:
         super().__init__()
@@ -276,7 +277,7 @@ class LabelDecoder(nn.Module):
 
 
 class SpikingBranch(nn.Module):
-    """s^a / s^v (§1.3 step 3): the firing rate of Linear -> LIF -> Linear -> LIF over T steps of one input.
+    """The paper's s^a / s^v: the firing rate of Linear -> LIF -> Linear -> LIF over T steps of one input.
 
     The released code calls single-step neurons T times on the same input without a reset in between; a
     multi-step neuron over the input repeated T times is the same computation (tests/test_model_smile.py
@@ -369,7 +370,7 @@ class SMILE(SpikingModel):
         self.classifier = nn.Linear(d, 1)  # shared over the label queries
         self.logit_dropout = nn.Dropout(config.logit_dropout)
 
-        # The dynamic threshold's state (§1.3 step 3, §1.7.2): buffers, so checkpoints carry it.
+        # The dynamic threshold's state: buffers, so checkpoints carry it.
         self.register_buffer("threshold", torch.tensor(INITIAL_THRESHOLD))
         self.register_buffer("previous_ce", torch.tensor(1.0))  # CE_0 = 1
 
@@ -398,7 +399,7 @@ class SMILE(SpikingModel):
 
     def _spike_softmax(self, rate: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.config.softmax_axis == "batch":
-            return rate.softmax(0)  # the released dim=0, padded frames included (§1.7.1)
+            return rate.softmax(0)  # the released dim=0, padded frames included
         return rate.masked_fill(~mask.unsqueeze(-1), torch.finfo(rate.dtype).min).softmax(1)
 
     def forward(
@@ -415,7 +416,7 @@ class SMILE(SpikingModel):
 
         h = {name: self.encoders[name](x[name], x[name], m[name]) for name in self.modalities}
 
-        # Spiking-scaled attention E_m (§1.3 step 3).
+        # Spiking-scaled attention E_m.
         threshold = self._update_threshold(x, m)
         enhanced = {}
         with self.lif_implementation.active(next(iter(x.values())).device):
@@ -424,7 +425,7 @@ class SMILE(SpikingModel):
                 scaled = h[name] + h[name] * self._spike_softmax(rate, m[name])
                 enhanced[name] = h[name] + self.spike_attention[name](h[name], scaled, m[name])
 
-        # Modality-interactive exploration (§1.3 step 4): each stream is (features, mask).
+        # Modality-interactive exploration: each stream is (features, mask).
         if len(self.nonverbal) == 2:
             audio, visual = enhanced["audio"], enhanced["visual"]
             streams = {
@@ -434,12 +435,12 @@ class SMILE(SpikingModel):
         else:
             streams = {name: (enhanced[name], m[name]) for name in self.nonverbal}
         if "text" in self.modalities and streams:
-            text = x["text"]  # the projected input, not h_l (§1.3 step 4)
+            text = x["text"]  # the projected input, not h_l, as released
             parts = [(self.cross[f"text_{s}"](text, f, sm), m["text"]) for s, (f, sm) in streams.items()]
             parts += [(self.cross[f"{s}_text"](f, text, m["text"]), sm) for s, (f, sm) in streams.items()]
         else:
             parts = list(streams.values())
-        # S ends with the plain encoder outputs h_m, not E_m (§1.3 step 4).
+        # S ends with the plain encoder outputs h_m, not E_m, as released.
         parts += [(h[name], m[name]) for name in self.modalities]
         sequence = torch.cat([f for f, _ in parts], dim=1)
         sequence_mask = torch.cat([sm for _, sm in parts], dim=1)

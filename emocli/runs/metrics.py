@@ -11,7 +11,9 @@ Multi-label (CMU-MOSEI, NEMu; SMILE and MMER), `multi_label_metrics`:
     jaccard_accuracy (the "Acc" of HHMPN/TAILOR/MMER/SMILE: example-based Jaccard, not subset
     accuracy), hamming_loss, micro/macro F1, micro precision/recall, subset_accuracy, per_label,
     per_label_confusion. SMILE thresholds its sigmoid outputs at 0.35, MMER at 0.5; both use a strict
-    `p > threshold`, as here. ARCHITECTURES.md §1.6, §3.4, §6.
+    `p > threshold`, as here. The Jaccard rule (a sample with no true and no predicted label scores 0) is
+    `get_accuracy` in SMILE's utils.py (github.com/sleepy2333/SMILE, commit 336bca1) and in MMER's
+    train_mmer.py (github.com/ShipingGe/MMER, commit db38802).
 
 Deliberate differences from the papers' code, all of them presentation only:
 - No rounding: SMILE and MMER round Acc to 4 decimals inside the metric; rounding belongs to the

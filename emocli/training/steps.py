@@ -4,7 +4,8 @@ The objective (models/objectives.py, named by the model's registration) says wha
 step says how they are back-propagated. A model's registration names its step:
 
 - "standard": forward, the objective's terms, one backward, clip, step.
-- "perturbation" (MMER, §3.3 of its paper, in the released order):
+- "perturbation" (MMER, Ge et al., WWW 2023; in the order of train_mmer.py in github.com/ShipingGe/MMER at
+  commit db38802):
     1. p, p̂ = model(x); ℓ = the objective's terms (ASL(p) + w · ASL(p̂)), one backward. (The released code
        calls backward twice; the accumulated gradient is the same, and under DDP one forward must meet
        exactly one backward.)

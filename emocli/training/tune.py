@@ -1,6 +1,7 @@
 """Hyperparameter search that looks at the validation split only.
 
-MMSA's tune mode ranks its sampled configurations on the test split (ECOSYSTEM.md §1.8); here every
+MMSA's tune mode ranks its sampled configurations on the test split (github.com/thuiar/MMSA at commit
+a94e65d, src/MMSA/run.py: the validation call is commented out and the test split scored); here every
 trial is an ordinary `emo train` run of the base configuration plus the trial's overrides, and trials are
 ranked by their `selection_score` (the selection split's score of each unit's kept weights, mean over
 seeds and folds). Only the chosen trial's test metrics are reported. Each unit still scores its test

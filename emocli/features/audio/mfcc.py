@@ -1,7 +1,8 @@
 """MFCC sequences with librosa, including CFN-SR's fixed-length recipe.
 
-CFN-SR (ARCHITECTURES.md §4.1) reads RAVDESS with `librosa.load(offset=0.5, duration=2.45, sr=44100)` and
-takes `librosa.feature.mfcc(n_mfcc=13)` with librosa's defaults: sample_rate=44100, offset_s=0.5,
+CFN-SR (ravdess.py and dataset_prep.py of github.com/skeletonNN/CFN-SR at commit 2443494) reads RAVDESS
+with `librosa.load(offset=0.5, duration=2.45, sr=44100)` and takes `librosa.feature.mfcc(n_mfcc=13)` with
+librosa's defaults: sample_rate=44100, offset_s=0.5,
 duration_s=2.45 and pad_to_duration=True give the same [212, 13] for every clip. The segment is cut at
 the file's own rate and then resampled with soxr, as librosa.load does.
 

@@ -1,8 +1,9 @@
 """Raw face clips for 3D CNNs (CFN-SR's 3D ResNeXt-50): `emo extract clips`.
 
-CFN-SR (ARCHITECTURES.md §4.1) feeds its video network 30 frames at uniformly spaced times over the
-clip, each cropped to the face and resized to 224x224, normalised with ImageNet statistics. This
-extractor stores those frames, not features of them, so the network is trained end to end on them.
+CFN-SR (Fu et al., arXiv 2111.02172; dataset_prep.py of github.com/skeletonNN/CFN-SR at commit 2443494)
+feeds its video network 30 frames at uniformly spaced times over the clip, each cropped to the face and
+resized to 224x224, normalised with ImageNet statistics. This extractor stores those frames, not features
+of them, so the network is trained end to end on them.
 
 Storage convention. The feature store holds float32 `Features`; a clip is a sequence [T, S*S*3]:
 row t is frame t's pixels, flattened in H, W, C order, with integer values 0..255, and `times` are the
@@ -19,9 +20,10 @@ nearest frame that has one, so every clip keeps exactly `n_frames` frames as the
 clip with no face at all gets `face_fallback` ("full_frame": the centre square of the frames; "zeros":
 black frames; "error") and, unless it is an error, the flag "no_face" in its Features.
 
-channel_order "bgr" reproduces CFN-SR's quirk (§4.5.7): its frames reach the network in BGR order but
-are normalised with the RGB ImageNet mean/std. Store "bgr" clips and call `clip_tensor` with the default
-(RGB) statistics to feed checkpoints trained that way (MSAF's and CFN-SR's).
+channel_order "bgr" reproduces CFN-SR's quirk: its frames are written as JPEGs and read back with
+`cv2.imread` (video_utils.py, ravdess.py), so they reach the network in BGR order but are normalised with
+the RGB ImageNet mean/std. Store "bgr" clips and call `clip_tensor` with the default (RGB) statistics to
+feed checkpoints trained that way (MSAF's and CFN-SR's).
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 - `sequence_input`: turn one modality's input (kind "vector" [B, D] or "sequence" [B, T, D] with an optional
   padding mask) into a sequence and a boolean mask (True = real step), the form every attention model reads.
 - `sinusoidal_positions`: the fairseq/MulT sinusoidal position table.
-- `MulTEncoder`: the MulT-style self-attention transformer encoder (Tsai et al. 2019) that CFN-SR runs over
-  its audio stream (ARCHITECTURES.md §4.2): scaled input plus sinusoidal positions, embedding dropout, pre-LN
-  layers and a final LayerNorm.
+- `MulTEncoder`: the MulT-style self-attention transformer encoder (Tsai et al., ACL 2019) that CFN-SR runs
+  over its audio stream (modules/transformer.py of github.com/skeletonNN/CFN-SR at commit 2443494): scaled
+  input plus sinusoidal positions, embedding dropout, pre-LN layers and a final LayerNorm.
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """Spiking machinery shared by SMILE and SpikEmo (spikingjelly 2.x, activation_based API).
 
 - `lif`: the LIF neuron both papers use (multi-step, ATan surrogate, hard reset to 0).
-- `HeavisideEncoder`: the surrogate function used on its own as a spike encoder (SpikEmo, spec §2.2).
+- `HeavisideEncoder`: the surrogate function used on its own as a spike encoder (SpikEmo's Model/spikformer.py).
 - `LIFImplementation`: which spikingjelly LIF kernel runs on CUDA ("torch", "cuda", "triton", "auto").
 - `FiringRateMonitor`: firing rate per spiking layer, from forward hooks.
 - `estimate_energy` / `EnergyEstimate`: compute-only energy from spikingjelly's MAC and AC counters.
 - `SpikingModel`: the mixin that gives a model `spiking_modules()`, `monitor_spikes()` and `energy()`.
 
 Backends. spikingjelly 0.0.0.0.14 took `backend=` per neuron ("torch" or "cupy"). 2.0.0 removed the
-argument (passing it raises TypeError, spec §0): on CPU it always runs its torch reference, and on CUDA
+argument (passing it raises TypeError): on CPU it always runs its torch reference, and on CUDA
 it picks one implementation per process, from the environment variable SJ_LIF_CUDA_IMPLEMENTATION
 (auto|cuda|triton|torch) read at import time. The old "cupy" kernels became the native "cuda" ones, so
 "cupy" is accepted as an alias of "cuda". To make the backend a per-model setting, `LIFImplementation`
@@ -65,7 +65,8 @@ def lif(tau: float, v_threshold: float, detach_reset: bool = False) -> neuron.LI
 class HeavisideEncoder(nn.Module):
     """x -> (x >= 0) in the forward pass, the ATan surrogate gradient in the backward pass.
 
-    SpikEmo applies `surrogate.ATan()` directly to real-valued features as its spike encoder (spec §2.2);
+    SpikEmo applies `surrogate.ATan()` directly to real-valued features as its spike encoder (Model/spikformer.py
+    of github.com/Yu-xm/SpikEmo at commit a3d2791);
     a module of its own lets the firing-rate monitor and the benchmark see it.
     """
 
