@@ -68,7 +68,7 @@ def silence(folder: Path, repeats: int) -> dict:
     from media import write_video
 
     from emocli.features.presets import build_extractor
-    from emocli.predict.predictor import is_silent
+    from emocli.prediction.predictor import is_silent
 
     rate, seconds = 16000, 8.0
     t = np.arange(int(rate * seconds)) / rate

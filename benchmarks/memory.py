@@ -117,7 +117,6 @@ def make_batch(entry, config, batch: int, dataset: str | None):
     """Random inputs in the reference widths and the data's shapes, with targets (see the module docstring)."""
     import numpy as np
     import torch
-
     from emocli.training.data import Batch
 
     generator = torch.Generator().manual_seed(0)
@@ -154,9 +153,9 @@ def resident_mib() -> float:
 def run_case(name: str, batch_override: int | None) -> dict:
     """In the child process: two training steps of one case; its memory and time as a dict."""
     import torch
+    from emocli.registry import get_model
 
     from emocli.models.base import count_parameters
-    from emocli.registry import get_model
     from emocli.training.steps import make_step
 
     model_name, reference, preset, dataset, _ = CASES[name]

@@ -19,7 +19,7 @@ __all__ = ["Predictor", "datasets", "evaluate", "extract", "load_predictor", "mo
 
 def __getattr__(name: str) -> Any:
     if name == "Predictor":
-        from emocli.predict.predictor import Predictor
+        from emocli.prediction.predictor import Predictor
 
         return Predictor
     if name in __all__:

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
     from emocli.core.samples import SampleSet
     from emocli.features.store import ExtractionReport
-    from emocli.predict.bundle import BundlePredictor
-    from emocli.predict.predictor import PredictionResult, Predictor
+    from emocli.prediction.bundle import BundlePredictor
+    from emocli.prediction.predictor import PredictionResult, Predictor
     from emocli.training.trainer import RunSummary
 
 STORES = Path("stores")  # where extract writes by default, and train looks
@@ -184,14 +184,9 @@ def load_predictor(
 ) -> Predictor | BundlePredictor:
     """A model ready to predict: a shipped pretrained model's name (default: emo-default), a run folder or
     unit, or a hub id (at `revision`)."""
-    from emocli.predict.bundle import BundlePredictor, is_bundle
-    from emocli.predict.predictor import Predictor
-    from emocli.runs.hub import DEFAULT_MODEL, resolve
+    from emocli.prediction.predictor import Predictor
 
-    folder = resolve(model or DEFAULT_MODEL, revision)
-    if is_bundle(folder):
-        return BundlePredictor(folder, device=device, workers=workers)
-    return Predictor(folder, device=device, workers=workers)
+    return Predictor.from_pretrained(model, revision=revision, device=device, workers=workers)
 
 
 def predict(

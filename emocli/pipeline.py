@@ -481,8 +481,8 @@ class _Runner:
         if output.is_file() and output.stat().st_mtime >= newest:
             return StageResult("predict", "skipped", f"{output} is newer than the run and the inputs",
                                data={"output": str(output)})
-        from emocli.predict.outputs import write_predictions
-        from emocli.predict.predictor import predict
+        from emocli.prediction.outputs import write_predictions
+        from emocli.prediction.predictor import predict
 
         result = predict(root, inputs, text=section.text, window_s=section.window_s, device=self.device)
         for failure in result.failures:

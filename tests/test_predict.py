@@ -1,4 +1,4 @@
-"""emo predict's Python API (emocli/predict.py): tiny runs trained here on eGeMAPS features of generated
+"""emo predict's Python API (emocli/prediction.py): tiny runs trained here on eGeMAPS features of generated
 tones (three classes: low, mid, high pitch), then prediction on new wav/mp4 files, folders, transcripts
 and manifests."""
 
@@ -21,7 +21,7 @@ from emocli.core.types import Cue, LabelMap
 from emocli.data.normalize import Standardizer
 from emocli.features.presets import build_extractor
 from emocli.features.store import FeatureStore
-from emocli.predict.predictor import Predictor
+from emocli.prediction.predictor import Predictor
 from emocli.runs import layout
 from emocli.runs.config import TrainConfig
 from emocli.runs.inference import TrainedUnit, choose_unit

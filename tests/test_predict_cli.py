@@ -223,7 +223,7 @@ def test_silent_segments_are_flagged_in_the_table_and_the_outputs(unit, tmp_path
 
 
 def test_the_silence_threshold_is_the_documented_one():
-    from emocli.predict.predictor import SILENCE_DBFS, is_silent
+    from emocli.prediction.predictor import SILENCE_DBFS, is_silent
 
     assert SILENCE_DBFS == -60.0
     docs = (Path(__file__).parents[1] / "docs" / "PREDICT.md").read_text()

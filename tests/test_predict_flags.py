@@ -15,8 +15,8 @@ from emocli.core.samples import SampleSet
 from emocli.core.types import LabelMap
 from emocli.features.presets import build_extractor
 from emocli.features.store import FeatureStore
-from emocli.predict.outputs import write_predictions
-from emocli.predict.predictor import Predictor
+from emocli.prediction.outputs import write_predictions
+from emocli.prediction.predictor import Predictor
 from emocli.runs import layout
 from emocli.training.config import resolve_config
 from emocli.training.trainer import train_run

@@ -1,11 +1,11 @@
-"""Transcripts and segmentation for emo predict (emocli/predict/segments.py)."""
+"""Transcripts and segmentation for emo predict (emocli/prediction/segments.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from emocli.core.errors import DatasetError
-from emocli.predict.segments import (
+from emocli.prediction.segments import (
     Cue,
     Window,
     clip_cues,

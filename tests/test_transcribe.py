@@ -11,7 +11,7 @@ import soundfile as sf
 
 from emocli.core.errors import ConfigError, ExtractionError
 from emocli.features.audio.transcribe import Transcriber, transcribe
-from emocli.predict.segments import parse_subtitles
+from emocli.prediction.segments import parse_subtitles
 
 SENTENCES = {"01": "kids are talking by the door", "02": "dogs are sitting by the door"}
 

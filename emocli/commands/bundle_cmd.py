@@ -18,7 +18,7 @@ def bundle(
     from rich.console import Console
 
     from emocli.core.errors import ConfigError
-    from emocli.predict.bundle import assemble
+    from emocli.prediction.bundle import assemble
 
     given = {}
     for pair in heads:

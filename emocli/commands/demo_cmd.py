@@ -96,7 +96,7 @@ def _predict_example(out: Path, model: str) -> None:
     from emocli.api import load_predictor
     from emocli.commands.predict_cmd import _table
     from emocli.example import SCRIPT, write_example
-    from emocli.predict.outputs import plot_timeline, write_predictions
+    from emocli.prediction.outputs import plot_timeline, write_predictions
 
     console, errors = Console(), Console(stderr=True)
     example, spans = write_example(out / "example.mp4")

@@ -46,7 +46,7 @@ def predict(
 
     from emocli.api import load_predictor
     from emocli.features.runner import progress_bar
-    from emocli.predict.outputs import check_outputs, plot_timeline, write_predictions
+    from emocli.prediction.outputs import check_outputs, plot_timeline, write_predictions
 
     check_outputs(output, plot)  # before the model loads and anything is extracted
     console, errors = Console(), Console(stderr=True)

@@ -14,7 +14,10 @@ may use makes Whisper repeat itself (measured on RAVDESS: the sentence several t
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -109,7 +112,7 @@ class Transcriber:
         options: dict[str, Any] = {"language": language, "task": self.task} if self._multilingual else {}
         if long_form:
             options["attention_mask"] = inputs.attention_mask.to(self._model.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), _quiet_generation():
             output = self._model.generate(
                 features, return_timestamps=True, return_segments=True, num_beams=self.num_beams, **options,
             )
@@ -145,3 +148,16 @@ def transcribe(
 ) -> Transcript:
     """One file (or segment) transcribed; use a `Transcriber` for many, so the model loads once."""
     return Transcriber(model, language=language).transcribe(path, start_s, end_s)
+
+
+@contextlib.contextmanager
+def _quiet_generation() -> Iterator[None]:
+    """Whisper's own `generate` hands its suppress-token arguments to the shared one beside a generation
+    config, which then warns that callers should not do so: a notice for transformers, not for our users."""
+    logger = logging.getLogger("transformers.generation.utils")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

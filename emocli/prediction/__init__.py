@@ -25,7 +25,7 @@ Flags: a segment whose inputs had no face or no sound is still predicted (a mode
 its `flags` say so ("visual:no_face", "audio:silent", ...), so that the answer is not taken for one.
 
 Segments: subtitle cues when there are any (each cue is a segment with its text); otherwise fixed
-windows (emocli.predict.segments.windows); an untimed transcript makes the whole medium one segment, because
+windows (emocli.prediction.segments.windows); an untimed transcript makes the whole medium one segment, because
 its text cannot be split between windows. Conversation models (input_unit "dialogue") read the
 segments of one input as one dialogue, in time order; utterance models read each segment alone.
 """

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from emocli.core.errors import ConfigError, EmoError
-from emocli.predict.predictor import PROBABILITY_PREFIX, PredictionResult, Predictor, TimedText
+from emocli.prediction.predictor import PROBABILITY_PREFIX, PredictionResult, Predictor, TimedText
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,6 +51,9 @@ class BundleSpec(BaseModel):
     heads: dict[str, HeadSpec]
     combine: Literal["mean"] = "mean"
     transcriber: str = "whisper-base"
+    # Sections of the card (markdown): how to rebuild the bundle, and what the weights' data allows.
+    reproduce: str = ""
+    licence: str = ""
 
     @model_validator(mode="after")
     def _check(self) -> BundleSpec:
@@ -130,13 +133,13 @@ class BundlePredictor:
             part = result.table.copy()
             shared = self._shared(result.probabilities, result.classes, head.mapping)
             stacked.append((part[keys], shared))
-            renamed = part.rename(columns={"label": f"{head.name}_label", "flags": f"{head.name}_flags",
-                                           **{PROBABILITY_PREFIX + c: f"{head.name}_{PROBABILITY_PREFIX}{c}"
-                                              for c in result.classes}})
+            own = {"label": f"{head.name}_label", "flags": f"{head.name}_flags",
+                   **{PROBABILITY_PREFIX + c: f"{head.name}_{PROBABILITY_PREFIX}{c}" for c in result.classes}}
+            renamed = part.rename(columns=own)
             if table is None:
                 table = renamed
             else:
-                extra = [c for c in renamed.columns if c.startswith(f"{head.name}_")]
+                extra = [c for c in own.values() if c in renamed.columns]
                 table = table.merge(renamed[keys + extra], on=keys, how="outer")
         if table is None or table.empty:
             empty = pd.DataFrame(columns=["input", "segment", "start_s", "end_s", "text", "text_source"])
@@ -165,8 +168,8 @@ class BundlePredictor:
         same segments: subtitle cues as they are; an untimed text (--text, a .txt beside the medium) as
         one segment over the whole medium; otherwise the transcribed speech (none for silence)."""
         from emocli.core.types import Cue
-        from emocli.predict.segments import read_transcript
-        from emocli.predict.sources import collect_sources, probe_media
+        from emocli.prediction.segments import read_transcript
+        from emocli.prediction.sources import collect_sources, probe_media
 
         sources, _ = collect_sources(inputs, text)
         transcripts = {}
@@ -227,7 +230,7 @@ def assemble(spec_path: str | Path, heads: dict[str, str | Path], out: str | Pat
     for name in raw["heads"]:
         raw["heads"][name]["unit"] = name
     spec = BundleSpec.model_validate(raw)
-    rows = []
+    rows, hashes = [], []
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -243,22 +246,42 @@ def assemble(spec_path: str | Path, heads: dict[str, str | Path], out: str | Pat
                 shutil.copyfile(unit / file, staging / name / file)
         weights = hashlib.sha256((unit / "model.safetensors").read_bytes()).hexdigest()
         metrics = json.loads((unit / "test_metrics.json").read_text())["metrics"]
-        features = ", ".join(f"{m}: {s.extractor_spec.get('extractor')} {s.extractor_spec.get('params', {}).get('model', '')}".strip()
+        features = ", ".join(f"{m}: {s.extractor_spec.get('params', {}).get('model') or s.extractor_spec.get('extractor')}"
                              for m, s in trained.inputs.items())
-        rows.append(f"| {name} | {trained.model_name} | {trained.config['dataset']} (seed {trained.config['seed']}, "
-                    f"fold {trained.config['fold']}) | {features} | {metrics.get('accuracy', float('nan')) * 100:.2f} | "
-                    f"{metrics.get('weighted_f1', float('nan')) * 100:.2f} | `{weights[:16]}` |")
+        config = trained.config
+        split = f"fold {config['fold']}" if config["fold"] is not None else "its official splits"
+        rows.append(f"| {name} | {trained.model_name} | {config['dataset']}, {split}, seed {config['seed']} | {features} | "
+                    f"{metrics.get('accuracy', float('nan')) * 100:.2f} | {metrics.get('weighted_f1', float('nan')) * 100:.2f} | "
+                    f"{_recipe_summary(Path(run))} |")
+        hashes.append(f"- {name}/model.safetensors: `{weights}`")
     write_text(staging / BUNDLE, spec.model_dump_json(indent=2) + "\n")
     mapping = "\n".join(f"- {name}: " + ", ".join(f"{k} → {v}" for k, v in head.mapping.items())
                         for name, head in spec.heads.items())
     card = (f"# {spec.name}\n\n{spec.description}\n\n## Heads\n\n"
-            "| head | model | trained on | features | test accuracy % | test weighted F1 % | weights sha256 |\n"
+            "| head | model | trained on | features | test accuracy % | test weighted F1 % | "
+            "its recipe's test accuracy % (mean ± std over its units) |\n"
             "|---|---|---|---|---|---|---|\n" + "\n".join(rows) +
-            f"\n\nEach head's own card (its README.md) gives its data, protocol, results and licence.\n\n"
+            "\n\nEach head ships one trained unit; its own card (its README.md) gives its data, protocol, results "
+            "and licence.\n\nWeights (sha256):\n\n" + "\n".join(hashes) + "\n\n"
             f"## Shared labels\n\n{', '.join(spec.labels)}; each head's classes map onto them:\n\n{mapping}\n\n"
             "The combined probability of a segment is the mean of the mapped probabilities of the heads that "
             f"read it. Speech is transcribed with {spec.transcriber}.\n")
+    for title, text in (("Reproduce", spec.reproduce), ("Licence", spec.licence)):
+        if text:
+            card += f"\n## {title}\n\n{text}\n"
     write_text(staging / "README.md", card)
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return out
+
+
+def _recipe_summary(run: Path) -> str:
+    """The run's test accuracy over all its units (results.json), when the head was given a run folder."""
+    import json
+
+    results = run / "results.json"
+    if not results.is_file():
+        return "—"
+    summary = json.loads(results.read_text())["summary"]
+    mean, std, n = summary["mean"].get("accuracy"), summary["std"].get("accuracy"), summary["n"]
+    return "—" if mean is None else f"{mean * 100:.2f} ± {(std or 0) * 100:.2f} (n={n})"

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from emocli.core.errors import ConfigError, EmoError, ExtractionError
 from emocli.core.types import Cue
 from emocli.features.runner import SampleFailure
-from emocli.predict.segments import SUBTITLE_SUFFIXES, clip_cues, read_transcript, windows
-from emocli.predict.sources import MediaInfo, PredictFailure, Segment, Source, collect_sources, probe_media
+from emocli.prediction.segments import SUBTITLE_SUFFIXES, clip_cues, read_transcript, windows
+from emocli.prediction.sources import MediaInfo, PredictFailure, Segment, Source, collect_sources, probe_media
 
 if TYPE_CHECKING:
     import numpy as np
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from emocli.data.inputs import InputSpec
     from emocli.data.tables import EmotionData
     from emocli.features.base import Extractor
+    from emocli.prediction.bundle import BundlePredictor
 
 PROBABILITY_PREFIX = "prob_"
 SILENT = "silent"
@@ -165,6 +166,20 @@ class Predictor:
                     raise
                 raise ConfigError(f"inputs.{modality}: {error.problem}", path=self.unit / FEATURE_SPEC) from None
             self.warnings.extend(warnings)
+
+    @classmethod
+    def from_pretrained(cls, model: str | Path | None = None, *, revision: str | None = None, device: str = "auto",
+                        workers: int = 0) -> Predictor | BundlePredictor:
+        """A model ready to predict, by name as Hugging Face's `from_pretrained`: a shipped pretrained model
+        (default: emo-default), a run folder or unit, or a hub id (owner/name, at `revision`). A bundle of
+        heads (such as emo-default) loads as a BundlePredictor, which predicts the same way."""
+        from emocli.prediction.bundle import BundlePredictor, is_bundle
+        from emocli.runs.hub import DEFAULT_MODEL, resolve
+
+        folder = resolve(model or DEFAULT_MODEL, revision)
+        if is_bundle(folder):
+            return BundlePredictor(folder, device=device, workers=workers)
+        return cls(folder, device=device, workers=workers)
 
     def needs(self, modality: str) -> bool:
         return modality in self.inputs

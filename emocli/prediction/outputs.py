@@ -14,7 +14,7 @@ import numpy as np
 
 from emocli.core.errors import ConfigError, EmoError
 from emocli.core.io import check_writable, write_text, write_with
-from emocli.predict.predictor import PROBABILITY_PREFIX, PredictionResult
+from emocli.prediction.predictor import PROBABILITY_PREFIX, PredictionResult
 
 OUTPUT_FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
 PLOT_FORMATS = (".png", ".pdf", ".svg")

@@ -10,7 +10,7 @@ from typing import Any
 
 from emocli.core.errors import EmoError, ExtractionError
 from emocli.core.types import Cue
-from emocli.predict.segments import TRANSCRIPT_SUFFIXES, read_transcript, sidecar_transcript
+from emocli.prediction.segments import TRANSCRIPT_SUFFIXES, read_transcript, sidecar_transcript
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff", ".wma"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".wmv", ".flv"})
