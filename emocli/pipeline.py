@@ -94,7 +94,7 @@ class TrainSection(_Section):
     modalities: list[str] | None = None
     features: dict[str, str] = Field(default_factory=dict, description="modality -> feature set, extractor or preset")
     protocol: Literal["standard", "paper"] = "standard"
-    name: str | None = Field(None, description="run name: runs/<model>-<dataset>-<name> (default: a timestamp)")
+    name: str | None = Field(None, description="run name: `runs/<model>-<dataset>-<name>` (default: a timestamp)")
 
 
 class EvaluateSection(_Section):
@@ -110,7 +110,7 @@ class PredictSection(_Section):
 class OutputsSection(_Section):
     store: str = Field(description="feature store; recipes of one dataset may share it")
     runs: str = "runs"
-    report: str | None = Field(None, description="stage log, summary, predictions; default reports/<name>")
+    report: str | None = Field(None, description="stage log, summary, predictions; default `reports/<name>`")
 
 
 class ReferenceSection(_Section):

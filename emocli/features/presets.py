@@ -1,6 +1,6 @@
 """Named extractor presets: small TOML files a user can print, copy, edit and pass back as a path.
 
-A preset (emocli/presets/extract/<name>.toml)::
+A preset (`emocli/presets/extract/<name>.toml`):
 
     extractor = "opensmile"     # a registered extractor name (emocli.features.EXTRACTORS or a plugin's)
     description = "openSMILE ComParE_2016 functionals: one 6373-d vector per clip"

@@ -527,8 +527,8 @@ class FeatureStore:
     def read(self, name: str) -> pa.Table:
         """A feature set's rows: the latest per sample_id, sorted by sample_id, provenance in the metadata.
 
-        Columns: sample_id, input_fingerprint, values (fixed_size_list<float32>[D] for vectors,
-        list<fixed_size_list<float32>[D]> for sequences) and, for sequences, times (list<float64>, seconds).
+        Columns: sample_id, input_fingerprint, values (`fixed_size_list<float32>[D]` for vectors,
+        `list<fixed_size_list<float32>[D]>` for sequences) and, for sequences, times (`list<float64>`, seconds).
         """
         directory = self._feature_set_dir(name)
         return _retrying(lambda: self._read_rows(directory))

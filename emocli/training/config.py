@@ -1,6 +1,6 @@
 """A run's `TrainConfig` (runs/config.py) from a training preset plus options and `--set` overrides.
 
-Presets live in emocli/presets/train/<name>.toml (or any path) and may `extends = "<other>"`
+Presets live in `emocli/presets/train/<name>.toml` (or any path) and may `extends = "<other>"`
 (core/settings.py). When no preset is named, the model's own (its registration's `preset`: the
 optimiser, schedule, losses and selection rule of its paper) is used.
 
