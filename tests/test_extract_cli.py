@@ -156,3 +156,19 @@ def test_meld_text_with_glove(meld_root, tmp_path):
     (info,) = FeatureStore(store).find(modality="text")
     assert (info.n_rows, info.dim) == (20, 50)
     assert np.isfinite(FeatureStore(store).read_features(info.name)[samples["sample_id"][0]].values).all()
+
+
+def test_quiet_silences_the_weights_loading_bar(tmp_path):
+    """Hugging Face's "Loading weights" bar prints even when stderr is no terminal; `-q` silences it too,
+    and leaves it as it was for what runs next."""
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("text,label\nI am so happy today,joy\nThis is terrible,anger\n")
+    args = ["--dataset", "manifest", "--root", str(manifest), "--text", "minilm", "--workers", "0"]
+    loud = emo(*args, "--out", str(tmp_path / "loud"))
+    assert loud.exit_code == 0, loud.output
+    assert "Loading weights" in loud.stderr  # the bar this test is about is there without -q
+    quiet = emo(*args, "--out", str(tmp_path / "quiet"), "--quiet")
+    assert quiet.exit_code == 0, quiet.output
+    assert "Loading weights" not in quiet.stderr and "2 extracted" in quiet.stdout
+    again = emo(*args, "--out", str(tmp_path / "again"))
+    assert "Loading weights" in again.stderr

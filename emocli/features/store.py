@@ -55,7 +55,7 @@ from emocli.core.errors import ConfigError, EmoError
 from emocli.core.samples import SAMPLE_COLUMNS, PrecomputedFeatures, SampleSet, normalize_table
 from emocli.core.types import Features
 from emocli.features.base import Extractor, ExtractorParams
-from emocli.features.runner import ExtractionRunner, SampleFailure, progress_bar, sample_records
+from emocli.features.runner import ExtractionRunner, SampleFailure, hub_progress_bars, progress_bar, sample_records
 from emocli.features.sample_index import ADDITION_COLUMN, SampleIndex
 
 if TYPE_CHECKING:
@@ -710,7 +710,8 @@ class FeatureStore:
             self._write_samples(sample_set)
             plans = [self._plan(extractor, sample_set, selected, retry_failures) for extractor in everything]
             display = progress if not isinstance(progress, bool) else progress_bar(progress)
-            with display, ExtractionRunner([p.extractor for p in plans if p.todo], workers) as runner:
+            with display, hub_progress_bars(progress is not False), \
+                    ExtractionRunner([p.extractor for p in plans if p.todo], workers) as runner:
                 for plan in plans:
                     plan.start(display, commit_rows)
                 for job, index, result in runner.run_jobs([(p.extractor, [record for _, record in p.todo]) for p in plans]):
