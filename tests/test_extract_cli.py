@@ -126,8 +126,9 @@ def test_show_prints_an_editable_preset_and_lists_them():
     shown = emo("--preset", "compare2016", "--show")
     assert shown.exit_code == 0
     assert tomllib.loads(shown.output)["params"]["feature_set"] == "ComParE_2016"
-    listing = emo("--show")
+    listing = runner.invoke(app, ["extract", "--show"], env={"COLUMNS": "250"})
     assert listing.exit_code == 0 and "openface-au" in listing.output and "mfcc-cfnsr" in listing.output
+    assert "a [tokens, 50] sequence per utterance" in listing.output  # shown, not taken for rich markup
 
 
 def test_ravdess_audio_and_action_units(ravdess_root, tmp_path):

@@ -72,6 +72,7 @@ def extract(
 
 def _show_presets(preset: str | None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from emocli.features.presets import extraction_presets, preset_text, read_preset
@@ -84,7 +85,7 @@ def _show_presets(preset: str | None) -> None:
         table.add_column(column)
     for name in extraction_presets():
         loaded = read_preset(name)
-        table.add_row(name, loaded.extractor, loaded.description)
+        table.add_row(escape(name), escape(loaded.extractor), escape(loaded.description))  # "[tokens, 50]" is no tag
     Console().print(table)
 
 
