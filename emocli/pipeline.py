@@ -360,7 +360,7 @@ class _Runner:
                                progress=self.console.is_terminal)
         extracted = sum(fs.extracted for fs in report.feature_sets)
         failed = sum(fs.failed + fs.known_failures for fs in report.feature_sets)
-        detail = "; ".join(f"{fs.name}: {fs.summary()}" for fs in report.feature_sets)
+        detail = "; ".join(f"{fs.label}: {fs.summary()}" for fs in report.feature_sets)
         if failed:
             detail += f" (`emo store failures {self.where.store} NAME` lists the failures)"
         return StageResult("extract", "done" if extracted or report.n_failed else "skipped", detail, data={

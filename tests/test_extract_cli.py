@@ -173,3 +173,18 @@ def test_quiet_silences_the_weights_loading_bar(tmp_path):
     assert "Loading weights" not in quiet.stderr and "2 extracted" in quiet.stdout
     again = emo(*args, "--out", str(tmp_path / "again"))
     assert "Loading weights" in again.stderr
+
+
+def test_feature_sets_are_shown_by_their_presets(tmp_path):
+    """The summary and `emo store info` name a feature set by its preset, beside the hashed directory name
+    that `emo store failures` and `--feature` take."""
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("text,label\nI am so happy today,joy\nThis is terrible,anger\n")
+    store = tmp_path / "store"
+    result = emo("--dataset", "manifest", "--root", str(manifest), "--text", "glove", "--out", str(store), "--quiet",
+                 "--workers", "0")
+    assert result.exit_code == 0, result.output
+    (info,) = FeatureStore(store).feature_sets()
+    assert f"glove ({info.name}): 2 extracted, 0 cached, 0 failed" in result.stdout
+    listed = runner.invoke(app, ["store", "info", str(store)], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and f"glove ({info.name})" in listed.stdout

@@ -400,9 +400,12 @@ def extract_samples(
     `workers=0` (the default) suits a handful of files, where starting worker processes costs more than
     it saves.
     """
+    from emocli.features.presets import feature_set_label, preset_of
+
     jobs = [(extractor, sample_records(extractor.prepare(samples))) for extractor in extractors]
     outputs: list[list[Features | SampleFailure | None]] = [[None] * len(records) for _, records in jobs]
-    tasks = [progress.add_task(e.feature_set_name, total=len(records)) if progress else None for e, records in jobs]
+    tasks = [progress.add_task(feature_set_label(e.feature_set_name, preset_of(e.name, e.identity_params())),
+                               total=len(records)) if progress else None for e, records in jobs]
     with ExtractionRunner(extractors, workers) as runner:
         for job, index, result in runner.run_jobs(jobs):
             outputs[job][index] = result
