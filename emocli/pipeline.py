@@ -94,7 +94,7 @@ class TrainSection(_Section):
     modalities: list[str] | None = None
     features: dict[str, str] = Field(default_factory=dict, description="modality -> feature set, extractor or preset")
     protocol: Literal["standard", "paper"] = "standard"
-    name: str | None = Field(None, description="run name: runs/<model>-<dataset>-<name> (default: a timestamp)")
+    name: str | None = Field(None, description="run name: `runs/<model>-<dataset>-<name>` (default: a timestamp)")
 
 
 class EvaluateSection(_Section):
@@ -110,7 +110,7 @@ class PredictSection(_Section):
 class OutputsSection(_Section):
     store: str = Field(description="feature store; recipes of one dataset may share it")
     runs: str = "runs"
-    report: str | None = Field(None, description="stage log, summary, predictions; default reports/<name>")
+    report: str | None = Field(None, description="stage log, summary, predictions; default `reports/<name>`")
 
 
 class ReferenceSection(_Section):
@@ -360,7 +360,7 @@ class _Runner:
                                progress=self.console.is_terminal)
         extracted = sum(fs.extracted for fs in report.feature_sets)
         failed = sum(fs.failed + fs.known_failures for fs in report.feature_sets)
-        detail = "; ".join(f"{fs.name}: {fs.summary()}" for fs in report.feature_sets)
+        detail = "; ".join(f"{fs.label}: {fs.summary()}" for fs in report.feature_sets)
         if failed:
             detail += f" (`emo store failures {self.where.store} NAME` lists the failures)"
         return StageResult("extract", "done" if extracted or report.n_failed else "skipped", detail, data={

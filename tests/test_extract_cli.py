@@ -126,8 +126,9 @@ def test_show_prints_an_editable_preset_and_lists_them():
     shown = emo("--preset", "compare2016", "--show")
     assert shown.exit_code == 0
     assert tomllib.loads(shown.output)["params"]["feature_set"] == "ComParE_2016"
-    listing = emo("--show")
+    listing = runner.invoke(app, ["extract", "--show"], env={"COLUMNS": "250"})
     assert listing.exit_code == 0 and "openface-au" in listing.output and "mfcc-cfnsr" in listing.output
+    assert "a [tokens, 50] sequence per utterance" in listing.output  # shown, not taken for rich markup
 
 
 def test_ravdess_audio_and_action_units(ravdess_root, tmp_path):
@@ -156,3 +157,34 @@ def test_meld_text_with_glove(meld_root, tmp_path):
     (info,) = FeatureStore(store).find(modality="text")
     assert (info.n_rows, info.dim) == (20, 50)
     assert np.isfinite(FeatureStore(store).read_features(info.name)[samples["sample_id"][0]].values).all()
+
+
+def test_quiet_silences_the_weights_loading_bar(tmp_path):
+    """Hugging Face's "Loading weights" bar prints even when stderr is no terminal; `-q` silences it too,
+    and leaves it as it was for what runs next."""
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("text,label\nI am so happy today,joy\nThis is terrible,anger\n")
+    args = ["--dataset", "manifest", "--root", str(manifest), "--text", "minilm", "--workers", "0"]
+    loud = emo(*args, "--out", str(tmp_path / "loud"))
+    assert loud.exit_code == 0, loud.output
+    assert "Loading weights" in loud.stderr  # the bar this test is about is there without -q
+    quiet = emo(*args, "--out", str(tmp_path / "quiet"), "--quiet")
+    assert quiet.exit_code == 0, quiet.output
+    assert "Loading weights" not in quiet.stderr and "2 extracted" in quiet.stdout
+    again = emo(*args, "--out", str(tmp_path / "again"))
+    assert "Loading weights" in again.stderr
+
+
+def test_feature_sets_are_shown_by_their_presets(tmp_path):
+    """The summary and `emo store info` name a feature set by its preset, beside the hashed directory name
+    that `emo store failures` and `--feature` take."""
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("text,label\nI am so happy today,joy\nThis is terrible,anger\n")
+    store = tmp_path / "store"
+    result = emo("--dataset", "manifest", "--root", str(manifest), "--text", "glove", "--out", str(store), "--quiet",
+                 "--workers", "0")
+    assert result.exit_code == 0, result.output
+    (info,) = FeatureStore(store).feature_sets()
+    assert f"glove ({info.name}): 2 extracted, 0 cached, 0 failed" in result.stdout
+    listed = runner.invoke(app, ["store", "info", str(store)], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and f"glove ({info.name})" in listed.stdout

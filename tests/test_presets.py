@@ -12,7 +12,7 @@ from emocli.core.settings import parse_value
 from emocli.core.types import Features
 from emocli.features import EXTRACTORS, extractor_class
 from emocli.features.base import Extractor, ExtractorParams
-from emocli.features.presets import build_extractor, preset_text, split_overrides
+from emocli.features.presets import build_extractor, feature_set_label, preset_of, preset_text, split_overrides
 from emocli.features.presets import extraction_presets as preset_names
 from emocli.features.presets import read_preset as load_preset
 
@@ -140,3 +140,20 @@ def test_an_extractor_is_never_imported_from_a_module_string(tmp_path, monkeypat
     with pytest.raises(ConfigError, match="unknown extractor"):
         build_extractor(str(preset))
     assert not marker.exists()
+
+
+def test_a_feature_set_is_shown_by_the_preset_that_makes_it(tmp_path):
+    """Whatever the choice was called (the preset, or its extractor with the preset's parameters), the
+    preset whose parameters make the feature set names it; other parameters, or no root for a preset that
+    reads under {root}, leave the hashed name alone."""
+    minilm = build_extractor("minilm")
+    assert preset_of("hf-text", minilm.identity_params()) == "minilm"
+    assert preset_of("hf-text", build_extractor("hf-text", {"model": "minilm", "pooling": "mean"}).identity_params()) \
+        == "minilm"
+    assert preset_of("hf-text", build_extractor("minilm", {"pooling": "cls"}).identity_params()) is None
+    assert preset_of("glove", minilm.identity_params()) is None
+    table = build_extractor("openface-au", root=tmp_path)
+    assert preset_of("clip-table", table.identity_params(), tmp_path) == "openface-au"
+    assert preset_of("clip-table", table.identity_params()) is None
+    name = minilm.feature_set_name
+    assert feature_set_label(name, "minilm") == f"minilm ({name})" and feature_set_label(name, None) == name

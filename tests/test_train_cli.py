@@ -69,6 +69,21 @@ def test_a_misspelt_setting_is_named_with_a_suggestion():
         resolve_config("cfnsr", overrides=["optimizer.lrr=1"])
 
 
+def test_a_bad_setting_is_blamed_on_the_assignment_and_a_bad_preset_on_its_file(tmp_path):
+    shown = runner.invoke(app, ["train", "cfnsr", "--set", "epochs=3", "--set", "epoch=3", "--show-config"])
+    assert shown.exit_code != 0
+    assert str(shown.exception) == ("invalid training configuration (epoch: unknown setting (did you mean "
+                                    "'epochs'?)), set by epoch=3")
+    with pytest.raises(ConfigError, match="set by optimizer.lr=fast$") as raised:
+        resolve_config("cfnsr", overrides=["optimizer.lr=fast"])
+    assert raised.value.path is None
+    preset = tmp_path / "mine.toml"
+    preset.write_text('model = "cfnsr"\nepoch = 3\n')
+    with pytest.raises(ConfigError, match="did you mean 'epochs'") as raised:
+        resolve_config("cfnsr", str(preset), overrides=["epochs=3"])
+    assert raised.value.path == preset and "set by" not in str(raised.value)
+
+
 def test_none_unsets_and_names_the_none_choices():
     config = resolve_config("smile", overrides=["scheduler.name=none", "normalize=none", "early_stopping=none"])
     assert (config.scheduler.name, config.normalize, config.early_stopping) == ("none", "none", None)

@@ -82,6 +82,9 @@ def test_results_table_has_mean_and_std(finished):
 
     table = pd.read_csv(finished.root / layout.RESULTS_CSV)
     assert table["seed"].astype(str).tolist() == ["1", "2", "mean", "std"]
+    rows = (finished.root / layout.RESULTS_CSV).read_text().splitlines()
+    best = [layout.read_json(layout.unit_dir(finished.root, seed, 0) / layout.TEST_METRICS)["best_epoch"] for seed in (1, 2)]
+    assert [row.split(",")[1:4] for row in rows[1:3]] == [[str(seed), "0", str(epoch)] for seed, epoch in zip((1, 2), best)]
     accuracies = table["accuracy"].tolist()
     assert accuracies[2] == pytest.approx((accuracies[0] + accuracies[1]) / 2)
     results = layout.read_json(finished.root / layout.RESULTS_JSON)

@@ -72,6 +72,7 @@ def extract(
 
 def _show_presets(preset: str | None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from emocli.features.presets import extraction_presets, preset_text, read_preset
@@ -84,7 +85,7 @@ def _show_presets(preset: str | None) -> None:
         table.add_column(column)
     for name in extraction_presets():
         loaded = read_preset(name)
-        table.add_row(name, loaded.extractor, loaded.description)
+        table.add_row(escape(name), escape(loaded.extractor), escape(loaded.description))  # "[tokens, 50]" is no tag
     Console().print(table)
 
 
@@ -97,7 +98,7 @@ def _print_report(report, sample_set, console) -> None:
         table.add_column(column, justify="left" if column == "feature set" else "right")
     for fs in report.feature_sets:
         failed = str(fs.failed) + (f" (+{fs.known_failures} before)" if fs.known_failures else "")
-        table.add_row(fs.name, str(fs.extracted), str(fs.cached), failed, f"{fs.seconds:.1f}")
+        table.add_row(fs.label, str(fs.extracted), str(fs.cached), failed, f"{fs.seconds:.1f}")
     console.print(table)
 
     samples = sample_set.table
@@ -113,7 +114,7 @@ def _print_report(report, sample_set, console) -> None:
         for failure in fs.failures[:3]:
             console.print(f"[red]failed[/] {failure}", highlight=False, soft_wrap=True)
         if len(fs.failures) > 3:
-            console.print(f"... {len(fs.failures) - 3} more failures of {fs.name}")
+            console.print(f"... {len(fs.failures) - 3} more failures of {fs.label}", highlight=False)
     if report.n_failed:
         console.print(
             f"[bold red]{report.n_failed} failures[/]: `emo store failures {report.store} NAME` lists them "
@@ -121,4 +122,4 @@ def _print_report(report, sample_set, console) -> None:
             highlight=False,
         )
     for fs in report.feature_sets:
-        console.print(f"{fs.name}: {fs.summary()}", highlight=False)
+        console.print(f"{fs.label}: {fs.summary()}", highlight=False)

@@ -45,7 +45,7 @@ def predict(
     from rich.markup import escape
 
     from emocli.api import load_predictor
-    from emocli.features.runner import progress_bar
+    from emocli.features.runner import hub_progress_bars, progress_bar
     from emocli.prediction.outputs import check_outputs, plot_timeline, write_predictions
 
     check_outputs(output, plot)  # before the model loads and anything is extracted
@@ -53,12 +53,13 @@ def predict(
     inputs = list(inputs or [])
     if model is None and inputs and _is_run(inputs[0]):  # `emo predict RUN clip.mp4`, as before --model
         model = str(inputs.pop(0))
-    predictor = load_predictor(model, device=device, workers=workers, revision=revision)
-    errors.print(escape(predictor.note), highlight=False, soft_wrap=True)
-    for warning in predictor.warnings:
-        errors.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
-    with progress_bar(not quiet) as progress:
-        result = predictor.predict(inputs, text=text, window_s=window, progress=progress)
+    with hub_progress_bars(not quiet):  # the encoders and the transcriber load their weights in both
+        predictor = load_predictor(model, device=device, workers=workers, revision=revision)
+        errors.print(escape(predictor.note), highlight=False, soft_wrap=True)
+        for warning in predictor.warnings:
+            errors.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+        with progress_bar(not quiet) as progress:
+            result = predictor.predict(inputs, text=text, window_s=window, progress=progress)
     shown = not quiet and not result.table.empty
     if shown:
         console.print(_table(result, top_k))

@@ -19,6 +19,7 @@ def info(
     from rich.console import Console
     from rich.table import Table
 
+    from emocli.features.presets import feature_set_label, preset_of
     from emocli.features.store import FeatureStore
 
     feature_store = FeatureStore(store)
@@ -31,8 +32,10 @@ def info(
     table = Table()
     for column in ("feature set", "kind", "dim", "rows", "failures"):
         table.add_column(column, justify="left" if column in ("feature set", "kind") else "right")
+    root = Path(dataset["root"]) if dataset.get("root") else None
     for fs in feature_store.feature_sets():
-        table.add_row(fs.name, fs.kind, str(fs.dim), str(fs.n_rows), str(fs.n_failures))
+        label = feature_set_label(fs.name, preset_of(fs.extractor, fs.spec["extractor"].get("params", {}), root))
+        table.add_row(label, fs.kind, str(fs.dim), str(fs.n_rows), str(fs.n_failures))
     console.print(table)
 
 

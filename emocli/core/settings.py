@@ -7,7 +7,7 @@ numbers, booleans, arrays and inline tables keep their types (`1e-3`, `true`, `[
 `data/weights.pt`). Fields whose choices include the word "none" (`scheduler.name`, `normalize`) take it
 back as that word.
 
-Presets are TOML files, named (shipped in emocli/presets/<kind>/) or given as a path, and may
+Presets are TOML files, named (shipped in `emocli/presets/<kind>/`) or given as a path, and may
 `extends = "<other preset>"`: the parent is read first and the child's tables are merged into it key
 by key, so a dataset recipe only states what differs from its model's recipe.
 """
@@ -87,7 +87,7 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
 
 
 def preset_folder(kind: str) -> Traversable:
-    """emocli/presets/<kind>/ ("extract" or "train")."""
+    """`emocli/presets/<kind>/` ("extract" or "train")."""
     return resources.files("emocli") / "presets" / kind
 
 

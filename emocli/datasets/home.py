@@ -5,7 +5,7 @@ The first of these that is given wins:
   2. `$EMO_<NAME>_ROOT` (e.g. EMO_MELD_ROOT), one dataset's folder;
   3. `$EMO_DATA/<name>`, a folder holding one sub-folder per dataset;
   4. the per-user data folder, `platformdirs.user_data_dir("emo")/datasets/<name>`
-     (~/.local/share/emo/datasets/<name> on Linux).
+     (`~/.local/share/emo/datasets/<name>` on Linux).
 A later source is never tried when an earlier one is given: a wrong `$EMO_MELD_ROOT` is reported as
 wrong, not silently replaced by another copy.
 """

@@ -1,12 +1,14 @@
 """Your own data: a manifest file (CSV, TSV or JSON lines) listing one sample per row.
 
 Columns (names are case-insensitive; see docs/DATASETS.md):
+
     audio, video, text        at least one per row; media paths relative to the manifest's folder
     label | labels            one label (single-label), or several (multi-label; ';'-separated in CSV,
                               a list in JSONL)
     sample_id                 default: the audio (else video) file stem, else "row<N>"
     split, fold, speaker, dialogue_id, position, start_s, end_s    optional
     anything else             kept as extra columns
+
 Problems are collected over the whole file and reported together, each with its 1-based data row
 (and, for JSON lines, the line), so a manifest can be fixed in one pass.
 

@@ -13,7 +13,7 @@ Two layouts, either or both under the root (option `layout` picks one; "auto" pr
 (b) segments: `CMU_MOSEI_Labels.csv` (segment index: file, index, start, end, label2a, label2b, label6,
     label7, split) with `cmu_mosei_std_folds.json` (the SDK's standard video-id folds). Samples
     "{file}[{index}]" with start_s/end_s; media {file}.mp4 / {file}.wav anywhere under the root; the SDK's
-    .csd files (HDF5 <sequence>/data/<video>/{features, intervals}) under the root become
+    .csd files (HDF5 `<sequence>/data/<video>/{features, intervals}`) under the root become
     PrecomputedFeatures averaged over each segment, and CMU_MOSEI_Labels.csd gives the multi-label
     emotions (task "emotions").
 """

@@ -1,6 +1,6 @@
 """Named extractor presets: small TOML files a user can print, copy, edit and pass back as a path.
 
-A preset (emocli/presets/extract/<name>.toml)::
+A preset (`emocli/presets/extract/<name>.toml`):
 
     extractor = "opensmile"     # a registered extractor name (emocli.features.EXTRACTORS or a plugin's)
     description = "openSMILE ComParE_2016 functionals: one 6373-d vector per clip"
@@ -131,6 +131,27 @@ def preset_params(
             f"{'.'.join(str(part) for part in e['loc']) or 'params'}: {e['msg']}" for e in error.errors()
         )
         raise ConfigError(f"invalid parameters for {preset.extractor}: {problems}", path=preset.source) from None
+
+
+def preset_of(extractor: str, params: Mapping[str, Any], root: Path | None = None) -> str | None:
+    """The shipped preset that makes these identity parameters of `extractor` (defaults filled in, `{root}`
+    resolved against `root`): how a feature set is named to people, whose directory name holds a hash.
+    None when no preset does (an extractor by name with other parameters, a preset file of one's own)."""
+    for name in extraction_presets():
+        if read_preset(name).extractor != extractor:
+            continue
+        try:
+            kind, validated = preset_params(name, root=root)
+        except ConfigError:  # e.g. a preset reading a file under {root}, and no dataset root is known
+            continue
+        if kind.identity_of(validated) == dict(params):
+            return name
+    return None
+
+
+def feature_set_label(name: str, preset: str | None) -> str:
+    """A feature set as it is shown: "minilm (text__hf-text__ae6fc977706e)", or its name without a preset."""
+    return f"{preset} ({name})" if preset else name
 
 
 def build_extractors(choices: Mapping[str, list[str]], overrides: Iterable[str], root: Path | None) -> list[Extractor]:

@@ -22,11 +22,13 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import sys
 import traceback
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -398,15 +400,40 @@ def extract_samples(
     `workers=0` (the default) suits a handful of files, where starting worker processes costs more than
     it saves.
     """
+    from emocli.features.presets import feature_set_label, preset_of
+
     jobs = [(extractor, sample_records(extractor.prepare(samples))) for extractor in extractors]
     outputs: list[list[Features | SampleFailure | None]] = [[None] * len(records) for _, records in jobs]
-    tasks = [progress.add_task(e.feature_set_name, total=len(records)) if progress else None for e, records in jobs]
+    tasks = [progress.add_task(feature_set_label(e.feature_set_name, preset_of(e.name, e.identity_params())),
+                               total=len(records)) if progress else None for e, records in jobs]
     with ExtractionRunner(extractors, workers) as runner:
         for job, index, result in runner.run_jobs(jobs):
             outputs[job][index] = result
             if progress is not None:
                 progress.advance(tasks[job])
     return {extractor.feature_set_name: out for (extractor, _), out in zip(jobs, outputs)}  # type: ignore[misc]
+
+
+@contextmanager
+def hub_progress_bars(enabled: bool) -> Iterator[None]:
+    """Hugging Face's own progress bars (transformers' "Loading weights", hub downloads) off while disabled,
+    as they were afterwards. They print even when stderr is not a terminal, so `-q` has to silence them."""
+    if enabled:
+        yield
+        return
+    from huggingface_hub import utils as hub_utils
+
+    were_enabled = not hub_utils.are_progress_bars_disabled()
+    hub_utils.disable_progress_bars()  # read by transformers when it is first imported
+    if (transformers_logging := sys.modules.get("transformers.utils.logging")) is not None:
+        transformers_logging.disable_progress_bar()  # imported before: its own switch
+    try:
+        yield
+    finally:
+        if were_enabled:
+            hub_utils.enable_progress_bars()
+            if (transformers_logging := sys.modules.get("transformers.utils.logging")) is not None:
+                transformers_logging.enable_progress_bar()
 
 
 def progress_bar(enabled: bool = True) -> Progress:

@@ -55,7 +55,8 @@ from emocli.core.errors import ConfigError, EmoError
 from emocli.core.samples import SAMPLE_COLUMNS, PrecomputedFeatures, SampleSet, normalize_table
 from emocli.core.types import Features
 from emocli.features.base import Extractor, ExtractorParams
-from emocli.features.runner import ExtractionRunner, SampleFailure, progress_bar, sample_records
+from emocli.features.presets import feature_set_label, preset_of
+from emocli.features.runner import ExtractionRunner, SampleFailure, hub_progress_bars, progress_bar, sample_records
 from emocli.features.sample_index import ADDITION_COLUMN, SampleIndex
 
 if TYPE_CHECKING:
@@ -146,12 +147,17 @@ class FeatureSetReport:
     """What one run did for one feature set."""
 
     name: str
+    preset: str | None = None  # the shipped preset that makes it, if one does
     extracted: int = 0
     cached: int = 0
     failed: int = 0  # failed in this run
     known_failures: int = 0  # failed before on the same input, not retried
     seconds: float = 0.0
     failures: list[SampleFailure] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return feature_set_label(self.name, self.preset)
 
     def summary(self) -> str:
         text = f"{self.extracted} extracted, {self.cached} cached, {self.failed} failed"
@@ -171,7 +177,7 @@ class ExtractionReport:
         return sum(r.failed + r.known_failures for r in self.feature_sets)
 
     def summary(self) -> str:
-        return "\n".join(f"{r.name}: {r.summary()}" for r in self.feature_sets)
+        return "\n".join(f"{r.label}: {r.summary()}" for r in self.feature_sets)
 
 
 # --- precomputed features as an extractor ------------------------------------------------------------
@@ -527,8 +533,8 @@ class FeatureStore:
     def read(self, name: str) -> pa.Table:
         """A feature set's rows: the latest per sample_id, sorted by sample_id, provenance in the metadata.
 
-        Columns: sample_id, input_fingerprint, values (fixed_size_list<float32>[D] for vectors,
-        list<fixed_size_list<float32>[D]> for sequences) and, for sequences, times (list<float64>, seconds).
+        Columns: sample_id, input_fingerprint, values (`fixed_size_list<float32>[D]` for vectors,
+        `list<fixed_size_list<float32>[D]>` for sequences) and, for sequences, times (`list<float64>`, seconds).
         """
         directory = self._feature_set_dir(name)
         return _retrying(lambda: self._read_rows(directory))
@@ -710,7 +716,8 @@ class FeatureStore:
             self._write_samples(sample_set)
             plans = [self._plan(extractor, sample_set, selected, retry_failures) for extractor in everything]
             display = progress if not isinstance(progress, bool) else progress_bar(progress)
-            with display, ExtractionRunner([p.extractor for p in plans if p.todo], workers) as runner:
+            with display, hub_progress_bars(progress is not False), \
+                    ExtractionRunner([p.extractor for p in plans if p.todo], workers) as runner:
                 for plan in plans:
                     plan.start(display, commit_rows)
                 for job, index, result in runner.run_jobs([(p.extractor, [record for _, record in p.todo]) for p in plans]):
@@ -761,7 +768,8 @@ class FeatureStore:
             sample_id: (fingerprint if isinstance(fingerprint, str) else None, status)
             for sample_id, fingerprint, status in zip(latest["sample_id"], latest["input_fingerprint"], latest["status"])
         }
-        run = _FeatureSetRun(extractor, directory, spec, FeatureSetReport(extractor.feature_set_name))
+        preset = preset_of(extractor.name, extractor.identity_params(), sample_set.root)
+        run = _FeatureSetRun(extractor, directory, spec, FeatureSetReport(extractor.feature_set_name, preset))
         for record in records:
             try:
                 fingerprint = extractor.input_fingerprint(record)
@@ -864,7 +872,7 @@ class _FeatureSetRun:
         self._failures: list[tuple[str | None, SampleFailure, datetime]] = []
         for fingerprint, failure in self.early_failures:
             self._failed(fingerprint, failure)
-        self._task = display.add_task(self.report.name, total=len(self.todo), visible=bool(self.todo))
+        self._task = display.add_task(self.report.label, total=len(self.todo), visible=bool(self.todo))
 
     def accept(self, index: int, result: Features | SampleFailure) -> None:
         """One result of `todo[index]`; commits every `commit_rows` results or COMMIT_SECONDS."""

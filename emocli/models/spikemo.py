@@ -179,10 +179,12 @@ class DialogueRNN(nn.Module):
     """One direction of DialogueRNN with simple attention and no listener state, over [L, B, D].
 
     Per utterance t with speaker p = speaker[t]:
-      g_t = GRU_G([u_t; q_p], g_{t-1})                 global state
-      c_t = Σ_{s<t} softmax_s(w · g_s) g_s             simple attention over the earlier global states
-      q_p = GRU_P([u_t; c_t], q_p)                     only the speaker's party state changes
-      e_t = GRU_E(q_p, e_{t-1})                        emotion state: the output
+
+        g_t = GRU_G([u_t; q_p], g_{t-1})                 global state
+        c_t = Σ_{s<t} softmax_s(w · g_s) g_s             simple attention over the earlier global states
+        q_p = GRU_P([u_t; c_t], q_p)                     only the speaker's party state changes
+        e_t = GRU_E(q_p, e_{t-1})                        emotion state: the output
+
     The released cell runs GRU_P for every party and keeps the speaker's row; running it for the speaker
     alone is the same. A padded utterance updates no party (its one-hot speaker row is all zeros in the
     released batches) but still advances g and e, which only later padded steps see.

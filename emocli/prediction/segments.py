@@ -15,6 +15,11 @@ from pathlib import Path
 from emocli.core.errors import DatasetError
 from emocli.core.types import Cue
 
+# A reader of our own rather than `srt` (https://github.com/cdown/srt) or webvtt-py: one short parser reads
+# both formats and the variants sidecar files have in practice (a WebVTT file without its header, either
+# decimal mark, 1-3 fraction digits), and its errors name the file and line. `srt` 3.5 reads SRT alone and
+# reports character offsets; webvtt-py 0.6 refuses a file without the WEBVTT header, takes only '.' in
+# WebVTT times, and reads SRT through a second reader.
 SUBTITLE_SUFFIXES = (".srt", ".vtt")
 TRANSCRIPT_SUFFIXES = (*SUBTITLE_SUFFIXES, ".txt")
 

@@ -150,8 +150,8 @@ def evaluate_run(
     device: str | None = None,
     plot: bool = False,
 ) -> dict[str, Any]:
-    """Every unit of a run (or one unit) scored on `split`, each written to <unit>/evaluation-<split>.json
-    (and with `plot`, its confusion matrix to <unit>/confusion-<split>.png): the units' scalars and their
+    """Every unit of a run (or one unit) scored on `split`, each written to `<unit>/evaluation-<split>.json`
+    (and with `plot`, its confusion matrix to `<unit>/confusion-<split>.png`): the units' scalars and their
     mean ± std (as results.json has them), each unit's full result under "evaluations", and, for the test
     split at the run's own settings, whether each unit reproduced its stored test_metrics.json
     ("reproduces"). The output files are checked before any work; one that still cannot be written is

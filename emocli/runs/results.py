@@ -53,7 +53,7 @@ def collect_results(root: Path, card: dict[str, Any], folds: list[int | None],
     }
     if card["protocol"] == "paper":
         results["warning"] = PAPER_WARNING.format(split=selection["split"], metric=selection["metric"])
-    table = pd.DataFrame(units).astype({"fold": "Int64"})
+    table = pd.DataFrame(units).astype({"fold": "Int64", "best_epoch": "Int64"})  # 0, not 0.0, beside the NA rows
     columns = [c for c in table.columns if c not in ("seed", "fold", "best_epoch")]
     mean = {"seed": "mean", **{c: summary["mean"].get(c) for c in columns}}
     std = {"seed": "std", **{c: summary["std"].get(c) for c in columns}}

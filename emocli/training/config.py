@@ -1,6 +1,6 @@
 """A run's `TrainConfig` (runs/config.py) from a training preset plus options and `--set` overrides.
 
-Presets live in emocli/presets/train/<name>.toml (or any path) and may `extends = "<other>"`
+Presets live in `emocli/presets/train/<name>.toml` (or any path) and may `extends = "<other>"`
 (core/settings.py). When no preset is named, the model's own (its registration's `preset`: the
 optimiser, schedule, losses and selection rule of its paper) is used.
 
@@ -68,4 +68,26 @@ def resolve_config(model: str, preset: str | None = None, overrides: list[str] |
         return TrainConfig.model_validate(data)
     except ValidationError as error:
         problems = "; ".join(_problem(e) for e in error.errors())
+        culprits = _assignments_at(overrides or [], error)
+        if culprits is not None:  # the preset file is fine: name what was set, not the file
+            raise ConfigError(f"invalid training configuration ({problems}), set by {', '.join(culprits)}") from None
         raise ConfigError(f"invalid training configuration ({problems})", path=source) from None
+
+
+def _assignments_at(assignments: list[str], error: ValidationError) -> list[str] | None:
+    """The assignments that every problem of `error` lies in (or under); None when one lies elsewhere."""
+    keys = {}
+    for assignment in assignments:
+        parts = parse_assignment(assignment)[0].split(".")
+        if len(parts) > 1 and parts[0] in _ALIASES:
+            parts[0] = _ALIASES[parts[0]]
+        keys[assignment] = ".".join(parts)
+    culprits = []
+    for problem in error.errors():
+        location = ".".join(str(part) for part in problem["loc"])
+        found = [a for a, key in keys.items() if location == key or location.startswith(key + ".")
+                 or key.startswith(location + ".")]
+        if not found:
+            return None
+        culprits += [a for a in found if a not in culprits]
+    return culprits
