@@ -37,7 +37,6 @@ import resource
 import subprocess
 import sys
 import time
-import tomllib
 from collections import Counter
 from pathlib import Path
 
@@ -47,7 +46,6 @@ sys.path.insert(0, str(REPO))  # run as a script from a checkout
 from benchmarks.common import write_results  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
-PRESETS = REPO / "emocli" / "presets" / "train"
 SHARED_DATA = Path(os.environ.get("EMO_SHARED_DATA", REPO.parent / "shared" / "data"))
 MELD_TRAIN = SHARED_DATA / "meld" / "train_sent_emo.csv"
 
@@ -78,30 +76,21 @@ CASES = {
 }  # fmt: skip
 
 
-def preset_value(preset: str, key: str, table: str | None = None):
-    """A training preset's value, following its `extends` chain (None when no preset in it sets the key)."""
-    while preset:
-        data = tomllib.loads((PRESETS / f"{preset}.toml").read_text())
-        section = data.get(table, {}) if table else data
-        if key in section:
-            return section[key]
-        preset = data.get("extends")
-    return None
+def train_config(name: str):
+    """The case's training configuration: its recipe (the training preset, with its extends chain)."""
+    from emocli.training.config import resolve_config
+
+    model_name, _, preset, _, _ = CASES[name]
+    return resolve_config(model_name, preset)
 
 
 def case_config(name: str):
     """The model configuration of a case: the named reference (the registry lists the ones with published
-    parameter counts; SpikEmo's configuration class also has IEMOCAP's) with the case's overrides."""
-    from emocli.registry import get_model
+    parameter counts, and every one builds) with the case's overrides."""
+    from emocli.models.registry import get_model
 
     model_name, reference, _, _, overrides = CASES[name]
-    _, config_class = get_model(model_name).classes()
-    return config_class.model_validate({**config_class.reference(reference).model_dump(), **overrides})
-
-
-def recipe_batch(name: str) -> int:
-    """The case's batch size: its training preset's, else its model configuration's (MMER keeps it there)."""
-    return preset_value(CASES[name][2], "batch_size") or case_config(name).batch_size
+    return get_model(model_name).config(reference, **overrides)
 
 
 def dialogue_lengths(dataset: str) -> list[int]:
@@ -117,7 +106,8 @@ def make_batch(entry, config, batch: int, dataset: str | None):
     """Random inputs in the reference widths and the data's shapes, with targets (see the module docstring)."""
     import numpy as np
     import torch
-    from emocli.training.data import Batch
+
+    from emocli.data.batches import Batch
 
     generator = torch.Generator().manual_seed(0)
     inputs, masks = {}, {}
@@ -153,23 +143,23 @@ def resident_mib() -> float:
 def run_case(name: str, batch_override: int | None) -> dict:
     """In the child process: two training steps of one case; its memory and time as a dict."""
     import torch
-    from emocli.registry import get_model
 
     from emocli.models.base import count_parameters
-    from emocli.training.steps import make_step
+    from emocli.models.registry import get_model
+    from emocli.training.steps import STEPS
 
     model_name, reference, preset, dataset, _ = CASES[name]
     entry = get_model(model_name)
     config = case_config(name)
-    batch_size = batch_override or recipe_batch(name)
+    recipe = train_config(name)
+    batch_size = batch_override or recipe.batch_size
     torch.manual_seed(0)
     model = entry.build(config).train()
     batch = make_batch(entry, config, batch_size, dataset)
-    optimizer = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[preset_value(preset, "name", "optimizer")](
-        model.parameters(), lr=1e-4
-    )
-    step = make_step(model_name, {}, config)
-    clip = preset_value(preset, "clip_grad_norm") or getattr(config, "grad_clip_norm", None)
+    optimizer_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+    optimizer = optimizer_class[recipe.optimizer.name](model.parameters(), lr=recipe.optimizer.lr)
+    step = STEPS[entry.train_step](recipe.step, entry.objective(recipe.loss, config))
+    clip = recipe.clip_grad_norm or None
     before = resident_mib()
     seconds = []
     for _ in range(2):
@@ -215,7 +205,7 @@ def measure(name: str, limit_mib: float, threads: int, batch: int | None) -> dic
     output, errors = process.communicate()
     if stopped:
         model_name, reference, preset, *_ = CASES[name]
-        return {"model": model_name, "reference": reference, "preset": preset, "batch": batch or recipe_batch(name),
+        return {"model": model_name, "reference": reference, "preset": preset, "batch": batch or train_config(name).batch_size,
                 "peak_rss_mib": f"over {round(limit_mib)} (stopped)"}  # fmt: skip
     if process.returncode != 0:
         raise SystemExit(f"case {name} failed ({process.returncode}):\n{errors}")

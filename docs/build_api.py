@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from html.parser import HTMLParser
 from pathlib import Path
 
-# The library, stage by stage; `emocli` itself brings the subpackages its __all__ names (datasets, models,
-# predict). The CLI (emocli.cli, emocli.commands) is documented by `emo --help`.
+# The library, stage by stage; `emocli` itself brings its subpackages datasets, models and prediction. The CLI (emocli.cli, emocli.commands) is documented by `emo --help`.
 MODULES = ("emocli", "emocli.api", "emocli.core", "emocli.features", "emocli.data", "emocli.runs",
            "emocli.training", "emocli.pipeline")
 
@@ -55,11 +54,10 @@ def swallowed_tags(page: Path) -> set[str]:
 
 def bind_lazy_api() -> None:
     """pdoc reads a module's members from its __dict__, where emocli's API (imported on first use by its
-    __getattr__) is not: put it there, so that the `emocli` page documents the functions. Importing a
-    subpackage that shares a function's name (emocli.predict) rebinds the name, so those come first."""
+    __getattr__) is not: put it there, so that the `emocli` page documents the functions."""
     import emocli
 
-    for subpackage in ("datasets", "models", "predict"):
+    for subpackage in ("datasets", "models", "prediction"):
         importlib.import_module(f"emocli.{subpackage}")
     vars(emocli).update({name: emocli.__getattr__(name) for name in emocli.__all__})
 

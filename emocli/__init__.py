@@ -14,7 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.2.0"
-__all__ = ["Predictor", "datasets", "evaluate", "extract", "load_predictor", "models", "predict", "train"]
+__all__ = [
+    "Predictor", "evaluate", "extract", "list_datasets", "list_models", "load_predictor", "predict", "train",
+]
 
 
 def __getattr__(name: str) -> Any:

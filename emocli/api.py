@@ -203,15 +203,16 @@ def predict(
     return load_predictor(model, device=device, workers=workers).predict(list(inputs), text=text, window_s=window)
 
 
-def models() -> list[dict[str, Any]]:
-    """The model registry as data (`emo models`)."""
+def list_models() -> list[dict[str, Any]]:
+    """The model registry as data (`emo models`). Named as timm's and huggingface_hub's: `emocli.models` is
+    the models' subpackage."""
     from emocli.models.registry import catalog
 
     return catalog()
 
 
-def datasets() -> list[str]:
-    """The dataset adapters' names (`emo datasets`)."""
+def list_datasets() -> list[str]:
+    """The dataset adapters' names (`emo datasets`); `emocli.datasets` is the adapters' subpackage."""
     from emocli.datasets import ADAPTERS
 
     return list(ADAPTERS)
