@@ -432,6 +432,26 @@ def test_extract_meld_as_written(meld_root, tmp_path, monkeypatch):
     assert sorted(os.listdir(copy)) == ["dev_sent_emo.csv", "test_sent_emo.csv", "train_sent_emo.csv"]
 
 
+def test_the_headline_commands_extract_meld_from_the_data_home_then_train_smile(meld_root, tmp_path, monkeypatch):
+    """`emo extract --dataset meld` then `emo train smile`, as the README writes them, with the data home
+    ($EMO_DATA) holding a copy of MELD's annotations, cut to the first 60 utterances of each split."""
+    copy = tmp_path / "home" / "meld"
+    copy.mkdir(parents=True)
+    for csv in ("train_sent_emo.csv", "dev_sent_emo.csv", "test_sent_emo.csv"):
+        pd.read_csv(meld_root / csv).head(60).to_csv(copy / csv, index=False)
+    monkeypatch.setenv("EMO_DATA", str(tmp_path / "home"))
+    monkeypatch.delenv("EMO_MELD_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    extracted = runner.invoke(app, ["extract", "--dataset", "meld", "--quiet"])
+    assert extracted.exit_code == 0, extracted.output
+    assert "$EMO_DATA" in extracted.output
+    trained = runner.invoke(app, ["train", "smile", "--set", "epochs=2", "--set", "batch_size=16"])
+    assert trained.exit_code == 0, trained.output
+    assert "stores/meld (the one store under stores/ that smile can read)" in trained.output
+    (results,) = (tmp_path / "runs").glob("smile-meld-*/results.json")
+    assert json.loads(results.read_text())["summary"]["n"] == 1
+
+
 def test_datasets_lists_licences_defaults_and_the_data_home(tmp_path):
     result = runner.invoke(app, ["datasets"])
     assert result.exit_code == 0, result.output
