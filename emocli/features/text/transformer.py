@@ -21,7 +21,6 @@ sentence-transformers' `encode` does, so that they pad little.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -33,6 +32,7 @@ from emocli.core.errors import ConfigError, ExtractionError
 from emocli.core.io import text_fingerprint
 from emocli.core.types import Features
 from emocli.features.base import Extractor, ExtractorParams
+from emocli.features.checkpoints import hub_commit, local_model_digest
 from emocli.features.packaged import PackagePart, SplitZipModel, model_folder
 from emocli.features.text.context import (
     dialogue_contexts,
@@ -391,28 +391,3 @@ def resolve_model(name: str) -> tuple[str, bool]:
         raise ConfigError("text model directory not found", path=name)
     return name, False
 
-
-def local_model_digest(directory: Path) -> str:
-    """Identity of a model directory without reading its weights: config.json and each file's size.
-
-    Retraining or swapping weights changes a file size or the config in practice; hashing gigabytes of
-    weights for every feature-set key would not be worth its cost.
-    """
-    digest = hashlib.sha256()
-    config = directory / "config.json"
-    if config.is_file():
-        digest.update(config.read_bytes())
-    for file in sorted(directory.iterdir()):
-        if file.is_file() and not file.name.startswith("."):
-            digest.update(f"{file.name}:{file.stat().st_size}\n".encode())
-    return digest.hexdigest()[:16]
-
-
-def hub_commit(repo_id: str, revision: str | None) -> str | None:
-    """Commit of a hub checkpoint in the local cache (None when it cannot be told)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(repo_id, "config.json", revision=revision)
-    if isinstance(cached, str):
-        return Path(cached).parent.name  # <cache>/models--owner--name/snapshots/<commit>/config.json
-    return None
