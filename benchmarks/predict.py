@@ -112,49 +112,23 @@ def warm_throughput(run: Path, folder: Path, repeats: int = 3) -> tuple[float, i
 
 
 def speech_videos(work: Path, long_minutes: float) -> tuple[Path, Path]:
-    """A 4-s clip of one spoken sentence, and a long video of the example's sentences repeated."""
+    """A 4-s clip of one spoken sentence, and a long video of the example's sentences repeated, both over the
+    example's portrait."""
     import numpy as np
-    from media import write_video
 
-    from emocli.example import RATE, SCRIPT, speak
+    from emocli.example import RATE, SCRIPT, speak, write_portrait_video
 
     short, long = work / "speech-4s.mp4", work / f"speech-{long_minutes:g}min.mp4"
     if not short.is_file():
         sentence, _ = speak(SCRIPT[1:2])
-        write_video(short, seconds=4.0, fps=10, size=(160, 120), audio=sentence[: 4 * RATE], face=True)
+        write_portrait_video(short, sentence[: 4 * RATE], fps=10, size=(160, 120))
     if not long.is_file():
         script, _ = speak()
         audio = np.resize(script, int(long_minutes * 60 * RATE))  # repeats the script to the length
         partial = long.with_name(f".{long.name}")
-        write_still_video(partial, audio)
+        write_portrait_video(partial, audio, fps=1, size=(160, 120))
         partial.rename(long)  # an interrupted write is not taken for the video next time
     return short, long
-
-
-def write_still_video(path: Path, audio, fps: int = 1) -> None:
-    """The example's portrait at `fps` frames a second over mono 16-kHz `audio` (tests' write_video numbers
-    its frames in a two-digit code, which a 10-minute video outgrows)."""
-    from fractions import Fraction
-
-    import av
-
-    from emocli.example import RATE, face_frame
-
-    frame = face_frame(160, 120)
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = frame.shape[1], frame.shape[0], "yuv420p"
-        sound = container.add_stream("aac", rate=RATE, layout="mono")
-        for index in range(int(len(audio) / RATE * fps)):
-            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            picture.pts, picture.time_base = index, Fraction(1, fps)
-            container.mux(video.encode(picture))
-        container.mux(video.encode(None))
-        for start in range(0, len(audio), RATE * 10):  # ten seconds an audio frame
-            samples = av.AudioFrame.from_ndarray(audio[None, start : start + RATE * 10], format="flt", layout="mono")
-            samples.sample_rate = RATE
-            container.mux(sound.encode(samples))
-        container.mux(sound.encode(None))
 
 
 def default_model(work: Path, long_minutes: float) -> dict:

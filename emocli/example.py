@@ -96,12 +96,17 @@ def face_frame(width: int = 320, height: int = 240) -> np.ndarray:
 
 def write_example(path: str | Path, lines: tuple[Line, ...] = SCRIPT, fps: int = 10) -> tuple[Path, list[tuple[float, float]]]:
     """An h264/aac mp4 of the portrait with the spoken lines; returns it and each line's span (s)."""
+    audio, spans = speak(lines)
+    return write_portrait_video(path, audio, fps=fps), spans
+
+
+def write_portrait_video(path: str | Path, audio: np.ndarray, fps: int = 10, size: tuple[int, int] = (320, 240)) -> Path:
+    """An h264/aac mp4 of the portrait (width, height) over mono 16-kHz float32 `audio`, of any length."""
     import av
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    audio, spans = speak(lines)
-    frame = face_frame()
+    frame = face_frame(*size)
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = frame.shape[1], frame.shape[0], "yuv420p"
@@ -111,8 +116,9 @@ def write_example(path: str | Path, lines: tuple[Line, ...] = SCRIPT, fps: int =
             picture.pts, picture.time_base = index, Fraction(1, fps)
             container.mux(video.encode(picture))
         container.mux(video.encode(None))
-        samples = av.AudioFrame.from_ndarray(audio[None, :], format="flt", layout="mono")
-        samples.sample_rate = RATE
-        container.mux(sound.encode(samples))
+        for start in range(0, len(audio), 10 * RATE):  # ten seconds an audio frame: long videos too
+            samples = av.AudioFrame.from_ndarray(audio[None, start : start + 10 * RATE], format="flt", layout="mono")
+            samples.sample_rate = RATE
+            container.mux(sound.encode(samples))
         container.mux(sound.encode(None))
-    return path, spans
+    return path

@@ -220,6 +220,7 @@ def assemble(spec_path: str | Path, heads: dict[str, str | Path], out: str | Pat
     import shutil
 
     from emocli.core.io import write_text
+    from emocli.runs import layout
     from emocli.runs.inference import TrainedUnit, choose_unit
 
     spec_path, out = Path(spec_path), Path(out)
@@ -245,7 +246,7 @@ def assemble(spec_path: str | Path, heads: dict[str, str | Path], out: str | Pat
             if (unit / file).is_file():
                 shutil.copyfile(unit / file, staging / name / file)
         weights = hashlib.sha256((unit / "model.safetensors").read_bytes()).hexdigest()
-        metrics = json.loads((unit / "test_metrics.json").read_text())["metrics"]
+        metrics = layout.read_json(unit / layout.TEST_METRICS, dict)["metrics"]
         features = ", ".join(f"{m}: {s.extractor_spec.get('params', {}).get('model') or s.extractor_spec.get('extractor')}"
                              for m, s in trained.inputs.items())
         config = trained.config
@@ -277,11 +278,11 @@ def assemble(spec_path: str | Path, heads: dict[str, str | Path], out: str | Pat
 
 def _recipe_summary(run: Path) -> str:
     """The run's test accuracy over all its units (results.json), when the head was given a run folder."""
-    import json
+    from emocli.runs import layout
 
-    results = run / "results.json"
+    results = run / layout.RESULTS_JSON
     if not results.is_file():
         return "—"
-    summary = json.loads(results.read_text())["summary"]
+    summary = layout.read_json(results, dict)["summary"]
     mean, std, n = summary["mean"].get("accuracy"), summary["std"].get("accuracy"), summary["n"]
     return "—" if mean is None else f"{mean * 100:.2f} ± {(std or 0) * 100:.2f} (n={n})"
