@@ -17,8 +17,6 @@ from typer.testing import CliRunner
 from emocli.cli import app
 from emocli.runs.hub import pretrained_folder
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-RAVDESS = SHARED / "ravdess" / "audio"
 DEFAULT = pretrained_folder("emo-default")
 SHARED_LABELS = ["neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
 
@@ -51,13 +49,13 @@ def test_from_pretrained_loads_the_shipped_model_by_name_as_the_default():
     assert emocli.Predictor.from_pretrained("emo-default").folder == predictor.folder
 
 
-def ravdess_speech(*names: str, pause_s: float = 0.6) -> np.ndarray:
-    """RAVDESS clips (16 kHz) one after another, with silence between them."""
+def ravdess_speech(audio: Path, *names: str, pause_s: float = 0.6) -> np.ndarray:
+    """RAVDESS clips (16 kHz) from the `audio` folder one after another, with silence between them."""
     import soundfile
 
     parts = []
     for name in names:
-        (path,) = RAVDESS.glob(f"Actor_*/{name}.*")
+        (path,) = audio.glob(f"Actor_*/{name}.*")
         samples, rate = soundfile.read(path, dtype="float32")
         assert rate == 16000
         parts += [samples, np.zeros(int(pause_s * rate), dtype=np.float32)]
@@ -65,11 +63,10 @@ def ravdess_speech(*names: str, pause_s: float = 0.6) -> np.ndarray:
 
 
 @needs_bundle
-@pytest.mark.skipif(not RAVDESS.is_dir(), reason="needs the RAVDESS speech in ../shared/data (its README)")
-def test_emo_predict_a_video_with_no_model_named_hears_and_reads_each_segment(tmp_path):
+def test_emo_predict_a_video_with_no_model_named_hears_and_reads_each_segment(ravdess_root, tmp_path):
     # Actor 1: an angry "Kids are talking by the door", then a sad "Dogs are sitting by the door",
     # muxed with a face photograph: a video as a user would bring, made here from real speech.
-    speech = ravdess_speech("03-01-05-02-01-01-01", "03-01-04-02-02-01-01")
+    speech = ravdess_speech(ravdess_root / "audio", "03-01-05-02-01-01-01", "03-01-04-02-02-01-01")
     video = write_video(
         tmp_path / "video.mp4", seconds=len(speech) / 16000, fps=5, size=(160, 120), audio=speech, face=True
     )
