@@ -13,22 +13,78 @@ The command line (commands/) parses options and prints; everything it does is on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import re
+import sys
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from emocli.core.errors import ConfigError
+from emocli.core.errors import ConfigError, EmoError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from emocli.core.samples import SampleSet
+    from emocli.data.inputs import FeatureReader
     from emocli.features.store import ExtractionReport
     from emocli.prediction.bundle import BundlePredictor
     from emocli.prediction.predictor import PredictionResult, Predictor
     from emocli.training.trainer import RunSummary
 
 STORES = Path("stores")  # where extract writes by default, and train looks
+
+# Errors name the command line's options (`--features`); called from Python, these functions name their
+# own arguments instead (`features=`). The `emo` command sets this while it runs.
+COMMAND_LINE: ContextVar[bool] = ContextVar("emocli_command_line", default=False)
+_OPTIONS = ("features", "feature", "folds", "seeds", "modalities", "root", "out", "name", "device", "text", "tracker",
+            "protocol", "workers", "shard", "limit", "revision", "window", "threshold", "preset", "grid", "trials")
+_OPTION = re.compile(r"--(" + "|".join(_OPTIONS) + r")\b(?![-=])(?: ('[^']*'|\d+|all|cpu|standard)\b)?")
+_IN_PYTHON_TERMS = (
+    (re.compile(r"--feature (\w+)=(<[^>]+>|[^\s;,:)]+)"), r'feature={"\1": "\2"}'),
+    (re.compile(r"--set ([^\s;,)]+)"), r'settings=["\1"]'),
+    (re.compile(r"--option ([^\s;,)]+)"), r'options=["\1"]'),
+    (re.compile(r"--retry-failures\b"), "retry_failures=True"),
+    (re.compile(r"--no-download\b"), "download=False"),
+    (re.compile(r"--(set|option)\b"), lambda m: {"set": "settings=", "option": "options="}[m.group(1)]),
+    (_OPTION, lambda m: f"{m.group(1)}={m.group(2) or ''}"),
+)
+
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+
+
+def in_python_terms(message: str) -> str:
+    """An error message with the command line's options as this module's arguments: `--features` ->
+    `features=`, `--feature audio=x` -> `feature={"audio": "x"}`, `--set k=v` -> `settings=["k=v"]`."""
+    for pattern, replacement in _IN_PYTHON_TERMS:
+        message = pattern.sub(replacement, message)
+    return message
+
+
+def _python_api(function: _Function) -> _Function:
+    """Errors in Python terms when called from Python; refused in a worker process that re-runs a script.
+
+    Worker processes start by `spawn`, which re-runs the main script: a script whose calls are not under
+    `if __name__ == "__main__":` would call emocli again in every worker (and wait there for the feature
+    store the parent holds). Raised there, the error ends the worker and the parent says what to do."""
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if getattr(sys.modules.get("__main__"), "__name__", None) == "__mp_main__":
+            raise ConfigError(f"emocli.{function.__name__} was called while a worker process re-ran the script; "
+                              "put the script's calls under `if __name__ == \"__main__\":`")
+        try:
+            return function(*args, **kwargs)
+        except EmoError as error:
+            if COMMAND_LINE.get():
+                raise
+            message = in_python_terms(error.problem)
+            if message == error.problem:
+                raise
+            raise type(error)(message, path=error.path, row=error.row) from None
+
+    return call  # type: ignore[return-value]
 
 
 def _console(console: Console | None) -> Console:
@@ -37,6 +93,7 @@ def _console(console: Console | None) -> Console:
     return console or Console(stderr=True)
 
 
+@_python_api
 def extract(
     dataset: str,
     root: str | Path | None = None,
@@ -48,7 +105,7 @@ def extract(
     settings: Sequence[str] = (),
     options: Sequence[str] = (),
     download: bool = True,
-    workers: int = 2,
+    workers: int = 0,
     shard: str | None = None,
     limit: int | None = None,
     retry_failures: bool = False,
@@ -57,7 +114,11 @@ def extract(
 ) -> tuple[ExtractionReport, SampleSet]:
     """Features of a dataset into a feature store (`emo extract`). Without extractors, the dataset's default
     presets; without `root`, the data home (downloading a public dataset there first); without `out`,
-    `stores/<dataset>`. `settings` are "NAME.PARAM=VALUE" overrides, `options` "KEY=VALUE" adapter options."""
+    `stores/<dataset>`. `settings` are "NAME.PARAM=VALUE" overrides, `options` "KEY=VALUE" adapter options.
+
+    `workers`: processes for the CPU extractors (openSMILE, MFCC; the neural encoders run in this process
+    anyway). 0 by default, unlike `emo extract`: worker processes re-run the calling script, whose calls
+    must then be under `if __name__ == "__main__":`."""
     from emocli.core.settings import parse_assignments
     from emocli.datasets import adapter_class, load_dataset
     from emocli.datasets.download import ensure_available, gated_message
@@ -96,34 +157,46 @@ def extract(
     return report, sample_set
 
 
-def find_store(model: str, folder: str | Path = STORES, console: Console | None = None) -> Path:
-    """The feature store under `folder` that `model` can train on: the one there is, said so; several or
-    none are errors that list what was found."""
+def find_store(
+    model: str | FeatureReader,
+    folder: str | Path = STORES,
+    console: Console | None = None,
+    *,
+    modalities: Sequence[str] | None = None,
+    feature: dict[str, str] | None = None,
+) -> Path:
+    """The feature store under `folder` that `model` (a registry name, or a reader such as the linear floor)
+    can read, with `modalities` and `feature` choices: the one there is, said so; several or none are
+    errors that list what was found."""
     from emocli.data.inputs import select_inputs
     from emocli.features.store import FeatureStore
     from emocli.models.registry import get_model
 
-    entry = get_model(model)
+    reader = get_model(model) if isinstance(model, str) else model
     candidates = sorted(p.parent for p in Path(folder).glob("*/samples.parquet"))
-    fitting = []
+    fitting, problems = [], []
     for path in candidates:
         try:
-            select_inputs(FeatureStore(path), entry)
-        except ConfigError:
+            select_inputs(FeatureStore(path), reader, modalities=list(modalities or []) or None, choices=feature)
+        except ConfigError as error:
+            problems.append(error)
             continue
         fitting.append(path)
+    if not fitting and len(problems) == 1:
+        raise problems[0]  # the one store there is, and why it does not fit
     if len(fitting) == 1:
-        _console(console).print(f"features: {fitting[0]} (the one store under {folder}/ that {model} can read)",
+        _console(console).print(f"features: {fitting[0]} (the one store under {folder}/ that {reader.name} can read)",
                                 highlight=False)
         return fitting[0]
     if not fitting:
-        seen = f" ({', '.join(str(p) for p in candidates)} hold none {model} reads)" if candidates else ""
-        raise ConfigError(f"no feature store under {folder}/ for {model}{seen}: run `emo extract --dataset NAME` "
-                          "first, or give --features")
-    raise ConfigError(f"several feature stores under {folder}/ fit {model}: {', '.join(str(p) for p in fitting)}; "
-                      "choose one with --features")
+        seen = f" ({', '.join(str(p) for p in candidates)} hold none {reader.name} reads)" if candidates else ""
+        raise ConfigError(f"no feature store under {folder}/ for {reader.name}{seen}: run `emo extract --dataset "
+                          "NAME` first, or give --features")
+    raise ConfigError(f"several feature stores under {folder}/ fit {reader.name}: "
+                      f"{', '.join(str(p) for p in fitting)}; choose one with --features")
 
 
+@_python_api
 def train(
     model: str,
     features: str | Path | None = None,
@@ -156,11 +229,13 @@ def train(
         "protocol": protocol,
     }
     config = resolve_config(model, preset, list(settings), **fields)
-    store = features if features is not None else find_store(model, console=console)
+    store = features if features is not None else find_store(model, console=console, modalities=config.modalities,
+                                                             feature=config.features)
     return train_run(model, store, config, out=out, name=name, device=device, command=["emo", *sys.argv[1:]],
                      console=console, tracker=tracker)
 
 
+@_python_api
 def evaluate(
     run: str | Path,
     split: str = "test",
@@ -179,6 +254,7 @@ def evaluate(
                         plot=plot)
 
 
+@_python_api
 def load_predictor(
     model: str | Path | None = None, *, device: str = "auto", workers: int = 0, revision: str | None = None
 ) -> Predictor | BundlePredictor:
@@ -189,6 +265,7 @@ def load_predictor(
     return Predictor.from_pretrained(model, revision=revision, device=device, workers=workers)
 
 
+@_python_api
 def predict(
     inputs: Sequence[str | Path],
     model: str | Path | None = None,

@@ -221,14 +221,24 @@ def test_run_root_uses_the_unit_with_the_best_validation_score(unit, tmp_path):
     assert choose_unit(better)[0] == better
 
 
-def test_library_versions_that_differ_from_extraction_are_warned_about(unit, tmp_path):
+def test_library_releases_that_differ_from_extraction_are_warned_about_once_and_patch_releases_not(unit, tmp_path):
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    installed = Version(version("opensmile"))
     copy = tmp_path / "unit"
     shutil.copytree(unit, copy)
     spec = layout.read_json(copy / layout.FEATURE_SPEC)
-    spec["inputs"]["audio"]["extractor_spec"]["versions"]["opensmile"] = "0.0.1"
+    recorded = spec["inputs"]["audio"]["extractor_spec"]["versions"]
+    recorded["opensmile"] = f"{installed.major}.{installed.minor}.{installed.micro + 1}"  # a patch release apart
+    layout.write_json(copy / layout.FEATURE_SPEC, spec)
+    assert Predictor(copy).warnings == []
+    recorded["opensmile"] = "0.0.1"
+    recorded["numpy"] = "0.1.0"  # two libraries apart: still one warning
     layout.write_json(copy / layout.FEATURE_SPEC, spec)
     (warning,) = Predictor(copy).warnings
-    assert "opensmile 0.0.1 -> " in warning and "audio extractor opensmile" in warning
+    assert f"opensmile 0.0.1 -> {installed} (audio opensmile)" in warning and "numpy 0.1.0 -> absent" in warning
     assert Predictor(unit).warnings == []
 
 

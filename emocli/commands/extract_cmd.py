@@ -123,3 +123,5 @@ def _print_report(report, sample_set, console) -> None:
         )
     for fs in report.feature_sets:
         console.print(f"{fs.label}: {fs.summary()}", highlight=False)
+    for note in report.revision_notes():
+        console.print(f"[yellow]note:[/] {report.store}: {note}", highlight=False, soft_wrap=True)

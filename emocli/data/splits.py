@@ -76,7 +76,13 @@ def make_splits(
 
     split = samples["split"]
     if not (split == "train").any():
-        hint = " (it has folds: use --folds)" if samples["fold"].notna().any() else ""
+        if samples["fold"].notna().any():
+            hint = " (it has folds: use --folds all, or a fold)"
+        elif split.isna().all():
+            hint = ("; no sample has a split: give a manifest a split column (train, valid, test; valid may be left "
+                    "out) or a fold column and train with --folds all")
+        else:
+            hint = f" (its splits: {', '.join(sorted(split.dropna().astype(str).unique()))})"
         raise ConfigError(f"the dataset has no train split{hint}")
     train = rows[(split == "train").fillna(False).to_numpy(dtype=bool)]
     valid = rows[(split == "valid").fillna(False).to_numpy(dtype=bool)]

@@ -78,6 +78,9 @@ class Extractor(ABC):
     # at their default, so those feature sets keep their names and still match their presets. Their
     # defaults must never change (a stored feature set would then be taken for another configuration).
     later_params: ClassVar[frozenset[str]] = frozenset()
+    # False where the features come from somewhere a new file is not (a table of a dataset's own clips):
+    # `emo predict` then refuses a run that reads them, before loading it.
+    reads_new_media: ClassVar[bool] = True
 
     def __init__(self, params: ExtractorParams | None = None, **overrides: Any):
         values = {**(params.model_dump() if params is not None else {}), **overrides}

@@ -171,13 +171,18 @@ class ExtractionReport:
     store: Path
     feature_sets: list[FeatureSetReport]
     shard: Shard | None = None
+    revised: dict[str, int] = field(default_factory=dict)  # index columns the dataset revised: column -> samples
 
     @property
     def n_failed(self) -> int:
         return sum(r.failed + r.known_failures for r in self.feature_sets)
 
     def summary(self) -> str:
-        return "\n".join(f"{r.label}: {r.summary()}" for r in self.feature_sets)
+        return "\n".join([*(f"{r.label}: {r.summary()}" for r in self.feature_sets), *self.revision_notes()])
+
+    def revision_notes(self) -> list[str]:
+        return [f"{column} of {n} samples revised in the index from the dataset (runs trained before read the "
+                "old values)" for column, n in self.revised.items()]
 
 
 # --- precomputed features as an extractor ------------------------------------------------------------
@@ -713,7 +718,7 @@ class FeatureStore:
             selected = selected.head(limit)
 
         with self._writer():
-            self._write_samples(sample_set)
+            revised = self._write_samples(sample_set)
             plans = [self._plan(extractor, sample_set, selected, retry_failures) for extractor in everything]
             display = progress if not isinstance(progress, bool) else progress_bar(progress)
             with display, hub_progress_bars(progress is not False), \
@@ -726,18 +731,19 @@ class FeatureStore:
                     plan.finish()
             for plan in plans:  # also what a killed run left uncompacted (compact returns at once otherwise)
                 self.compact(plan.extractor.feature_set_name)
-        return ExtractionReport(self.path, [p.report for p in plans], shard)
+        return ExtractionReport(self.path, [p.report for p in plans], shard, revised)
 
-    def _write_samples(self, sample_set: SampleSet) -> None:
-        """Add `sample_set` to the sample index (see emocli.features.sample_index)."""
+    def _write_samples(self, sample_set: SampleSet) -> dict[str, int]:
+        """Add `sample_set` to the sample index (see emocli.features.sample_index); the columns it revised."""
         path = self.path / SAMPLES_FILE
         if path.is_file():
             index = self._sample_index()
             if not index.add(sample_set.table, sample_set.describe(), source=str(self.path)):
-                return
+                return {}
         else:
             index = SampleIndex.of(sample_set)
         self._write_index(index)
+        return index.revised
 
     def _write_index(self, index: SampleIndex) -> None:
         metadata = {f"{META}{key}": value for key, value in index.metadata().items()}

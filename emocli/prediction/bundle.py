@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from emocli.core.errors import ConfigError, EmoError
 from emocli.prediction.predictor import PROBABILITY_PREFIX, PredictionResult, Predictor, TimedText
+from emocli.prediction.sources import PredictFailure, Source
 
 if TYPE_CHECKING:
     import numpy as np
@@ -90,9 +91,15 @@ class BundlePredictor:
 
     def __init__(self, folder: str | Path, device: str = "auto", workers: int = 0):
         from emocli.features.audio.transcribe import Transcriber
+        from emocli.prediction.predictor import check_new_media_inputs, version_warning
+        from emocli.runs.inference import TrainedUnit
+        from emocli.runs.layout import FEATURE_SPEC
 
         self.folder = Path(folder)
         self.spec = read_bundle(self.folder)
+        for head in self.spec.heads.values():  # before anything loads
+            unit = self.folder / head.unit
+            check_new_media_inputs(TrainedUnit.read(unit).inputs, unit / FEATURE_SPEC)
         self.transcriber = Transcriber(self.spec.transcriber, device=device)
         self.heads = []
         for name, head in self.spec.heads.items():
@@ -105,7 +112,11 @@ class BundlePredictor:
         self.model_name = self.spec.name
         self.label_names = tuple(self.spec.labels)
         self.note = f"model: {self.spec.name} ({', '.join(h.name for h in self.heads)} heads; {self.folder})"
-        self.warnings = [w for h in self.heads for w in h.predictor.warnings]
+        changes: dict[str, list[str]] = {}  # one warning for the heads' library release changes together
+        for h in self.heads:
+            for change, users in h.predictor.release_changes.items():
+                changes.setdefault(change, []).extend(f"{h.name} head's {user}" for user in users)
+        self.warnings = [w for h in self.heads for w in h.predictor.spec_warnings] + version_warning(changes)
 
     def predict(
         self,
@@ -118,18 +129,22 @@ class BundlePredictor:
         import numpy as np
         import pandas as pd
 
+        from emocli.prediction.sources import collect_sources
+
         # Transcripts once for every head: the first head that reads text makes them; the others get
         # the same segments as given transcripts.
-        transcripts = self._transcripts(inputs, text)
+        sources, _ = collect_sources(inputs, text)
+        transcripts = self._transcripts(sources)
         results = {h.name: h.predictor.predict(inputs, text=text, window_s=window_s, progress=progress,
                                                transcripts=transcripts)
                    for h in self.heads}
         keys = ["input", "segment"]
+        # What a segment is (its times, text and where that came from): from whichever head predicted it.
+        described = ["start_s", "end_s", "text", "text_source"]
         table: pd.DataFrame | None = None
-        stacked, failures = [], []
+        stacked = []
         for head in self.heads:
             result = results[head.name]
-            failures += [f for f in result.failures if not _reads_nothing(f)]
             part = result.table.copy()
             shared = self._shared(result.probabilities, result.classes, head.mapping)
             stacked.append((part[keys], shared))
@@ -140,11 +155,15 @@ class BundlePredictor:
                 table = renamed
             else:
                 extra = [c for c in own.values() if c in renamed.columns]
-                table = table.merge(renamed[keys + extra], on=keys, how="outer")
+                table = table.merge(renamed[keys + described + extra], on=keys, how="outer", suffixes=("", "_other"))
+                for column in described:
+                    other = table.pop(f"{column}_other")
+                    table[column] = table[column].where(table[column].notna(), other)
+        failures, notes = self._failures(results, table, {s.name for s in sources if s.media is None})
         if table is None or table.empty:
             empty = pd.DataFrame(columns=["input", "segment", "start_s", "end_s", "text", "text_source"])
             return PredictionResult(empty, failures, self.label_names, "single_label", None, self.folder,
-                                    self.model_name)
+                                    self.model_name, notes)
         combined = np.zeros((len(table), len(self.label_names)))
         counts = np.zeros((len(table), 1))
         index = {key: i for i, key in enumerate(zip(table["input"], table["segment"]))}
@@ -161,17 +180,45 @@ class BundlePredictor:
         table = table.drop(columns=flag_columns)
         for k, name in enumerate(self.label_names):
             table[PROBABILITY_PREFIX + name] = combined[:, k]
-        return PredictionResult(table, failures, self.label_names, "single_label", None, self.folder, self.model_name)
+        return PredictionResult(table, failures, self.label_names, "single_label", None, self.folder, self.model_name,
+                                notes)
 
-    def _transcripts(self, inputs: Sequence[str | Path], text: str | None) -> dict[str, TimedText]:
+    def _failures(self, results: dict[str, PredictionResult], table: pd.DataFrame | None,
+                  text_inputs: set[str]) -> tuple[list[PredictFailure], list[PredictFailure]]:
+        """One failure per input (or segment) that no head predicted, with a head's reason (a text head's "no
+        text here" only when no other head says more); a head's failure on what another head predicted is a
+        note, unless it is what a bundle expects: a text head on silence, a media head on a text input."""
+        predicted = set(zip(table["input"], table["segment"])) if table is not None else set()
+        predicted_inputs = {name for name, _ in predicted}
+        reported = [(head, f) for head in self.heads for f in results[head.name].failures]
+        reported.sort(key=lambda pair: _reads_nothing(pair[1]))  # a stable sort: heads' order otherwise
+        failures: list[PredictFailure] = []
+        notes: list[PredictFailure] = []
+        seen: set[tuple[str, int | None]] = set()
+        for head, failure in reported:
+            covered = (failure.input in predicted_inputs if failure.segment is None
+                       else (failure.input, failure.segment) in predicted)
+            if covered:
+                expected = _reads_nothing(failure) or (failure.input in text_inputs and not head.predictor.needs("text"))
+                if not expected:
+                    notes.append(PredictFailure(failure.input, f"{head.name} head: {failure.message}", failure.segment))
+                continue
+            if (failure.input, None) in seen or (failure.input, failure.segment) in seen:
+                continue  # one line per input: another head failed it already
+            seen.add((failure.input, failure.segment))
+            failures.append(failure)
+        for head in self.heads:
+            notes += [n for n in results[head.name].notes if n not in notes]
+        return failures, notes
+
+    def _transcripts(self, sources: Sequence[Source]) -> dict[str, TimedText]:
         """input name -> its text as timed segments, one for every medium, so that every head predicts the
         same segments: subtitle cues as they are; an untimed text (--text, a .txt beside the medium) as
         one segment over the whole medium; otherwise the transcribed speech (none for silence)."""
         from emocli.core.types import Cue
         from emocli.prediction.segments import read_transcript
-        from emocli.prediction.sources import collect_sources, probe_media
+        from emocli.prediction.sources import probe_media
 
-        sources, _ = collect_sources(inputs, text)
         transcripts = {}
         for source in sources:
             if source.media is None or source.segments is not None:

@@ -33,9 +33,32 @@ NO_SPEECH = "no_speech"  # an extractor's own finding (Whisper): the level check
 SILENCE_DBFS = -60.0
 
 
-def rebuild_extractor(spec: InputSpec, device: str = "auto") -> tuple[Extractor, list[str]]:
-    """The extractor a feature set was made with, from its recorded spec; and warnings where this
-    environment differs from the one that extracted the training features (library versions, ...)."""
+def check_new_media_inputs(inputs: Mapping[str, InputSpec], where: Path) -> None:
+    """ConfigError when a run reads features that a new file cannot have (a dataset's shipped features, a
+    table of the dataset's own clips such as OpenFace action units): said before anything loads, with the
+    modalities that new media do give, to train on instead."""
+    from emocli.features import extractor_class
+
+    unusable = {}
+    for modality, spec in inputs.items():
+        name = spec.extractor_spec.get("extractor", spec.extractor)
+        if name.startswith("precomputed-"):
+            unusable[modality] = f"{name}, shipped with the dataset"
+        elif not extractor_class(name).reads_new_media:
+            unusable[modality] = f"{name}, rows of a table of the dataset's own clips"
+    if not unusable:
+        return
+    described = "; ".join(f"{modality} ({what})" for modality, what in unusable.items())
+    usable = [m for m in inputs if m not in unusable]
+    remedy = (f"train on the others to predict on new media (--modalities {','.join(usable)}, in Python "
+              f"modalities={usable})") if usable else "train on features extracted from the media (emo extract)"
+    raise ConfigError(f"the run reads features a new file cannot have: {described}; {remedy}", path=where)
+
+
+def rebuild_extractor(spec: InputSpec, device: str = "auto") -> tuple[Extractor, list[str], list[str]]:
+    """The extractor a feature set was made with, from its recorded spec; the library releases that differ
+    from those that extracted the training features ("transformers 5.24.0 -> 6.0.1", see
+    `release_changes`); and warnings of other differences from the recorded spec."""
     from emocli.features import extractor_class
 
     recorded = spec.extractor_spec
@@ -56,22 +79,39 @@ def rebuild_extractor(spec: InputSpec, device: str = "auto") -> tuple[Extractor,
             f"{name} rebuilt from the run gives {extractor.kind} [{extractor.dim}] features, but the model was "
             f"trained on {spec.kind} [{spec.dim}]"
         )
-    warnings = []
     now = extractor.spec()
-    then, here = recorded.get("versions", {}), now.get("versions", {})
-    changed = [f"{lib} {then.get(lib, 'absent')} -> {here.get(lib, 'absent')}"
-               for lib in sorted(set(then) | set(here)) if then.get(lib) != here.get(lib)]
-    if changed:
-        warnings.append(
-            f"{spec.modality} extractor {name}: library versions differ from extraction ({', '.join(changed)}); "
-            "predictions may differ slightly from evaluation"
-        )
+    changes = release_changes(recorded.get("versions", {}), now.get("versions", {}))
     others = [key for key in sorted(set(now) | set(recorded)) if key not in ("versions", "dim", "params")
               and now.get(key) != recorded.get(key)]
-    if others:
-        warnings.append(f"{spec.modality} extractor {name}: {', '.join(others)} differ(s) from the recorded spec")
-    return extractor, warnings
+    warnings = [f"{spec.modality} extractor {name}: {', '.join(others)} differ(s) from the recorded spec"] if others else []
+    return extractor, changes, warnings
 
+
+def release_changes(then: Mapping[str, str], here: Mapping[str, str]) -> list[str]:
+    """The libraries whose release (major.minor) differs between two version records, as "lib then -> now".
+
+    Patch releases (5.24.0 -> 5.24.1) are left out: they fix bugs within a release, and a fresh install
+    differs from a recording in several of them, so warning of each buried the changes that can move a
+    prediction (a new release of the encoder's library or of torch)."""
+    from packaging.version import InvalidVersion, Version
+
+    def release(version: str | None) -> tuple[int, ...] | str | None:
+        try:
+            return Version(version).release[:2] if version else None
+        except InvalidVersion:
+            return version
+
+    return [f"{lib} {then.get(lib, 'absent')} -> {here.get(lib, 'absent')}"
+            for lib in sorted(set(then) | set(here)) if release(then.get(lib)) != release(here.get(lib))]
+
+
+def version_warning(changes: Mapping[str, Sequence[str]]) -> list[str]:
+    """One warning for all the release changes of a model's extractors ({change: [extractor, ...]})."""
+    if not changes:
+        return []
+    listed = ", ".join(f"{change} ({', '.join(users)})" for change, users in changes.items())
+    return [f"library releases differ from those that extracted the training features: {listed}; predictions "
+            "may differ slightly from evaluation"]
 
 
 @dataclass
@@ -149,6 +189,7 @@ class Predictor:
         self.model_name = trained.model_name
         self.label_map = trained.label_map
         self.inputs = trained.inputs
+        check_new_media_inputs(self.inputs, self.unit / FEATURE_SPEC)  # before the weights and encoders load
         self.loaded = trained.load(device)
         self.threshold = self.loaded.threshold
         self.workers = workers
@@ -156,16 +197,21 @@ class Predictor:
         self.transcriber = transcriber
         self._given: dict[str, TimedText] = {}  # this predict call's given transcripts
         self.extractors: dict[str, Extractor] = {}
-        self.warnings: list[str] = []
+        self.spec_warnings: list[str] = []  # an extractor's recorded spec differs otherwise
         self.notes: list[PredictFailure] = []  # this predict call's inputs predicted not quite as asked
+        # library release changes -> the extractors they concern ("audio whisper"): one warning for the model
+        self.release_changes: dict[str, list[str]] = {}
         for modality, spec in self.inputs.items():
             try:
-                self.extractors[modality], warnings = rebuild_extractor(spec, device)
+                self.extractors[modality], changes, warnings = rebuild_extractor(spec, device)
             except ConfigError as error:
                 if error.path is not None:
                     raise
                 raise ConfigError(f"inputs.{modality}: {error.problem}", path=self.unit / FEATURE_SPEC) from None
-            self.warnings.extend(warnings)
+            for change in changes:
+                self.release_changes.setdefault(change, []).append(f"{modality} {spec.extractor}")
+            self.spec_warnings.extend(warnings)
+        self.warnings = self.spec_warnings + version_warning(self.release_changes)
 
     @classmethod
     def from_pretrained(cls, model: str | Path | None = None, *, revision: str | None = None, device: str = "auto",
