@@ -40,7 +40,7 @@ from emocli.runs.inference import score_rows
 from emocli.runs.results import fold_label
 from emocli.training.distributed import Distributed, seed_everything
 from emocli.training.prepare import Plan, card_info
-from emocli.training.progress import epoch_line, progress_bar, report_epoch
+from emocli.training.progress import RunClock, epoch_line, progress_bar, report_epoch
 from emocli.training.schedule import EpochSchedule, build_optimizer
 from emocli.training.steps import STEPS, StepOutput, unwrap
 
@@ -70,8 +70,10 @@ class UnitTrainer:
         fold: int | None,
         console: Any,
         callbacks: list[TrainingCallback] | tuple = (),
+        clock: RunClock | None = None,
     ):
         self.plan, self.config, self.ctx = plan, plan.config, ctx
+        self.clock = clock or RunClock(plan.config.epochs)  # the whole run's remaining time
         self.unit, self.seed, self.fold = unit, seed, fold
         self.console, self.callbacks = console, list(callbacks)
         self.raw_data = data  # the store's values: the test scoring standardises them itself
@@ -299,7 +301,9 @@ class UnitTrainer:
                     "rng": rng,
                 },
             )
-            report_epoch(self.console, self.unit, epoch_line(record, self.eval_splits, selection.metric, cfg.epochs))
+            run_left = self.clock.remaining(record["seconds"], epoch)
+            line = epoch_line(record, self.eval_splits, selection.metric, cfg.epochs, self.label, run_left)
+            report_epoch(self.console, self.unit, line)
         ctx.barrier()
         if ctx.main:
             for callback in self.callbacks:
