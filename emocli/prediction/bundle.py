@@ -160,10 +160,11 @@ class BundlePredictor:
                     other = table.pop(f"{column}_other")
                     table[column] = table[column].where(table[column].notna(), other)
         failures, notes = self._failures(results, table, {s.name for s in sources if s.media is None})
+        durations = {name: d for result in results.values() for name, d in result.durations.items()}
         if table is None or table.empty:
             empty = pd.DataFrame(columns=["input", "segment", "start_s", "end_s", "text", "text_source"])
             return PredictionResult(empty, failures, self.label_names, "single_label", None, self.folder,
-                                    self.model_name, notes)
+                                    self.model_name, notes, durations)
         combined = np.zeros((len(table), len(self.label_names)))
         counts = np.zeros((len(table), 1))
         index = {key: i for i, key in enumerate(zip(table["input"], table["segment"]))}
@@ -181,7 +182,7 @@ class BundlePredictor:
         for k, name in enumerate(self.label_names):
             table[PROBABILITY_PREFIX + name] = combined[:, k]
         return PredictionResult(table, failures, self.label_names, "single_label", None, self.folder, self.model_name,
-                                notes)
+                                notes, durations)
 
     def _failures(self, results: dict[str, PredictionResult], table: pd.DataFrame | None,
                   text_inputs: set[str]) -> tuple[list[PredictFailure], list[PredictFailure]]:

@@ -124,6 +124,7 @@ class PredictionResult:
     unit: Path
     model_name: str
     notes: list[PredictFailure] = field(default_factory=list)  # predicted, but not quite as asked
+    durations: dict[str, float] = field(default_factory=dict)  # input -> its medium's length (s), where known
 
     @property
     def flagged(self) -> int:
@@ -196,6 +197,7 @@ class Predictor:
         self.device = device
         self.transcriber = transcriber
         self._given: dict[str, TimedText] = {}  # this predict call's given transcripts
+        self._durations: dict[str, float] = {}  # this predict call's media lengths
         self.extractors: dict[str, Extractor] = {}
         self.spec_warnings: list[str] = []  # an extractor's recorded spec differs otherwise
         self.notes: list[PredictFailure] = []  # this predict call's inputs predicted not quite as asked
@@ -246,6 +248,8 @@ class Predictor:
         info = None
         if source.media is not None:
             info = self._check_media(source)
+            if info.duration_s:
+                self._durations[source.name] = info.duration_s
         else:
             for modality in ("audio", "visual"):
                 if self.needs(modality):
@@ -353,6 +357,7 @@ class Predictor:
         if window_s <= 0:
             raise ConfigError(f"the window must be positive, not {window_s}")
         self.notes = []
+        self._durations = {}
         self._given = dict(transcripts or {})
         sources, failures = collect_sources(inputs, text)
         rows, shown = [], []
@@ -439,7 +444,7 @@ class Predictor:
             table[PROBABILITY_PREFIX + name] = probs[:, k].astype(np.float64)
         threshold = self.threshold if self.label_map.task == "multi_label" else None
         return PredictionResult(table, failures, tuple(names), self.label_map.task, threshold, self.unit, self.model_name,
-                                list(self.notes))
+                                list(self.notes), dict(self._durations))
 
 
 def _message(error: EmoError, input_name: str) -> str:
