@@ -40,7 +40,7 @@ STORES = Path("stores")  # where extract writes by default, and train looks
 COMMAND_LINE: ContextVar[bool] = ContextVar("emocli_command_line", default=False)
 _OPTIONS = ("features", "feature", "folds", "seeds", "modalities", "root", "out", "name", "device", "text", "tracker",
             "protocol", "workers", "shard", "limit", "revision", "window", "threshold", "preset", "grid", "trials")
-_OPTION = re.compile(r"--(" + "|".join(_OPTIONS) + r")\b(?![-=])(?: ('[^']*'|\d+|all|cpu|standard)\b)?")
+_OPTION = re.compile(r"--(" + "|".join(_OPTIONS) + r")\b(?![-=])(?: ('[^']*'|(?:\d+|all|cpu|standard)\b))?")
 _IN_PYTHON_TERMS = (
     (re.compile(r"--feature (\w+)=(<[^>]+>|[^\s;,:)]+)"), r'feature={"\1": "\2"}'),
     (re.compile(r"--set ([^\s;,)]+)"), r'settings=["\1"]'),
@@ -62,6 +62,19 @@ def in_python_terms(message: str) -> str:
     return message
 
 
+def _rerun_by_a_worker() -> bool:
+    """Whether this call comes from the main script that a new worker process is re-running (multiprocessing's
+    spawn and forkserver start methods import it again, under the name __mp_main__)."""
+    if "__mp_main__" not in sys.modules:  # set while the script re-runs, and kept in a worker afterwards
+        return False
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "_fixup_main_from_path" and frame.f_globals.get("__name__") == "multiprocessing.spawn":
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _python_api(function: _Function) -> _Function:
     """Errors in Python terms when called from Python; refused in a worker process that re-runs a script.
 
@@ -71,7 +84,7 @@ def _python_api(function: _Function) -> _Function:
 
     @functools.wraps(function)
     def call(*args: Any, **kwargs: Any) -> Any:
-        if getattr(sys.modules.get("__main__"), "__name__", None) == "__mp_main__":
+        if _rerun_by_a_worker():
             raise ConfigError(f"emocli.{function.__name__} was called while a worker process re-ran the script; "
                               "put the script's calls under `if __name__ == \"__main__\":`")
         try:

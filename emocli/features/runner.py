@@ -280,7 +280,7 @@ class ExtractionRunner:
             except BrokenProcessPool:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise ExtractionError(
-                    "the worker processes died while starting; run with workers=0 (--workers 0) to see why. "
+                    "the worker processes died while starting; run with --workers 0 to see why. "
                     "Scripts that extract with workers must guard their entry point with "
                     "`if __name__ == '__main__':`"
                 ) from None
