@@ -252,6 +252,26 @@ def test_runs_on_features_shipped_with_a_dataset_cannot_predict(unit, tmp_path):
         Predictor(copy)
 
 
+def test_runs_on_a_table_of_the_datasets_clips_are_refused_before_anything_loads(unit, tmp_path, monkeypatch):
+    """OpenFace action units of RAVDESS's clips (clip-table): a new video has no row there."""
+    from emocli.runs.inference import TrainedUnit
+
+    copy = tmp_path / "unit"
+    shutil.copytree(unit, copy)
+    spec = layout.read_json(copy / layout.FEATURE_SPEC)
+    spec["inputs"]["visual"] = {"modality": "visual", "feature_set": "visual__clip-table__0123456789ab",
+                                "extractor": "clip-table", "kind": "vector", "dim": 35,
+                                "extractor_spec": {"extractor": "clip-table", "params": {"path": "openface_au.parquet"}}}
+    layout.write_json(copy / layout.FEATURE_SPEC, spec)
+    monkeypatch.setattr(TrainedUnit, "load", lambda *args, **kwargs: pytest.fail("the weights were loaded"))
+    with pytest.raises(ConfigError) as error:
+        Predictor(copy)
+    assert str(error.value) == (
+        f"{copy / layout.FEATURE_SPEC}: the run reads features a new file cannot have: visual (clip-table, rows of a "
+        "table of the dataset's own clips); train on the others to predict on new media (--modalities audio, in "
+        "Python modalities=['audio'])")
+
+
 class Heard:
     """A speech recogniser that "hears" the cues it is given (Whisper is tested in test_transcribe.py)."""
 
