@@ -10,6 +10,7 @@ from emocli.core.lazy import import_object
 # name -> "module:Class"; the single list `emo datasets`, `emo extract --dataset` and the tests use.
 ADAPTERS: dict[str, str] = {
     "ravdess": "emocli.datasets.ravdess:RavdessAdapter",
+    "emodb": "emocli.datasets.emodb:EmodbAdapter",
     "meld": "emocli.datasets.meld:MeldAdapter",
     "iemocap": "emocli.datasets.iemocap:IemocapAdapter",
     "mosei": "emocli.datasets.mosei:MoseiAdapter",
