@@ -67,6 +67,9 @@ class Cue:
     start_s: float | None
     end_s: float | None
     text: str
+    # What the recogniser doubted about a transcribed segment (predictions show them as "text:<flag>"):
+    # "repetitive" (Whisper looped on words even after its fallbacks), "unsure" (low decoding confidence).
+    flags: tuple[str, ...] = ()
 
 
 def real_utterances(values, utterance_mask):
