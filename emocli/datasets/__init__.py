@@ -16,6 +16,7 @@ ADAPTERS: dict[str, str] = {
     "mosei": "emocli.datasets.mosei:MoseiAdapter",
     "nemu": "emocli.datasets.nemu:NemuAdapter",
     "manifest": "emocli.datasets.manifest:ManifestAdapter",
+    "corpora": "emocli.datasets.corpora:CorporaAdapter",
 }
 
 

@@ -149,6 +149,16 @@ class DatasetAdapter(ABC):
         self.options = options if options is not None else self.Options.parse(self.name, overrides)
 
     @classmethod
+    def prepare(cls, location, *, download: bool = True, progress: bool = True, console=None,
+                options: dict | None = None) -> Path:
+        """The folder (or file) `load` reads, after downloading the public files that are missing when `download`
+        allows it (emocli.datasets.download.ensure_available). `location`: a home.DatasetLocation; `options`: the
+        adapter options given (a dataset made of other datasets fetches the ones they name)."""
+        from emocli.datasets.download import ensure_available
+
+        return ensure_available(cls, location, download=download, progress=progress, console=console)
+
+    @classmethod
     def verify_download(cls, folder: Path) -> None:
         """Raise a DatasetError unless a fresh download in `folder` holds what the release holds. Adapters whose
         host publishes no checksum check the unpacked content here (file counts); the default trusts the

@@ -70,7 +70,12 @@ class UnitTrainer:
         fold: int | None,
         console: Any,
         callbacks: list[TrainingCallback] | tuple = (),
+        splits: dict[str, np.ndarray] | None = None,
+        protocol: dict[str, Any] | None = None,
     ):
+        """`splits`: train/valid/test row positions given by a protocol of the caller's (emo cross-corpus), instead
+        of the dataset's split or `fold`; `protocol` describes them in the unit's config.json."""
+        self.given_splits, self.protocol = splits, protocol
         self.plan, self.config, self.ctx = plan, plan.config, ctx
         self.unit, self.seed, self.fold = unit, seed, fold
         self.console, self.callbacks = console, list(callbacks)
@@ -85,7 +90,7 @@ class UnitTrainer:
 
     def setup(self) -> None:
         cfg, ctx = self.config, self.ctx
-        self.splits = make_splits(
+        self.splits = self.given_splits if self.given_splits is not None else make_splits(
             self.data.samples, fold=self.fold, seed=self.seed, valid_fraction=cfg.effective_valid_fraction(),
             group_by=cfg.split.group_by, conversation=self.conversation,
         )
@@ -136,6 +141,7 @@ class UnitTrainer:
             "store": str(p.store_path),
             "seed": self.seed,
             "fold": self.fold,
+            **({"protocol": self.protocol} if self.protocol is not None else {}),
         })
         layout.write_json(unit / layout.LABEL_MAP, p.label_map.to_json())
         layout.write_json(unit / layout.FEATURE_SPEC, {
