@@ -67,7 +67,8 @@ class CasiaAdapter(DatasetAdapter):
     summary = "CASIA Mandarin acted speech, public subset: 6 emotions from folders, 4 speakers, 4 speaker folds"
     needs_on_disk = (
         "<speaker>/<emotion>/<number>.wav folders of the public subset (at any depth, e.g. "
-        "'CASIA database/wangzhe/angry/201.wav') and, for the texts, 相同的文本201--250.txt beside the speaker folders"
+        "'CASIA database/wangzhe/angry/201.wav') and, for the texts, 相同的文本201--250.txt beside the speaker "
+        "folders"
     )
     licence = Licence(
         name="unclear (the full corpus is sold by the Chinese LDC; the public subset carries no licence)",

@@ -48,7 +48,8 @@ class CkplusAdapter(DatasetAdapter):
     name = "ckplus"
     summary = "CK+48 posed face expressions: 7 classes (contempt included) from folders, 118 subjects, 5 subject folds"
     needs_on_disk = (
-        "CK+48's class folders (at any depth) of S<subject>_<sequence>_<frame>.png, e.g. CK+48/happy/S010_006_00000013.png"
+        "CK+48's class folders (at any depth) of S<subject>_<sequence>_<frame>.png, e.g. "
+        "CK+48/happy/S010_006_00000013.png"
     )
     licence = Licence(
         name="CK+ agreement (non-commercial research use)",
@@ -75,7 +76,8 @@ class CkplusAdapter(DatasetAdapter):
         for path in media_files(root, IMAGE_SUFFIXES):
             info = parse_file(path)
             if path.stem in seen:
-                raise DatasetError(f"two files for frame {path.stem}: {seen[path.stem]} and {path}; keep one", path=path)
+                raise DatasetError(f"two files for frame {path.stem}: {seen[path.stem]} and {path}; keep one",
+                                   path=path)
             seen[path.stem] = path
             rows.append({
                 "sample_id": path.stem,

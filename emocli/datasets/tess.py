@@ -8,7 +8,7 @@ holding `<SPEAKER>_<word>_<emotion>.wav`, emotion one of angry, disgust, fear, h
 (pleasant surprise), sad. The speaker is taken from the folder where there is one: the release names one
 file `OA_bite_neutral.wav` (in `OAF_neutral/`). Five files keep the release's own formats (emo's audio
 reader decodes them all): `YAF_germ_angry.wav` and `YAF_neat_fear.wav` are AIFF under a .wav name,
-`OAF_back_angry.wav` and `YAF_beg_sad.wav` are 32-bit float (peaks above full scale),
+`OAF_back_angry.wav` and `YAF_beg_sad.wav` are 32-bit float at 44.1 kHz (peaks above full scale),
 `OAF_food_fear.wav` is 96 kHz; the rest are 16-bit 24414 Hz mono.
 """
 
@@ -63,7 +63,7 @@ def parse_file(path: Path) -> dict:
 
 class TessAdapter(DatasetAdapter):
     name = "tess"
-    summary = "TESS, Toronto emotional speech set: 2 English-speaking actresses, 200 words x 7 emotions, 2 speaker folds"
+    summary = "TESS, Toronto emotional speech set: 2 English-speaking actresses, 200 words x 7 emotions, 2 folds"
     needs_on_disk = (
         "the release's folders OAF_<emotion>/ and YAF_<emotion>/ (at any depth) of <SPEAKER>_<word>_<emotion>.wav, "
         "e.g. OAF_angry/OAF_back_angry.wav; download the 14 folders from the University of Toronto dataverse "

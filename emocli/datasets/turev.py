@@ -2,11 +2,12 @@
 speakers saying 82 single Turkish words in four emotions (angry, calm, happy, sad); 1735 recordings.
 
 Layout of the release (github.com/Xeonen/TurEV-DB): `Sound Source/{Angry,Calm,Happy,Sad}/` of
-`<speaker>_<code>_<word>.wav`, the code the emotion's: kz angry, sk calm, mt happy, hl sad. Only the `Sound Source` folder is read (the root may be it or its
-parent): the repository's `Model Output for Test Data` holds filtered copies of test recordings. Words are
-spelt in ASCII in the names (acik for açık, cay for çay), so they are kept as `word` and `text` stays
-empty; the release names one take `7895_hl_ogul1.wav` (the word ogul). Speaker 1157 recorded only angry and
-sad words, speaker 7895 29 happy ones. The file names say nothing of gender.
+`<speaker>_<code>_<word>.wav`, the code the emotion's: kz angry, sk calm, mt happy, hl sad. Only the
+`Sound Source` folder is read (the root may be it or its parent): the repository's `Model Output for Test
+Data` holds filtered copies of test recordings. Words are spelt in ASCII in the names (acik for açık, cay
+for çay), so they are kept as `word` and `text` stays empty; the release names one take
+`7895_hl_ogul1.wav` (the word ogul). Speaker 1157 recorded only angry and sad words, speaker 7895 29 happy
+ones. The file names say nothing of gender.
 """
 
 from __future__ import annotations
