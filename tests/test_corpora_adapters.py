@@ -157,6 +157,9 @@ def test_nemo_bad_rows_are_one_error_naming_the_label_file_and_row(tmp_path):
     with pytest.raises(DatasetError, match="row 2: unknown emotion 'boredom'") as error:
         load_dataset("nemo", root)
     assert error.value.path.name == "data.tsv"
+    root = write_nemo(tmp_path / "twice", [("EB0", "neutral", "1", "Tak."), ("EB0", "neutral", "1", "Tak.")])
+    with pytest.raises(DatasetError, match="row 2: EB0_neutral_1.wav is listed twice"):
+        load_dataset("nemo", root)
     root = write_nemo(tmp_path / "missing", [("EB0", "neutral", "1", "Tak.")])
     (root / "samples" / "EB0_neutral_1.wav").unlink()
     with pytest.raises(DatasetError, match="row 1: EB0_neutral_1.wav: its audio .* is not there"):

@@ -1,6 +1,6 @@
 """EMOVO (Costantini et al. 2014, "EMOVO Corpus: an Italian Emotional Speech Database", LREC 2014;
 Fondazione Ugo Bordoni): six actors (three female, three male) reading 14 Italian sentences in seven
-emotions; 588 recordings, stereo 48 kHz (one is mono).
+emotions; 588 recordings, stereo 48 kHz (rab-f1-b1.wav is mono).
 
 Layout of the release: one folder per actor, `f1/ f2/ f3/ m1/ m2/ m3/`, of `<emotion>-<actor>-<sentence>.wav`,
 the emotion in Italian: dis (disgusto), gio (gioia, joy), neu (neutrale), pau (paura, fear), rab (rabbia,

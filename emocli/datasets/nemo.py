@@ -57,7 +57,7 @@ class NemoAdapter(DatasetAdapter):
             raise DatasetError(f"nEMO's label file {LABEL_FILE} is not in the folder (expected {LABEL_FILE} beside "
                                f"{AUDIO_FOLDER}/)", path=root)
         fold_of = folds_of(FOLDS)
-        rows = []
+        rows, seen = [], {}
         for row_number, record in enumerate(_read_label_file(labels_path), start=1):
             emotion = EMOTION_NAMES.get(record["emotion"].strip())
             if emotion is None:
@@ -68,6 +68,10 @@ class NemoAdapter(DatasetAdapter):
                 raise DatasetError(f"unknown speaker {speaker!r} (nEMO's nine: {', '.join(sorted(fold_of))})",
                                    path=labels_path, row=row_number)
             file_id = record["file_id"].strip()
+            if file_id in seen:
+                raise DatasetError(f"{file_id} is listed twice (rows {seen[file_id]} and {row_number})",
+                                   path=labels_path, row=row_number)
+            seen[file_id] = row_number
             audio = root / AUDIO_FOLDER / file_id
             if not audio.is_file():
                 raise DatasetError(f"{file_id}: its audio {audio} is not there", path=labels_path, row=row_number)
