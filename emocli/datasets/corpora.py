@@ -48,7 +48,10 @@ def member_names(kind: str) -> list[str]:
         if name == CorporaAdapter.name:
             continue
         adapter = adapter_class(name)
-        if adapter.shared_labels and any(d.modality == KIND_MODALITY[kind] for d in adapter.default_extraction):
+        # A corpus whose default extraction reads the media of this kind (RAVDESS's visual default is a table of
+        # action units beside the clips, not its faces).
+        if adapter.shared_labels and any(d.modality == KIND_MODALITY[kind] and d.requires is None
+                                         for d in adapter.default_extraction):
             names.append(name)
     return names
 
