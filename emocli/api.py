@@ -52,18 +52,21 @@ def extract(
     shard: str | None = None,
     limit: int | None = None,
     retry_failures: bool = False,
+    transcribe: str | None = None,
     progress: bool = True,
     console: Console | None = None,
 ) -> tuple[ExtractionReport, SampleSet]:
     """Features of a dataset into a feature store (`emo extract`). Without extractors, the dataset's default
     presets; without `root`, the data home (downloading a public dataset there first); without `out`,
-    `stores/<dataset>`. `settings` are "NAME.PARAM=VALUE" overrides, `options` "KEY=VALUE" adapter options."""
+    `stores/<dataset>`. `settings` are "NAME.PARAM=VALUE" overrides, `options` "KEY=VALUE" adapter options.
+    `transcribe`: a Whisper model ("whisper-base") that writes the text of samples that have audio and no text
+    (their `text_source` says so), cached in the store, before the extractors run."""
     from emocli.core.settings import parse_assignments
     from emocli.datasets import adapter_class, load_dataset
     from emocli.datasets.download import gated_message
     from emocli.datasets.home import locate_dataset
     from emocli.features.presets import build_extractors
-    from emocli.features.store import FeatureStore, Shard
+    from emocli.features.store import FeatureStore, Shard, select_samples
 
     errors = _console(console)
     shard_slice = Shard.parse(shard) if shard else None  # before any slow loading, so typos fail fast
@@ -77,6 +80,18 @@ def extract(
     sample_set = load_dataset(dataset, folder, **adapter_options)
     for note in sample_set.notes:
         errors.print(f"[yellow]note:[/] {note}", highlight=False)
+    store = FeatureStore(out if out is not None else STORES / dataset)
+    if transcribe is not None:
+        from emocli.core.io import make_folder
+        from emocli.features.audio.transcribe import Transcriber, transcribe_samples
+
+        rows = select_samples(sample_set.table, shard_slice, limit).index
+        sample_set.table, failed = transcribe_samples(sample_set.table, Transcriber(transcribe), rows=rows,
+                                                      cache_folder=make_folder(store.path), progress=progress)
+        heard = int(sample_set.table["text_source"].str.startswith(transcribe).fillna(False).sum())
+        errors.print(f"{dataset}: {heard} samples' text transcribed with {transcribe}"
+                     + (f"; {len(failed)} could not be read (first: {failed[0][0]}: {failed[0][1]})" if failed else ""),
+                     highlight=False, soft_wrap=True)
     chosen = {"audio": list(audio), "text": list(text), "visual": list(visual)}
     if not any(chosen.values()):
         chosen, skipped = adapter.default_extractors(sample_set)
@@ -88,7 +103,6 @@ def extract(
     if not extractors and not sample_set.precomputed:
         hint = f"; {gated_message(adapter, folder)}" if adapter.gated is not None else ""
         raise ConfigError(f"nothing to extract from {folder}: give audio, text or visual extractors{hint}")
-    store = FeatureStore(out if out is not None else STORES / dataset)
     report = store.extract(
         sample_set, extractors, workers=workers, shard=shard_slice, limit=limit, retry_failures=retry_failures,
         progress=progress,

@@ -130,3 +130,35 @@ def test_a_window_of_several_sentences_gives_a_cue_per_sentence():
     segment = SimpleNamespace(start=0.0, end=4.2, text=" Hello, it's \"me.\" Get out! and then", words=words)
     assert sentences(segment) == [(0.0, 1.6, 'Hello, it\'s "me."'), (2.0, 3.0, "Get out!"), (3.2, 4.0, "and then")]
     assert sentences(SimpleNamespace(start=1.0, end=2.0, text=" untimed ", words=None)) == [(1.0, 2.0, "untimed")]
+
+
+def test_extract_transcribes_samples_without_text_once(tmp_path, clips, monkeypatch):
+    """`emo extract --transcribe`: the text of audio that has none, from Whisper, with its source, cached in
+    the store; a second run reads the cache instead of transcribing again."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from emocli.cli import app
+    from emocli.features.audio import transcribe as module
+
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame({"audio": [str(c) for c in clips[:2]], "label": ["neutral", "calm"],
+                  "text": ["", "a given text"]}).to_csv(manifest, index=False)
+    store = tmp_path / "store"
+    command = ["extract", "--dataset", "manifest", "--root", str(manifest), "--audio", "mfcc", "--transcribe",
+               "--transcriber", "whisper-tiny.en", "--out", str(store), "-q", "--workers", "0"]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    samples = pd.read_parquet(store / "samples.parquet")
+    assert _words(samples["text"][0]) == SENTENCES[_statement(clips[0])]
+    assert samples["text_source"][0] == "whisper-tiny.en (en)" and samples["language"][0] == "en"
+    assert samples["text"][1] == "a given text" and pd.isna(samples["text_source"][1])  # given text is kept
+    assert len(pd.read_parquet(store / module.TRANSCRIPTS)) == 1
+
+    def deaf(*args, **kwargs):
+        raise AssertionError("transcribed again")
+
+    monkeypatch.setattr(module.Transcriber, "transcribe", deaf)
+    again = CliRunner().invoke(app, command)
+    assert again.exit_code == 0, again.output
+    assert pd.read_parquet(store / "samples.parquet")["text"][0] == samples["text"][0]

@@ -31,6 +31,7 @@ import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from emocli.core.errors import ConfigError
@@ -256,3 +257,74 @@ def _quiet_generation() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
+
+
+TRANSCRIPTS = "transcripts.parquet"  # in a feature store: the cache of `transcribe_samples`
+CACHE_EVERY = 32  # transcripts between two writes of the cache: what a killed run can lose
+
+
+def transcribe_samples(table, recogniser: Transcriber, cache_folder: Path | None = None, progress: bool = True,
+                       rows=None):
+    """Text for the samples that have audio and no text: what `recogniser` hears in each (segment of) audio file,
+    with where it came from (`text_source`, e.g. "whisper-base (de)") and the `language` heard. Returns the table
+    with those columns filled, and the failures (sample_id, message) of audio that could not be read.
+
+    Transcripts are cached in `cache_folder`/transcripts.parquet, keyed by the audio (path, size, time, segment)
+    and the recogniser's settings, written every CACHE_EVERY samples: a second run (or one after
+    kill -9) transcribes only what is new. `rows`: the index labels to consider (default: all)."""
+    import pandas as pd
+    from rich.progress import Progress
+
+    from emocli.core.errors import EmoError
+    from emocli.core.io import write_with
+    from emocli.features.audio.io import audio_input_fingerprint
+
+    identity = f"{recogniser.name}|{recogniser.backend}|{recogniser.compute_type}|{recogniser.task}|{recogniser.language}"
+    path = cache_folder / TRANSCRIPTS if cache_folder is not None else None
+    cached = pd.read_parquet(path) if path is not None and path.is_file() else pd.DataFrame(
+        columns=["key", "text", "language", "source"])
+    known = {row.key: row for row in cached.itertuples()}
+    table = table.copy()
+    for column in ("text_source", "language"):
+        if column not in table:
+            table[column] = pd.Series(pd.NA, index=table.index, dtype="string")
+    wanted = table.loc[rows] if rows is not None else table
+    needed = wanted.index[wanted["audio_path"].notna() & (wanted["text"].isna() | (wanted["text"].str.strip() == ""))]
+    failures, fresh = [], []
+
+    def save() -> None:
+        if path is not None and fresh:
+            rows = pd.concat([cached, pd.DataFrame(fresh)], ignore_index=True).drop_duplicates("key", keep="last")
+            write_with(path, lambda temporary: rows.to_parquet(temporary, index=False))
+
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"transcribing with {recogniser.name}", total=len(needed))
+        for count, index in enumerate(needed, 1):
+            sample = table.loc[index]
+            try:
+                # the path too: two files of one size and time (unpacked from one archive) are two inputs
+                key = f"{identity}|{sample['audio_path']}|{audio_input_fingerprint(sample)}"
+                if key in known:
+                    text, language = known[key].text, known[key].language
+                else:
+                    heard = recogniser.transcribe(sample["audio_path"], _given(sample["start_s"]), _given(sample["end_s"]))
+                    text, language = heard.text, heard.language
+                    fresh.append({"key": key, "text": text, "language": language, "source": identity})
+                    if len(fresh) % CACHE_EVERY == 0:
+                        save()
+            except EmoError as error:
+                failures.append((str(sample["sample_id"]), str(error)))
+            else:
+                if text:
+                    table.loc[index, ["text", "text_source"]] = [text, f"{recogniser.name} ({language})"]
+                if pd.isna(table.loc[index, "language"]):
+                    table.loc[index, "language"] = language
+            bar.update(task, completed=count)
+    save()
+    return table, failures
+
+
+def _given(value) -> float | None:
+    import pandas as pd
+
+    return None if pd.isna(value) else float(value)
