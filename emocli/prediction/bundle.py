@@ -25,7 +25,16 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from emocli.core.errors import ConfigError, EmoError
-from emocli.prediction.predictor import PROBABILITY_PREFIX, PredictionResult, Predictor, TimedText
+from emocli.core.types import Cue
+from emocli.prediction.predictor import (
+    ABSTAINED,
+    PROBABILITY_PREFIX,
+    READ,
+    TRANSLATED,
+    PredictionResult,
+    Predictor,
+    TimedText,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,6 +60,11 @@ class BundleSpec(BaseModel):
     heads: dict[str, HeadSpec]
     combine: Literal["mean"] = "mean"
     transcriber: str = "whisper-base"
+    # The languages the text heads read (ISO 639-1); speech Whisper hears in another language is translated to
+    # English by Whisper itself ("translate": the segments are the translation's) or not read by the text heads
+    # ("abstain": the other heads decide). Text a user gives (--text, a transcript file) is read as it is.
+    text_languages: list[str] = ["en"]
+    other_languages: Literal["translate", "abstain"] = "translate"
     # Sections of the card (markdown): how to rebuild the bundle, and what the weights' data allows.
     reproduce: str = ""
     licence: str = ""
@@ -118,12 +132,12 @@ class BundlePredictor:
         import numpy as np
         import pandas as pd
 
-        # Transcripts once for every head: the first head that reads text makes them; the others get
-        # the same segments as given transcripts.
+        # Transcripts once for every head, so that every head predicts the same segments.
         transcripts = self._transcripts(inputs, text)
         results = {h.name: h.predictor.predict(inputs, text=text, window_s=window_s, progress=progress,
                                                transcripts=transcripts)
                    for h in self.heads}
+        abstained = {name for name, timed in transcripts.items() if timed.handling == ABSTAINED}
         keys = ["input", "segment"]
         table: pd.DataFrame | None = None
         stacked, failures = [], []
@@ -131,7 +145,12 @@ class BundlePredictor:
             result = results[head.name]
             failures += [f for f in result.failures if not _reads_nothing(f)]
             part = result.table.copy()
-            shared = self._shared(result.probabilities, result.classes, head.mapping)
+            if head.predictor.needs("text") and abstained:  # the text heads do not read what they cannot
+                keep = ~part["input"].isin(abstained).to_numpy()
+                part, probabilities = part[keep].reset_index(drop=True), result.probabilities[keep]
+            else:
+                probabilities = result.probabilities
+            shared = self._shared(probabilities, result.classes, head.mapping)
             stacked.append((part[keys], shared))
             own = {"label": f"{head.name}_label", "flags": f"{head.name}_flags",
                    **{PROBABILITY_PREFIX + c: f"{head.name}_{PROBABILITY_PREFIX}{c}" for c in result.classes}}
@@ -156,7 +175,8 @@ class BundlePredictor:
         table["label"] = [self.label_names[i] for i in combined.argmax(axis=1)]
         table["heads"] = counts[:, 0].astype(int)
         flag_columns = [c for c in table.columns if c.endswith("_flags")]
-        table["flags"] = [sorted({f for c in flag_columns for f in (row[c] if isinstance(row[c], list) else [])})
+        table["flags"] = [sorted({f for c in flag_columns for f in (row[c] if isinstance(row[c], list) else [])}
+                                 | ({"text:abstained"} if row["input"] in abstained else set()))
                           for _, row in table.iterrows()]
         table = table.drop(columns=flag_columns)
         for k, name in enumerate(self.label_names):
@@ -166,8 +186,8 @@ class BundlePredictor:
     def _transcripts(self, inputs: Sequence[str | Path], text: str | None) -> dict[str, TimedText]:
         """input name -> its text as timed segments, one for every medium, so that every head predicts the
         same segments: subtitle cues as they are; an untimed text (--text, a .txt beside the medium) as
-        one segment over the whole medium; otherwise the transcribed speech (none for silence)."""
-        from emocli.core.types import Cue
+        one segment over the whole medium; otherwise the transcribed speech (none for silence), translated
+        by Whisper where its language is not one the text heads read (or left to the other heads)."""
         from emocli.prediction.segments import read_transcript
         from emocli.prediction.sources import collect_sources, probe_media
 
@@ -183,13 +203,25 @@ class BundlePredictor:
                 if cues and any(c.start_s is None for c in cues):
                     duration = probe_media(source.media).duration_s
                     cues = [Cue(0.0 if duration else None, duration, " ".join(c.text for c in cues))]
+                handling = READ
                 if cues is None:
-                    heard = self.transcriber.transcribe(source.audio or source.media)
-                    cues, origin = heard.cues, f"{self.transcriber.name} ({heard.language})"
+                    cues, origin, handling = self._hear(source.audio or source.media)
             except EmoError:
                 continue  # the heads report the medium's problem themselves
-            transcripts[source.name] = TimedText(tuple(cues), origin or "")
+            transcripts[source.name] = TimedText(tuple(cues), origin or "", handling)
         return transcripts
+
+    def _hear(self, medium: Path) -> tuple[tuple[Cue, ...], str, str]:
+        """The medium's speech as cues, where they came from, and how the text heads take them: read as heard,
+        read in Whisper's English translation, or abstained from (`text_languages`, `other_languages`)."""
+        heard = self.transcriber.transcribe(medium)
+        language, name = heard.language, self.transcriber.name
+        if language in self.spec.text_languages or not heard.cues:
+            return heard.cues, f"{name} ({language})", READ
+        if self.spec.other_languages == "abstain":
+            return heard.cues, f"{name} ({language}; the text heads read {', '.join(self.spec.text_languages)})", ABSTAINED
+        translated = self.transcriber.with_task("translate", language).transcribe(medium)
+        return translated.cues, f"{name} ({language}, translated to en)", TRANSLATED
 
     def _shared(self, probs: np.ndarray, classes: Sequence[str], mapping: dict[str, str]) -> np.ndarray:
         import numpy as np

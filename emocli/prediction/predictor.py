@@ -112,13 +112,18 @@ def is_silent(sample: Any) -> bool:
     return rms <= 10 ** (SILENCE_DBFS / 20)
 
 
+READ, TRANSLATED, ABSTAINED = "read", "translated", "abstained"  # how a bundle's text heads take a transcript
+
+
 @dataclass(frozen=True)
 class TimedText:
     """An input's text as timed segments, given to `Predictor.predict` (a model bundle transcribes once for
-    all its heads), and where it came from (the `text_source` column)."""
+    all its heads), where it came from (the `text_source` column) and how text heads take it (READ as it
+    is, TRANSLATED by Whisper into English, or ABSTAINED from: a language they do not read)."""
 
     cues: tuple[Cue, ...]
     source: str
+    handling: str = READ
 
 
 class SpeechRecogniser(Protocol):
