@@ -149,3 +149,12 @@ def test_a_registered_model_through_the_cli(corpora_store, tmp_path):
     assert "| c | mmer |" in result.output
     bad = runner.invoke(app, ["cross-corpus", "forest", "-f", str(corpora_store.path), "-o", str(out)])
     assert isinstance(bad.exception, ConfigError) and "choose floor and/or" in str(bad.exception)
+
+
+def test_held_out_predictions_are_written_per_learner(corpora_store, tmp_path):
+    cross_corpus(corpora_store.path, ["floor"], {}, tmp_path, protocols=["loco"], seeds=[1])
+    table = pd.read_parquet(tmp_path / "floor-predictions.parquet")
+    assert len(table) == len(corpora_store.samples()) and set(table["unit"]) == {"loco-a", "loco-b", "loco-c"}
+    probs = table[[c for c in table if c.startswith("prob_")]].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    assert (table["corpus"] == table["unit"].str.removeprefix("loco-")).all()

@@ -1,5 +1,9 @@
 """Cross-corpus protocols: how well a learner recognises emotions in speakers and corpora it never saw.
 
+Writes `results.json` (every unit's metrics and the summary), `results.md` (the table) and, per learner,
+`<learner>-predictions.parquet`: every unit's test rows with their probabilities, held out by construction
+(what a bundle's calibration and fusion are fitted on: `emo bundle --held-out`).
+
 On a store of several corpora (the `corpora` dataset: a `corpus` column, each corpus's own speaker folds in
 `corpus_fold`, labels in emo's shared emotions), each learner is trained and tested in two protocols:
 
@@ -181,21 +185,36 @@ class LearnerResult:
     learner: str
     units: list[dict[str, Any]]
     inputs: dict[str, str] = field(default_factory=dict)  # modality -> feature set read
+    predictions: list[pd.DataFrame] = field(default_factory=list)  # each unit's test rows: ids, label, probabilities
+
+
+def unit_predictions(data: EmotionData, unit: ProtocolUnit, probs: np.ndarray) -> pd.DataFrame:
+    """A unit's test predictions as a table: what calibration and fusion are fitted on (held-out by construction)."""
+    rows = unit.rows["test"]
+    names = list(data.label_map.names)
+    table = pd.DataFrame({"unit": unit.name, "protocol": unit.protocol, "seed": unit.seed,
+                          "sample_id": data.samples["sample_id"].iloc[rows].to_numpy(),
+                          "corpus": data.samples["corpus"].iloc[rows].to_numpy(),
+                          "label": [names[k] for k in np.asarray(data.targets)[rows]]})
+    for k, name in enumerate(names):
+        table[f"prob_{name}"] = probs[:, k]
+    return table
 
 
 def run_floor(data: EmotionData, units: list[ProtocolUnit], progress: Callable[[str], None]) -> LearnerResult:
     x, y = _design(data), np.asarray(data.targets)
     names = list(data.label_map.names)
-    results = []
+    results, predictions = [], []
     for unit in units:
         probs, chosen = fit_floor(x, y, unit.rows, len(names))
+        predictions.append(unit_predictions(data, unit, probs))
         trained = np.unique(y[unit.rows["train"]])
         metrics = corpus_metrics(y[unit.rows["test"]], probs, names, trained)
         results.append({"unit": unit.name, "protocol": unit.protocol, "corpus": unit.corpus, "part": unit.part,
                         "seed": unit.seed, **chosen, **metrics})
         progress(f"{FLOOR} {unit.name} seed {unit.seed}: UAR {metrics['open']['uar'] * 100:.1f} "
                  f"(shared classes {metrics['shared']['uar'] * 100:.1f})")
-    return LearnerResult(FLOOR, results)
+    return LearnerResult(FLOOR, results, predictions=predictions)
 
 
 def run_model(plan: Any, data: EmotionData, units: list[ProtocolUnit], out: Path, console: Any,
@@ -209,7 +228,7 @@ def run_model(plan: Any, data: EmotionData, units: list[ProtocolUnit], out: Path
 
     ctx = setup_distributed(None)
     y, names = np.asarray(data.targets), list(data.label_map.names)
-    results = []
+    results, predictions = [], []
     for unit in units:
         folder = out / unit.name / f"seed={unit.seed}"
         if not (folder / layout.TEST_METRICS).is_file():
@@ -217,13 +236,14 @@ def run_model(plan: Any, data: EmotionData, units: list[ProtocolUnit], out: Path
                         protocol={"name": unit.protocol, "test_corpus": unit.corpus, "corpus_fold": unit.part}).fit()
         loaded = TrainedUnit.read(folder).load("cpu")
         probs = loaded.score(loaded.standardize(data), unit.rows["test"]).probs
+        predictions.append(unit_predictions(data, unit, probs))
         trained = np.unique(y[unit.rows["train"]])
         metrics = corpus_metrics(y[unit.rows["test"]], probs, names, trained)
         results.append({"unit": unit.name, "protocol": unit.protocol, "corpus": unit.corpus, "part": unit.part,
                         "seed": unit.seed, "folder": str(folder), **metrics})
         progress(f"{plan.entry.name} {unit.name} seed {unit.seed}: UAR {metrics['open']['uar'] * 100:.1f} "
                  f"(shared classes {metrics['shared']['uar'] * 100:.1f})")
-    return LearnerResult(plan.entry.name, results)
+    return LearnerResult(plan.entry.name, results, predictions=predictions)
 
 
 def summarize(results: list[LearnerResult], corpora: Sequence[str]) -> list[dict[str, Any]]:
@@ -288,7 +308,7 @@ def cross_corpus(
     results. `configs`: a resolved TrainConfig per registered model among `learners` (the floor needs none)."""
     from rich.console import Console
 
-    from emocli.core.io import make_folder, write_text
+    from emocli.core.io import make_folder, write_text, write_with
     from emocli.data.inputs import select_inputs, store_label_map
     from emocli.data.tables import load_data
     from emocli.features.store import FeatureStore
@@ -329,5 +349,8 @@ def cross_corpus(
         "summary": summary, "units": {r.learner: r.units for r in results},
     }
     layout.write_json(out / "results.json", report)
+    for result in results:
+        table = pd.concat(result.predictions, ignore_index=True)
+        write_with(out / f"{result.learner}-predictions.parquet", lambda path: table.to_parquet(path, index=False))
     write_text(out / "results.md", markdown(summary, seeds))
     return report
