@@ -109,7 +109,7 @@ def train_run(
                                       markup=False)
                     continue
                 clock.units_after = len(to_train) - to_train.index((seed, fold)) - 1
-                UnitTrainer(run, data, ctx, unit, seed, fold, console, callbacks, clock).fit()
+                UnitTrainer(run, data, ctx, unit, seed, fold, console, callbacks, clock=clock).fit()
         except Exception:
             # A run that failed before anything trained (a setting that does not fit the data, a full disk)
             # leaves no half folder behind; one with trained epochs stays, and the same command resumes it.
