@@ -44,6 +44,7 @@ _OPTION = re.compile(r"--(" + "|".join(_OPTIONS) + r")\b(?![-=])(?: ('[^']*'|(?:
 _IN_PYTHON_TERMS = (
     (re.compile(r"--feature (\w+)=(<[^>]+>|[^\s;,:)]+)"), r'feature={"\1": "\2"}'),
     (re.compile(r"--set ([^\s;,)]+)"), r'settings=["\1"]'),
+    (re.compile(r"--modalities ([a-z]+(?:,[a-z]+)*)"), lambda m: f"modalities={m.group(1).split(',')}"),
     (re.compile(r"--option ([^\s;,)]+)"), r'options=["\1"]'),
     (re.compile(r"--retry-failures\b"), "retry_failures=True"),
     (re.compile(r"--no-download\b"), "download=False"),

@@ -27,6 +27,8 @@ def test_command_line_options_become_argument_names():
     assert in_python_terms("choose one with --feature audio=<name or extractor>") == \
         'choose one with feature={"audio": "<name or extractor>"}'
     assert in_python_terms("lower batch_size (--set batch_size=N)") == 'lower batch_size (settings=["batch_size=N"])'
+    assert in_python_terms("train on the others (--modalities audio,text)") == \
+        "train on the others (modalities=['audio', 'text'])"
     assert in_python_terms("--device 'tpu': not a device; use --device cpu") == "device='tpu': not a device; use device=cpu"
     assert in_python_terms("drop --folds to use its split; pip install --no-deps x") == \
         "drop folds= to use its split; pip install --no-deps x"  # only emo's own options change

@@ -268,8 +268,7 @@ def test_runs_on_a_table_of_the_datasets_clips_are_refused_before_anything_loads
         Predictor(copy)
     assert str(error.value) == (
         f"{copy / layout.FEATURE_SPEC}: the run reads features a new file cannot have: visual (clip-table, rows of a "
-        "table of the dataset's own clips); train on the others to predict on new media (--modalities audio, in "
-        "Python modalities=['audio'])")
+        "table of the dataset's own clips); train on the others to predict on new media (--modalities audio)")
 
 
 class Heard:

@@ -51,8 +51,8 @@ def check_new_media_inputs(inputs: Mapping[str, InputSpec], where: Path) -> None
         return
     described = "; ".join(f"{modality} ({what})" for modality, what in unusable.items())
     usable = [m for m in inputs if m not in unusable]
-    remedy = (f"train on the others to predict on new media (--modalities {','.join(usable)}, in Python "
-              f"modalities={usable})") if usable else "train on features extracted from the media (emo extract)"
+    remedy = (f"train on the others to predict on new media (--modalities {','.join(usable)})" if usable
+              else "train on features extracted from the media (emo extract)")
     raise ConfigError(f"the run reads features a new file cannot have: {described}; {remedy}", path=where)
 
 
