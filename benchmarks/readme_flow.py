@@ -2,8 +2,11 @@
 wall time and CPU time (the process and its children), in a fresh folder, with the machine's load.
 
 The commands are read from README.md (its third bash block), `<stamp>` replaced by the run the block
-trained, and run in order with $EMO_RAVDESS_ROOT set to the data; `clip.mp4` is the example video's angry
-sentence (emocli.example). These are the figures behind the README's time estimate.
+trained, and run in order with $EMO_RAVDESS_ROOT set to the data, on one thread (OMP_NUM_THREADS=1, as the
+project measures; several threads on a busy machine wait on each other); `clip.mp4` is the example video's
+angry sentence (emocli.example). The results are written after each command, so an interrupted run keeps
+what it measured (`complete` says whether every command ran). These are the figures behind the README's
+time estimate.
 
     python benchmarks/readme_flow.py --root ../shared/data/ravdess
 """
@@ -37,10 +40,11 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="emo-readme-"))
     write_example(folder / "clip.mp4", lines=SCRIPT[3:])
-    env = {**os.environ, "EMO_RAVDESS_ROOT": str(args.root.resolve()), "EMO_DATA": str(folder / "data-home"),
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "EMO_RAVDESS_ROOT": str(args.root.resolve()), "EMO_DATA": str(folder / "data-home"),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    figures = {}
-    for command in training_block():
+    figures: dict = {}
+    commands = training_block()
+    for command in commands:
         if "<stamp>" in command:
             (run,) = (folder / "runs").glob("mmer-ravdess-*")
             command = command.replace("runs/mmer-ravdess-<stamp>", f"runs/{run.name}")
@@ -53,11 +57,11 @@ def main() -> None:
         figures[shown] = {"exit": done.returncode, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
                           "load_before": load, "load_after": os.getloadavg()[0]}
         print(shown, figures[shown], flush=True)
+        write_results("readme_flow", {"data": "RAVDESS speech, 1440 clips", "threads": 1,
+                                      "complete": len(figures) == len(commands), "commands": figures})
         if done.returncode != 0:
             print(done.stderr[-3000:], file=sys.stderr)
             break
-    print(write_results("readme_flow", {"folder": "a temporary folder", "data": "RAVDESS speech, 1440 clips",
-                                        "commands": figures}))
 
 
 if __name__ == "__main__":
