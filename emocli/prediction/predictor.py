@@ -45,7 +45,12 @@ def check_new_media_inputs(inputs: Mapping[str, InputSpec], where: Path) -> None
         name = spec.extractor_spec.get("extractor", spec.extractor)
         if name.startswith("precomputed-"):
             unusable[modality] = f"{name}, shipped with the dataset"
-        elif not extractor_class(name).reads_new_media:
+            continue
+        try:
+            reads_new_media = extractor_class(name).reads_new_media
+        except ConfigError as error:  # an unknown name: looked up in the registry only, never imported
+            raise ConfigError(f"inputs.{modality}: {error.problem}", path=where) from None
+        if not reads_new_media:
             unusable[modality] = f"{name}, rows of a table of the dataset's own clips"
     if not unusable:
         return
