@@ -98,16 +98,18 @@ def corpora_store(tmp_path_factory) -> FeatureStore:
 def test_protocol_units_never_show_the_test_corpus_or_speakers(corpora_store):
     samples = corpora_store.samples()
     units = protocol_units(samples, seeds=[1, 2])
-    assert sorted({u.name for u in units}) == ["loco-a", "loco-b", "loco-c"] + [
-        f"within-{c}-fold{k}" for c in "abc" for k in range(3)]
+    assert sorted({u.name for u in units}) == ["loco-a", "loco-b", "loco-c"] + sorted(
+        f"{p}-{c}-fold{k}" for p in ("speakers", "within") for c in "abc" for k in range(3))
     for unit in units:
         test = samples.iloc[unit.rows["test"]]
         seen = samples.iloc[np.concatenate([unit.rows["train"], unit.rows["valid"]])]
         assert set(test["speaker"]).isdisjoint(seen["speaker"]) and len(unit.rows["valid"])
         if unit.protocol == "loco":
             assert set(test["corpus"]) == {unit.corpus} and unit.corpus not in set(seen["corpus"])
-        else:
+        elif unit.protocol == "within":
             assert set(seen["corpus"]) == set(test["corpus"]) == {unit.corpus}
+        else:
+            assert set(test["corpus"]) == {unit.corpus} and set(seen["corpus"]) == {"a", "b", "c"}
     loco = [u for u in units if u.name == "loco-a"]
     assert not np.array_equal(loco[0].rows["valid"], loco[1].rows["valid"])  # each seed carves its own
 

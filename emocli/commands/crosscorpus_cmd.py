@@ -17,7 +17,8 @@ def cross_corpus(
                                               "default: stores/corpora."),
     seeds: str = typer.Option("1", "--seeds", help="Comma-separated seeds (each carves its own validation speakers)."),
     protocol: list[str] = typer.Option(["loco", "within"], "--protocol",
-                                       help="loco (leave one corpus out) and/or within (each corpus's speaker folds)."),
+                                       help="loco (leave one corpus out), within (each corpus's speaker folds, trained "
+                                            "on it alone), speakers (its speaker folds, trained on everything else)."),
     corpus: list[str] = typer.Option([], "--corpus", help="Test only these corpora (repeatable); default: every one."),
     preset: str | None = typer.Option(None, "--preset", help="Training preset of the models (as `emo train`)."),
     overrides: list[str] = typer.Option([], "--set", help="Training setting of the models KEY=VALUE (as `emo train`)."),

@@ -11,7 +11,10 @@ On a store of several corpora (the `corpora` dataset: a `corpus` column, each co
   are carved from the training corpora (never from the test corpus), so selection never sees it;
 - within the corpus (`within`): for each corpus, its own speaker folds, training and testing on it alone,
   validation speakers carved from its training speakers. What the same learner reaches when the corpus's
-  studio, language and actors are known: the figure papers usually report.
+  studio, language and actors are known: the figure papers usually report;
+- new speakers of a known corpus (`speakers`): each corpus's own speaker folds held out in turn, training on
+  everything else (its other speakers and all the other corpora): the situation of a model trained on every
+  corpus (the shipped one) meeting a new speaker of a studio it knows.
 
 Metrics per test corpus: unweighted average recall (UAR: mean recall over the classes the test corpus has,
 the speech-emotion field's measure for unbalanced classes), accuracy and per-class recall. Two readings of
@@ -40,8 +43,8 @@ from emocli.core.errors import ConfigError
 from emocli.data.splits import carve
 from emocli.data.tables import EmotionData
 
-Protocol = Literal["loco", "within"]
-PROTOCOLS: tuple[Protocol, ...] = ("loco", "within")
+Protocol = Literal["loco", "within", "speakers"]
+PROTOCOLS: tuple[Protocol, ...] = ("loco", "within", "speakers")
 GROUPINGS = ("none", "corpus", "speaker")
 FLOOR = "floor"
 C_GRID = (0.001, 0.01, 0.1, 1.0)
@@ -92,13 +95,18 @@ def protocol_units(samples: pd.DataFrame, seeds: Sequence[int], protocols: Seque
                 train, valid = carve(pool, speakers, valid_fraction, seed)
                 units.append(ProtocolUnit("loco", name, None, seed,
                                           {"train": train, "valid": valid, "test": rows[corpus == name]}))
-            if "within" in protocols:
-                own = folds[corpus == name].dropna()
-                for part in sorted(int(k) for k in own.unique()) if own.nunique() > 1 else []:
-                    held = (corpus == name) & (folds == part).fillna(False).to_numpy(dtype=bool)
-                    pool = rows[(corpus == name) & ~held & folds.notna().to_numpy()]
+            own = folds[corpus == name].dropna()
+            for part in sorted(int(k) for k in own.unique()) if own.nunique() > 1 else []:
+                held = (corpus == name) & (folds == part).fillna(False).to_numpy(dtype=bool)
+                for protocol in ("within", "speakers"):
+                    if protocol not in protocols:
+                        continue
+                    if protocol == "within":
+                        pool = rows[(corpus == name) & ~held & folds.notna().to_numpy()]
+                    else:
+                        pool = rows[~held]
                     train, valid = carve(pool, speakers, valid_fraction, seed)
-                    units.append(ProtocolUnit("within", name, part, seed, {"train": train, "valid": valid,
+                    units.append(ProtocolUnit(protocol, name, part, seed, {"train": train, "valid": valid,
                                                                            "test": rows[held]}))
     return units
 
@@ -279,14 +287,17 @@ def markdown(summary: list[dict[str, Any]], seeds: Sequence[int]) -> str:
     def cell(stats: dict[str, float] | None) -> str:
         return "—" if stats is None else f"{stats['mean'] * 100:.2f} ± {stats['std'] * 100:.2f}"
 
-    lines = ["| test corpus | learner | left out: UAR % (open) | left out: UAR % (shared classes) | "
-             "within (its speaker folds): UAR % |",
-             "|---|---|---|---|---|"]
+    columns = [("loco_open", "left out: UAR % (open)"), ("loco_shared", "left out: UAR % (shared classes)"),
+               ("speakers_open", "its speakers left out, all corpora trained: UAR %"),
+               ("within_open", "within (its speaker folds): UAR %")]
+    shown = [(key, title) for key, title in columns if any(row.get(key) for row in summary)]
+    lines = ["| test corpus | learner | " + " | ".join(title for _, title in shown) + " |",
+             "|---|---|" + "---|" * len(shown)]
     for row in summary:
-        lines.append(f"| {row['corpus']} | {row['learner']} | {cell(row['loco_open'])} | {cell(row['loco_shared'])} | "
-                     f"{cell(row['within_open'])} |")
+        lines.append(f"| {row['corpus']} | {row['learner']} | " + " | ".join(cell(row.get(key)) for key, _ in shown) + " |")
     lines.append("")
-    lines.append(f"Mean ± std over seeds {', '.join(map(str, seeds))} (left out) and over folds × seeds (within).")
+    lines.append(f"Mean ± std over seeds {', '.join(map(str, seeds))} (left out) and over folds × seeds (speaker "
+                 "folds).")
     return "\n".join(lines) + "\n"
 
 
