@@ -160,3 +160,12 @@ def test_held_out_predictions_are_written_per_learner(corpora_store, tmp_path):
     probs = table[[c for c in table if c.startswith("prob_")]].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
     assert (table["corpus"] == table["unit"].str.removeprefix("loco-")).all()
+
+
+def test_a_corpus_of_two_speakers_trains_within_itself_without_validation(corpora_store):
+    """TESS has two actresses: within it, each trains on the other alone, with no speaker left to validate on."""
+    samples = corpora_store.samples()
+    two = samples[samples["speaker"].isin(["c/s0", "c/s2"]) | (samples["corpus"] != "c")].reset_index(drop=True)
+    two.loc[two["speaker"] == "c/s2", "corpus_fold"] = 1
+    units = [u for u in protocol_units(two, seeds=[1], protocols=["within"]) if u.corpus == "c"]
+    assert [len(u.rows["valid"]) for u in units] == [0, 0] and all(len(u.rows["train"]) == 24 for u in units)

@@ -92,7 +92,7 @@ def protocol_units(samples: pd.DataFrame, seeds: Sequence[int], protocols: Seque
         for name in tested:
             if "loco" in protocols:
                 pool = rows[corpus != name]
-                train, valid = carve(pool, speakers, valid_fraction, seed)
+                train, valid = _carve(pool, speakers, valid_fraction, seed)
                 units.append(ProtocolUnit("loco", name, None, seed,
                                           {"train": train, "valid": valid, "test": rows[corpus == name]}))
             own = folds[corpus == name].dropna()
@@ -105,10 +105,18 @@ def protocol_units(samples: pd.DataFrame, seeds: Sequence[int], protocols: Seque
                         pool = rows[(corpus == name) & ~held & folds.notna().to_numpy()]
                     else:
                         pool = rows[~held]
-                    train, valid = carve(pool, speakers, valid_fraction, seed)
+                    train, valid = _carve(pool, speakers, valid_fraction, seed)
                     units.append(ProtocolUnit(protocol, name, part, seed, {"train": train, "valid": valid,
                                                                            "test": rows[held]}))
     return units
+
+
+def _carve(pool: np.ndarray, speakers: pd.Series, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validation speakers carved from the training pool; none where it holds a single speaker (TESS within itself
+    trains on one actress): the floor then takes its largest C and a model its last epoch."""
+    if speakers.iloc[pool].nunique() < 2:
+        return pool, pool[:0]
+    return carve(pool, speakers, fraction, seed)
 
 
 def group_standardize(data: EmotionData, by: str) -> EmotionData:
