@@ -357,8 +357,17 @@ class Predictor:
                          for i in keep]
         if not len(keep):
             return self._result(info, np.zeros((0, len(self.label_map.names))), failures)
-        data = self._data(samples.iloc[keep].reset_index(drop=True),
-                          {m: [extracted[e.feature_set_name][i].values for i in keep] for m, e in self.extractors.items()})
+        data, adapted = self._data(samples.iloc[keep].reset_index(drop=True),
+                                   {m: [extracted[e.feature_set_name][i].values for i in keep]
+                                    for m, e in self.extractors.items()})
+        if not adapted.all():  # a speaker-standardised model, and a recording too short for its statistics
+            need = self.loaded.train.speaker_min_samples
+            for name in info.loc[~adapted, "input"].unique():
+                failures.append(PredictFailure(name, f"the model standardises each recording by its own statistics and "
+                                                     f"needs {need} segments of it; this one has "
+                                                     f"{int((info['input'] == name).sum())}"))
+            info = info[adapted].reset_index(drop=True)
+            data = data.subset(np.flatnonzero(adapted))
         return self._result(info, self._probabilities(data), failures)
 
     def _flags(self, features: dict[str, Features], sample: pd.Series) -> list[str]:
@@ -369,7 +378,7 @@ class Predictor:
             flags.append(f"audio:{SILENT}")
         return sorted(flags)
 
-    def _data(self, samples: pd.DataFrame, features: dict[str, list[np.ndarray]]) -> EmotionData:
+    def _data(self, samples: pd.DataFrame, features: dict[str, list[np.ndarray]]) -> tuple[EmotionData, np.ndarray]:
         import numpy as np
 
         from emocli.data.tables import EmotionData
@@ -377,7 +386,7 @@ class Predictor:
         # The collator carries targets for losses; unlabelled samples get zeros, which nothing reads here.
         shape = (len(samples),) if self.label_map.task == "single_label" else (len(samples), len(self.label_map.names))
         targets = np.zeros(shape, dtype=np.int64 if self.label_map.task == "single_label" else np.float32)
-        return self.loaded.standardize(EmotionData(samples, features, targets, self.label_map, self.inputs))
+        return self.loaded.standardize_adapted(EmotionData(samples, features, targets, self.label_map, self.inputs))
 
     def _probabilities(self, data: EmotionData) -> np.ndarray:
         """[N, C] in the rows' order, through the one scoring path evaluation takes (the run's eval batch

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from emocli.core.errors import ConfigError
+from emocli.data.normalize import standardize_groups
 from emocli.data.splits import carve
 from emocli.data.tables import EmotionData
 
@@ -120,26 +121,10 @@ def _carve(pool: np.ndarray, speakers: pd.Series, fraction: float, seed: int) ->
 
 
 def group_standardize(data: EmotionData, by: str) -> EmotionData:
-    """Each group's (corpus or speaker) features standardised by the group's own mean and deviation: an
-    unsupervised adaptation (no label is read) that removes a corpus's or a speaker's offset."""
-    from dataclasses import replace
-
+    """Each group's (corpus or speaker) features standardised by the group's own statistics (labels unused)."""
     if by == "none":
         return data
-    groups = data.samples[by].astype(str).to_numpy()
-    features = {}
-    for modality, values in data.features.items():
-        pooled = [np.asarray(v, dtype=np.float32) for v in values]
-        out = list(pooled)
-        for group in np.unique(groups):
-            members = np.flatnonzero(groups == group)
-            frames = np.concatenate([pooled[i].reshape(-1, pooled[i].shape[-1]) for i in members])
-            mean, scale = frames.mean(axis=0), frames.std(axis=0)
-            scale[scale == 0] = 1.0
-            for i in members:
-                out[i] = (pooled[i] - mean) / scale
-        features[modality] = out
-    return replace(data, features=features)
+    return standardize_groups(data, data.samples[by].astype(str).to_numpy())[0]
 
 
 def corpus_metrics(y_true: np.ndarray, probs: np.ndarray, names: Sequence[str], trained: np.ndarray) -> dict[str, Any]:
