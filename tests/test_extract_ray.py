@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from rich.progress import Progress
 from test_store import NpyFrames, NpyMean, TextStats, make_sample_set
@@ -248,3 +249,23 @@ def test_ravdess_on_a_ray_cluster_is_the_one_process_store_even_when_a_worker_is
     assert [(r.extracted, r.failed) for r in report.feature_sets] == [(48, 0), (48, 0)]
     assert len(killed.feature_sets()) == 2
     assert_same_features(killed, one_process)
+
+
+def test_emo_predict_extracts_its_inputs_on_the_cluster(cluster, tmp_path):
+    """Many inputs of `emo predict`: their features extracted on the cluster, the same predictions."""
+    import soundfile as sf
+    from test_predict import RATE, SMALL_CFNSR, make_tone_store, tone, train_tiny
+
+    unit = train_tiny(make_tone_store(tmp_path / "tones", n=18), tmp_path / "runs",
+                      overrides=[*SMALL_CFNSR, "epochs=2"], modalities=["audio"])
+    inputs = []
+    for i, label in enumerate(["low", "mid", "high"] * 3):
+        inputs.append(tmp_path / f"{i}-{label}.wav")
+        sf.write(inputs[-1], tone(label, 1.5, seed=50 + i), RATE)
+    here = CliRunner().invoke(app, ["predict", str(unit), *map(str, inputs), "-o", str(tmp_path / "here.csv"), "-q"])
+    assert here.exit_code == 0, here.output
+    there = CliRunner().invoke(app, ["predict", str(unit), *map(str, inputs), "-o", str(tmp_path / "ray.csv"), "-q",
+                                     "--executor", "ray"])
+    assert there.exit_code == 0, there.output
+    expected, got = (pd.read_csv(tmp_path / f"{name}.csv") for name in ("here", "ray"))
+    assert len(got) == 9 and got.equals(expected)
