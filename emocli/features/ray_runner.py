@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 INSTALL_HINT = "pip install 'emocli[ray]'"
 GIB = 1024**3
 CAPACITY_REFRESH_S = 10.0  # how often the cluster's size is read again (nodes join and leave)
+CONNECT_TIMEOUT_S = 10.0
 CALLS_PER_ACTOR = 2  # batches queued per GPU actor: the next one is there when the current one ends
 
 
@@ -107,6 +108,21 @@ def require_ray():  # -> the ray module
     except ImportError:
         raise ConfigError(f"--executor ray needs Ray, which is not installed: {INSTALL_HINT}") from None
     return ray
+
+
+def _check_reachable(address: str | None) -> None:
+    """A host:port (or ray://host:port) that does not answer is one line at once: ray.init would retry
+    for minutes."""
+    if address is None or ":" not in address:
+        return  # "auto", "local", or ray.init's own search
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise ConfigError(f"Ray cluster {address}: cannot connect ({error.strerror or error}); is `ray start --head` "
+                          "running there, and is the port open?") from None
 
 
 # --- worker side -------------------------------------------------------------------------------------
@@ -213,11 +229,16 @@ class RayRunner:
             return self._ray
         ray = require_ray()
         if not ray.is_initialized():
+            _check_reachable(self.executor.address)
             try:
                 ray.init(address=self.executor.address, logging_level=logging.WARNING)
             except (ConnectionError, ValueError, RuntimeError) as error:
                 where = self.executor.address or os.environ.get("RAY_ADDRESS") or "a new local cluster"
-                raise ConfigError(f"Ray cluster {where}: {str(error).splitlines()[0]}") from None
+                hint = ""
+                if "Failed to connect" in str(error) and os.environ.get("RAY_AUTH_MODE") is None:
+                    hint = ("; a cluster with token authentication (what `ray start` sets up) needs RAY_AUTH_MODE=token "
+                            "here, and its token in ~/.ray/auth_token or $RAY_AUTH_TOKEN")
+                raise ConfigError(f"Ray cluster {where}: {str(error).splitlines()[0]}{hint}") from None
             self._connected_here = True
         self._ray = ray
         resources = ray.cluster_resources()
