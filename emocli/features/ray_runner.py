@@ -84,8 +84,9 @@ class RayExecutor(BaseModel):
     memory_gib: float | None = Field(None, gt=0, description="memory per task, GiB (Ray schedules by it)")
     max_retries: int = Field(3, ge=0, description="times Ray runs a task again when its worker or node dies")
 
-    def runner(self, extractors: Sequence[Extractor], announce: Callable[[str], None] | None = None) -> RayRunner:
-        return RayRunner(extractors, self, announce)
+    def runner(self, announce: Callable[[str], None] | None = None) -> RayRunner:
+        """The runner of one extraction; `announce` takes its one-line notes (the cluster it runs on)."""
+        return RayRunner(self, announce)
 
 
 def executor_of(executor: str | RayExecutor | None) -> RayExecutor | None:
@@ -194,8 +195,7 @@ class RayRunner:
     """`ExtractionRunner`'s interface on a Ray cluster. Use as a context manager; it connects to the cluster
     (or starts a local one) when remote work first comes, and disconnects on exit if it connected."""
 
-    def __init__(self, extractors: Sequence[Extractor], executor: RayExecutor,
-                 announce: Callable[[str], None] | None = None):
+    def __init__(self, executor: RayExecutor, announce: Callable[[str], None] | None = None):
         self.executor = executor
         self.announce = announce
         self._ray: Any = None
@@ -247,10 +247,7 @@ class RayRunner:
         if self.announce is not None:
             address = ray.get_runtime_context().gcs_address
             self.announce(f"ray: cluster at {address}: {nodes} node(s), {cpus:g} CPUs, {gpus:g} GPUs")
-        for name, have, need in (("CPU", cpus, self.executor.cpus), ("GPU", gpus, self.executor.gpus)):
-            if need and have < need and self.announce is not None:
-                self.announce(f"ray: each task asks for {need:g} {name}s and the cluster has {have:g} now; "
-                              "its tasks wait until a node with them joins")
+        self._lacking("CPU", cpus, self.executor.cpus)
         options: dict[str, Any] = {"num_cpus": self.executor.cpus}
         if self.executor.memory_gib is not None:
             options["memory"] = int(self.executor.memory_gib * GIB)
@@ -269,9 +266,15 @@ class RayRunner:
             self._capacity, self._capacity_read = max(1, int(cpus // self.executor.cpus)), now
         return self._capacity * CHUNKS_PER_WORKER
 
+    def _lacking(self, name: str, have: float, need: float) -> None:
+        if have < need and self.announce is not None:
+            self.announce(f"ray: each worker asks for {need:g} {name}s and the cluster has {have:g} now; "
+                          "its work waits until a node with them joins")
+
     def _gpu_actors(self) -> list[Any]:
         if not self._actors:
             gpus = self._ray.cluster_resources().get("GPU", 0.0)
+            self._lacking("GPU", gpus, self.executor.gpus)
             count = max(1, int(gpus // self.executor.gpus))
             self._actors = [self._actor_class.remote() for _ in range(count)]
         return self._actors

@@ -409,7 +409,7 @@ def extract_samples(
     tasks = [progress.add_task(feature_set_label(e.feature_set_name, preset_of(e.name, e.identity_params())),
                                total=len(records)) if progress else None for e, records in jobs]
     announce = progress.console.print if progress is not None and not progress.disable else None
-    runner = ExtractionRunner(extractors, workers) if executor is None else executor.runner(extractors, announce)
+    runner = ExtractionRunner(extractors, workers) if executor is None else executor.runner(announce)
     with runner:
         for job, index, result in runner.run_jobs(jobs):
             outputs[job][index] = result

@@ -724,11 +724,10 @@ class FeatureStore:
             self._write_samples(sample_set)
             plans = [self._plan(extractor, sample_set, selected, retry_failures) for extractor in everything]
             display = progress if not isinstance(progress, bool) else progress_bar(progress)
-            busy = [p.extractor for p in plans if p.todo]
             if executor is None:
-                runner = ExtractionRunner(busy, workers)
+                runner = ExtractionRunner([p.extractor for p in plans if p.todo], workers)
             else:
-                runner = executor.runner(busy, None if progress is False else display.console.print)
+                runner = executor.runner(None if progress is False else display.console.print)
             with display, hub_progress_bars(progress is not False), runner:
                 for plan in plans:
                     plan.start(display, commit_rows)
