@@ -58,6 +58,15 @@ class SpeakerShare(Extractor):
         return [Features(np.array([len(s["text"].split()) / s["speaker_words"]], np.float32)) for s in samples]
 
 
+class Versioned(NpyMean):
+    """NpyMean whose library version is what $EMO_TEST_LIBRARY_VERSION says where it is built."""
+
+    name = "versioned"
+
+    def versions(self) -> dict[str, str]:
+        return {"fake-library": os.environ.get("EMO_TEST_LIBRARY_VERSION", "1.0")}
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """A Ray cluster of this machine: 2 CPUs and one logical GPU (Ray schedules by it; the work runs on the
@@ -128,6 +137,18 @@ def test_every_kind_of_extractor_runs_on_the_cluster_as_in_one_process(cluster, 
     assert "died each time it ran npy-mean on this sample alone (1 attempts; WorkerCrashedError" in failures["message"][0]
     assert store.failures(TextStats().feature_set_name)["message"].tolist() == ["tokenizer exploded"]
     assert_same_features(store, reference, missing={NpyMean().feature_set_name: {"s003"}})
+
+
+def test_a_worker_with_other_library_versions_stops_the_run(cluster, tmp_path, monkeypatch):
+    """Its features would be stored under a name that says otherwise: one line names the node and versions."""
+    data = make_sample_set(tmp_path / "media", n=4)
+    monkeypatch.setenv("EMO_TEST_LIBRARY_VERSION", "2.0")  # here only: the cluster's workers started with 1.0
+    store = FeatureStore(tmp_path / "store")
+    with pytest.raises(ConfigError, match=r"^node .* would make feature set audio__versioned__\w+, not "
+                                          r"audio__versioned__\w+: fake-library 1.0 \(driver: 2.0\); install the same "
+                                          r"versions on every node$"):
+        store.extract(data, [Versioned()], progress=False, executor=ray_executor())
+    assert store.read(Versioned().feature_set_name).num_rows == 0
 
 
 def test_the_cli_runs_on_the_cluster_it_is_connected_to(cluster, tmp_path):
