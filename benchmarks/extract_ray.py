@@ -5,16 +5,19 @@ rounds interleaving the configurations. `clips_per_s` is the clips over the wall
 `FeatureStore.extract`, from its call to its return (starting the workers and loading the model included,
 committing and compacting too); `steady_clips_per_s` counts from the 10th percent of results to the last,
 leaving out that start-up. The Ray cluster is started before the clock, and its start-up is reported apart
-(`cluster_start_s`): on a real cluster it is up before a job comes. `driver_cpu_ms_per_clip` is the CPU time
-of the process that receives and commits the results, per clip. The stores of every configuration are
-compared value by value with the first one's (`identical`).
+(`cluster_start_s`): on a real cluster it is up before a job comes. `clips_per_cpu_s` divides by the CPU
+time of the whole process tree over the same span (this process and the pool's workers, or this process
+and the Ray cluster's own processes and workers): what the work cost, which the neighbours of a shared
+machine disturb far less than the wall time. `driver_cpu_ms_per_clip` is the CPU time of the process that
+receives and commits the results, per clip. The stores of every configuration are compared value by value
+with the first one's (`identical`).
 
 The fixed cost of a task is measured on `openface-au` (a table lookup: no work per clip) over all 1440
-clips, as tasks of 16 clips on the 2-CPU cluster against the local pool's chunks of 16: the wall time and
-the driver's CPU time per task. The load average of the machine before and after each run is recorded: on
-a shared machine the neighbours' work shows in every figure.
+clips, as tasks of 16 clips on the 2-CPU cluster against the local pool's chunks of 16: the wall time, the
+CPU time of the process tree and the driver's CPU time per task. The load average of the machine before
+and after each run is recorded: on a shared machine the neighbours' work shows in every figure.
 
-    python benchmarks/extract_ray.py [--root ../shared/data/ravdess] [--clips 240] [--rounds 2]
+    python benchmarks/extract_ray.py [--root ../shared/data/ravdess] [--clips 240] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -55,6 +58,35 @@ def subset(root: Path, clips: int):
     return SampleSet(full.dataset, full.root, table, full.labels, full.protocols, full.options)
 
 
+def descendants_cpu_s() -> dict[int, float]:
+    """CPU seconds (user + system) of every living descendant of this process, by pid (Linux /proc): the
+    local pool's workers, or the Ray cluster's processes and its workers."""
+    parents, times = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    found, frontier = {}, [os.getpid()]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        found.update({pid: times[pid] for pid in frontier})
+    return found
+
+
+def tree_cpu_s(before: dict[int, float]) -> float:
+    """CPU seconds of this process, its reaped children and its living descendants since `before`."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (time.process_time() + children.ru_utime + children.ru_stime
+            + sum(cpu - before.get(pid, 0.0) for pid, cpu in descendants_cpu_s().items()))
+
+
 def measure(config: str, preset: str, root: Path, clips: int, store_path: Path) -> dict:
     """In this (fresh) process: start the cluster if any, then time one extraction into a new store."""
     from rich.progress import Progress
@@ -84,10 +116,13 @@ def measure(config: str, preset: str, root: Path, clips: int, store_path: Path) 
         result["cluster_start_s"] = round(time.perf_counter() - started, 2)
         executor = RayExecutor()
     clock = Clock()
+    living = descendants_cpu_s()
+    tree = tree_cpu_s(living)
     started, cpu = time.perf_counter(), time.process_time()
     report = FeatureStore(store_path).extract(samples, [build_extractor(preset, root=root)], workers=2, progress=clock,
                                               executor=executor)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    tree = tree_cpu_s(living) - tree
     (feature_set,) = report.feature_sets
     assert (feature_set.extracted, feature_set.failed) == (len(samples.table), 0), feature_set.summary()
     n = len(clock.times)
@@ -96,6 +131,7 @@ def measure(config: str, preset: str, root: Path, clips: int, store_path: Path) 
         clips=n,
         wall_s=round(wall, 2),
         clips_per_s=round(n / wall, 2),
+        clips_per_cpu_s=round(n / tree, 2),
         steady_clips_per_s=round((n - 1 - n // 10) / (clock.times[-1] - first), 2),
         first_result_s=round(clock.times[0] - started, 2),
         driver_cpu_ms_per_clip=round(1000 * cpu / n, 3),
@@ -128,11 +164,34 @@ def identical(store: Path, reference: Path) -> bool:
     return a.keys() == b.keys() and all(np.array_equal(a[k].values, b[k].values) for k in a)
 
 
+def runs_text(values) -> str:
+    """Each round's figure, in order, as one table cell."""
+    return " / ".join(str(value) for value in values)
+
+
+def summary(results: list[dict]) -> dict:
+    """A configuration's rounds: medians, and each round's figures and load."""
+    median = {key: statistics.median(r[key] for r in results)
+              for key in ("clips_per_s", "steady_clips_per_s", "clips_per_cpu_s", "driver_cpu_ms_per_clip")}
+    return {
+        "clips_per_s": median["clips_per_s"],
+        "clips_per_s_runs": runs_text(r["clips_per_s"] for r in results),
+        "steady_clips_per_s": median["steady_clips_per_s"],
+        "clips_per_cpu_s": median["clips_per_cpu_s"],
+        "clips_per_cpu_s_runs": runs_text(r["clips_per_cpu_s"] for r in results),
+        "first_result_s_runs": runs_text(r["first_result_s"] for r in results),
+        "cluster_start_s_runs": runs_text(r["cluster_start_s"] for r in results) if "cluster_start_s" in results[0] else None,
+        "driver_cpu_ms_per_clip": median["driver_cpu_ms_per_clip"],
+        "identical": all(r["identical"] for r in results),
+        "load_runs": runs_text(f"{r['load_before']}->{r['load_after']}" for r in results),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=REPO.parent / "shared" / "data" / "ravdess")
     parser.add_argument("--clips", type=int, default=240, help="Whisper clips per configuration (every 1440/N-th)")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # CONFIG, in a child
     parser.add_argument("--preset", default="whisper-base", help=argparse.SUPPRESS)
     parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
@@ -160,26 +219,14 @@ def main() -> None:
                     result["identical"] = True
                 runs[config].append(result)
                 print(f"round {round_ + 1} {config:18s} {result['clips_per_s']:6.2f} clips/s "
-                      f"(steady {result['steady_clips_per_s']:6.2f}), driver {result['driver_cpu_ms_per_clip']} ms CPU "
+                      f"(steady {result['steady_clips_per_s']:6.2f}), {result['clips_per_cpu_s']:6.2f} clips/CPU-s, "
+                      f"driver {result['driver_cpu_ms_per_clip']} ms CPU "
                       f"per clip, load {result['load_before']} -> {result['load_after']}", flush=True)
-        figures["whisper_base"] = {
-            config: {
-                "clips_per_s_median": statistics.median(r["clips_per_s"] for r in results),
-                "clips_per_s_runs": [r["clips_per_s"] for r in results],
-                "steady_clips_per_s_median": statistics.median(r["steady_clips_per_s"] for r in results),
-                "steady_clips_per_s_runs": [r["steady_clips_per_s"] for r in results],
-                "first_result_s_runs": [r["first_result_s"] for r in results],
-                "driver_cpu_ms_per_clip_median": statistics.median(r["driver_cpu_ms_per_clip"] for r in results),
-                "cluster_start_s_runs": [r.get("cluster_start_s") for r in results] if CONFIGS[config] else None,
-                "identical": all(r["identical"] for r in results),
-                "load_runs": [f"{r['load_before']}->{r['load_after']}" for r in results],
-            }
-            for config, results in runs.items()
-        }
+        figures["whisper_base"] = {config: summary(results) for config, results in runs.items()}
         local = figures["whisper_base"]["local --workers 2"]
-        for config, row in figures["whisper_base"].items():
-            row["vs_local_workers_2"] = round(row["clips_per_s_median"] / local["clips_per_s_median"], 3)
-            row["steady_vs_local_workers_2"] = round(row["steady_clips_per_s_median"] / local["steady_clips_per_s_median"], 3)
+        for row in figures["whisper_base"].values():
+            for measure_ in ("clips_per_s", "steady_clips_per_s", "clips_per_cpu_s"):
+                row[f"{measure_}_vs_local"] = round(row[measure_] / local[measure_], 3)
 
         # The fixed cost of a task: openface-au looks a clip up in a table, so its time is the runner's.
         n_all = 1440
@@ -193,6 +240,7 @@ def main() -> None:
                 "tasks": tasks,
                 "clips_per_task": chunk,
                 "wall_s": result["wall_s"],
+                "cpu_ms_per_task": round(1000 * chunk / result["clips_per_cpu_s"], 2),  # the whole process tree
                 "steady_tasks_per_s": round(result["steady_clips_per_s"] / chunk, 1),
                 # two workers side by side: the wall time each spends per task that holds no work
                 "worker_ms_per_task": round(2 * 1000 * chunk / result["steady_clips_per_s"], 2),
