@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from emocli.core.samples import SampleSet
+    from emocli.features.ray_runner import RayExecutor
     from emocli.features.store import ExtractionReport
     from emocli.prediction.bundle import BundlePredictor
     from emocli.prediction.predictor import PredictionResult, Predictor
@@ -55,21 +56,26 @@ def extract(
     transcribe: str | None = None,
     progress: bool = True,
     console: Console | None = None,
+    executor: str | RayExecutor = "local",
 ) -> tuple[ExtractionReport, SampleSet]:
     """Features of a dataset into a feature store (`emo extract`). Without extractors, the dataset's default
     presets; without `root`, the data home (downloading a public dataset there first); without `out`,
     `stores/<dataset>`. `settings` are "NAME.PARAM=VALUE" overrides, `options` "KEY=VALUE" adapter options.
     `transcribe`: a Whisper model ("whisper-base") that writes the text of samples that have audio and no text
-    (their `text_source` says so), cached in the store, before the extractors run."""
+    (their `text_source` says so), cached in the store, before the extractors run.
+    `executor`: "local" (`workers` processes here), "ray" (the Ray cluster ray.init finds or starts) or a
+    `RayExecutor` (emocli.features.ray_runner: address, resources per task); docs/SCALE_OUT.md."""
     from emocli.core.settings import parse_assignments
     from emocli.datasets import adapter_class, load_dataset
     from emocli.datasets.download import gated_message
     from emocli.datasets.home import locate_dataset
     from emocli.features.presets import build_extractors
+    from emocli.features.ray_runner import executor_of
     from emocli.features.store import FeatureStore, Shard, select_samples
 
     errors = _console(console)
     shard_slice = Shard.parse(shard) if shard else None  # before any slow loading, so typos fail fast
+    cluster = executor_of(executor)  # as is a missing Ray
     adapter = adapter_class(dataset)
     adapter_options = parse_assignments(options, what="--option")
     adapter.Options.parse(dataset, adapter_options)  # a wrong option fails before any download or loading
@@ -105,7 +111,7 @@ def extract(
         raise ConfigError(f"nothing to extract from {folder}: give audio, text or visual extractors{hint}")
     report = store.extract(
         sample_set, extractors, workers=workers, shard=shard_slice, limit=limit, retry_failures=retry_failures,
-        progress=progress,
+        progress=progress, executor=cluster,
     )
     return report, sample_set
 
@@ -234,13 +240,17 @@ def evaluate(
 
 
 def load_predictor(
-    model: str | Path | None = None, *, device: str = "auto", workers: int = 0, revision: str | None = None
+    model: str | Path | None = None, *, device: str = "auto", workers: int = 0, revision: str | None = None,
+    executor: str | RayExecutor = "local",
 ) -> Predictor | BundlePredictor:
     """A model ready to predict: a shipped pretrained model's name (default: emo-default), a run folder or
-    unit, or a hub id (at `revision`)."""
+    unit, or a hub id (at `revision`). `executor` as `extract`'s: where the features of the inputs are
+    extracted."""
+    from emocli.features.ray_runner import executor_of
     from emocli.prediction.predictor import Predictor
 
-    return Predictor.from_pretrained(model, revision=revision, device=device, workers=workers)
+    return Predictor.from_pretrained(model, revision=revision, device=device, workers=workers,
+                                     executor=executor_of(executor))
 
 
 def predict(
@@ -251,10 +261,12 @@ def predict(
     window: float = 4.0,
     device: str = "auto",
     workers: int = 0,
+    executor: str | RayExecutor = "local",
 ) -> PredictionResult:
     """Emotions of raw media (`emo predict`): videos, audio, texts, folders or manifests; by default with the
     shipped emo-default model."""
-    return load_predictor(model, device=device, workers=workers).predict(list(inputs), text=text, window_s=window)
+    predictor = load_predictor(model, device=device, workers=workers, executor=executor)
+    return predictor.predict(list(inputs), text=text, window_s=window)
 
 
 def list_models() -> list[dict[str, Any]]:

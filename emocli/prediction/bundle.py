@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from rich.progress import Progress
 
+    from emocli.features.ray_runner import RayExecutor
+
 BUNDLE = "bundle.json"
 UNCERTAIN = "uncertain"  # the label of a segment whose combined top probability is below `uncertain_below`
 # A head's own flags saying its input is not in the segment: it takes no part in the segment's combination.
@@ -118,7 +120,7 @@ class BundlePredictor:
     probabilities (`prob_<label>`) and, per head, its own label and probabilities (`<head>_label`,
     `<head>_prob_<class>`)."""
 
-    def __init__(self, folder: str | Path, device: str = "auto", workers: int = 0):
+    def __init__(self, folder: str | Path, device: str = "auto", workers: int = 0, executor: RayExecutor | None = None):
         from emocli.features.audio.transcribe import Transcriber
 
         self.folder = Path(folder)
@@ -126,7 +128,8 @@ class BundlePredictor:
         self.transcriber = Transcriber(self.spec.transcriber, device=device)
         self.heads = []
         for name, head in self.spec.heads.items():
-            predictor = Predictor(self.folder / head.unit, device=device, workers=workers, transcriber=self.transcriber)
+            predictor = Predictor(self.folder / head.unit, device=device, workers=workers, transcriber=self.transcriber,
+                                  executor=executor)
             missing = set(predictor.label_map.names) - set(head.mapping)
             if missing:
                 raise ConfigError(f"head {name!r} has classes its mapping lacks: {sorted(missing)}",

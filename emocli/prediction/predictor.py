@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from emocli.data.inputs import InputSpec
     from emocli.data.tables import EmotionData
     from emocli.features.base import Extractor
+    from emocli.features.ray_runner import RayExecutor
     from emocli.prediction.bundle import BundlePredictor
 
 PROBABILITY_PREFIX = "prob_"
@@ -143,9 +144,9 @@ class Predictor:
     text came from (`text_source`)."""
 
     def __init__(self, run: str | Path, device: str = "auto", workers: int = 0, revision: str | None = None,
-                 transcriber: SpeechRecogniser | None = None):
+                 transcriber: SpeechRecogniser | None = None, executor: RayExecutor | None = None):
         """`run`: a run folder or unit, a shipped pretrained model's name, or a hub id (owner/name, at
-        `revision`)."""
+        `revision`). `executor`: a Ray cluster to extract the inputs' features on (None: `workers` here)."""
         from emocli.runs.hub import resolve
         from emocli.runs.inference import TrainedUnit, choose_unit
         from emocli.runs.layout import FEATURE_SPEC
@@ -158,6 +159,7 @@ class Predictor:
         self.loaded = trained.load(device)
         self.threshold = self.loaded.threshold
         self.workers = workers
+        self.executor = executor
         self.device = device
         self.transcriber = transcriber
         self._given: dict[str, TimedText] = {}  # this predict call's given transcripts
@@ -175,7 +177,7 @@ class Predictor:
 
     @classmethod
     def from_pretrained(cls, model: str | Path | None = None, *, revision: str | None = None, device: str = "auto",
-                        workers: int = 0) -> Predictor | BundlePredictor:
+                        workers: int = 0, executor: RayExecutor | None = None) -> Predictor | BundlePredictor:
         """A model ready to predict, by name as Hugging Face's `from_pretrained`: a shipped pretrained model
         (default: emo-default), a run folder or unit, or a hub id (owner/name, at `revision`). A bundle of
         heads (such as emo-default) loads as a BundlePredictor, which predicts the same way."""
@@ -184,8 +186,8 @@ class Predictor:
 
         folder = resolve(model or DEFAULT_MODEL, revision)
         if is_bundle(folder):
-            return BundlePredictor(folder, device=device, workers=workers)
-        return cls(folder, device=device, workers=workers)
+            return BundlePredictor(folder, device=device, workers=workers, executor=executor)
+        return cls(folder, device=device, workers=workers, executor=executor)
 
     def needs(self, modality: str) -> bool:
         return modality in self.inputs
@@ -342,7 +344,8 @@ class Predictor:
             return self._result(pd.DataFrame(columns=columns), np.zeros((0, len(self.label_map.names))), failures)
 
         samples = normalize_table(pd.DataFrame(rows), source="predict")
-        extracted = extract_samples(list(self.extractors.values()), samples, workers=self.workers, progress=progress)
+        extracted = extract_samples(list(self.extractors.values()), samples, workers=self.workers, progress=progress,
+                                    executor=self.executor)
         ok = np.ones(len(samples), dtype=bool)
         for extractor in self.extractors.values():
             for i, result in enumerate(extracted[extractor.feature_set_name]):
