@@ -21,9 +21,12 @@ import os
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+from pydantic import Field
+
 from emocli.core.errors import ConfigError, DatasetError
 from emocli.core.samples import SampleSet
-from emocli.core.types import SHARED_EMOTIONS, LabelMap
+from emocli.core.types import AUGMENTATIONS, SHARED_EMOTIONS, LabelMap
 from emocli.datasets.base import AdapterOptions, DatasetAdapter, DefaultExtractor
 
 # The modality each corpus kind is read for; a corpus belongs to the kind its default extraction reads.
@@ -37,6 +40,9 @@ class CorporaOptions(AdapterOptions):
     shared emotions whose folder is there."""
     kind: Literal["speech", "faces"] = "speech"
     """speech: corpora of recorded speech (audio); faces: corpora of face images or videos (visual)."""
+    augment: int = Field(0, ge=0, le=len(AUGMENTATIONS))
+    """Speech: augmented copies of each sample of a corpus's training speakers (features/audio/augment.py: noise,
+    reverberation, gain, speed, a telephone line), each a transform drawn for the sample; training material only."""
 
 
 def member_names(kind: str) -> list[str]:
@@ -54,6 +60,22 @@ def member_names(kind: str) -> list[str]:
                                          for d in adapter.default_extraction):
             names.append(name)
     return names
+
+
+def augmented_copies(table, copies: int):  # (pandas.DataFrame, int) -> pandas.DataFrame
+    """`copies` augmented rows per training-speaker sample: `<sample_id>#<augmentation>`, the augmentations drawn
+    without repeats for each sample (seeded by its sample_id), in an `augmentation` column."""
+    import hashlib
+
+    import pandas as pd
+
+    originals = table[table["split"] == "train"]
+    rows = []
+    for row in originals.to_dict("records"):
+        seed = int.from_bytes(hashlib.sha256(row["sample_id"].encode()).digest()[:8], "little")
+        for kind in np.random.default_rng(seed).permutation(AUGMENTATIONS)[:copies]:
+            rows.append({**row, "sample_id": f"{row['sample_id']}#{kind}", "augmentation": str(kind)})
+    return pd.DataFrame(rows, columns=[*table.columns, "augmentation"])
 
 
 def member_folder(name: str, home: Path) -> Path:
@@ -152,6 +174,8 @@ class CorporaAdapter(DatasetAdapter):
             notes += [f"{name}: {note}" for note in members.notes]
             protocols[name] = f"fold {index}; {len(table)} samples, {table['speaker'].nunique()} speakers"
         table = pd.concat(tables, ignore_index=True)
+        if self.options.augment:
+            table = pd.concat([table, augmented_copies(table, self.options.augment)], ignore_index=True)
         table["corpus"] = table["corpus"].astype("string")
         table["language"] = table["language"].astype("string")
         table["corpus_fold"] = table["corpus_fold"].astype("Int64")

@@ -41,7 +41,7 @@ import pandas as pd
 
 from emocli.core.errors import ConfigError
 from emocli.data.normalize import standardize_groups
-from emocli.data.splits import carve
+from emocli.data.splits import carve, training_only
 from emocli.data.tables import EmotionData
 
 Protocol = Literal["loco", "within", "speakers"]
@@ -109,7 +109,7 @@ def protocol_units(samples: pd.DataFrame, seeds: Sequence[int], protocols: Seque
                     train, valid = _carve(pool, speakers, valid_fraction, seed)
                     units.append(ProtocolUnit(protocol, name, part, seed, {"train": train, "valid": valid,
                                                                            "test": rows[held]}))
-    return units
+    return [ProtocolUnit(u.protocol, u.corpus, u.part, u.seed, training_only(samples, u.rows)) for u in units]
 
 
 def _carve(pool: np.ndarray, speakers: pd.Series, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
