@@ -58,6 +58,9 @@ class HeadSpec(BaseModel):
     # Calibration (prediction/calibration.py), fitted on held-out predictions by `emo bundle --held-out`: the
     # head's shared probabilities p become softmax(log p / temperature).
     temperature: float = Field(1.0, gt=0)
+    # Another head this one stands in for where it reads a segment: a head trained on speaker-standardised
+    # features (normalize = "speaker") replaces the plain one for recordings long enough to standardise.
+    replaces: str | None = None
 
 
 class BundleSpec(BaseModel):
@@ -90,6 +93,8 @@ class BundleSpec(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> BundleSpec:
         for name, head in self.heads.items():
+            if head.replaces is not None and (head.replaces not in self.heads or head.replaces == name):
+                raise ValueError(f"head {name!r} replaces {head.replaces!r}, which is not another head of the bundle")
             unknown = set(head.mapping.values()) - set(self.labels)
             if unknown:
                 raise ValueError(f"head {name!r} maps to classes the bundle does not have: {sorted(unknown)}")
@@ -162,7 +167,8 @@ class BundlePredictor:
         stacked, failures = [], []
         for head in self.heads:
             result = results[head.name]
-            failures += [f for f in result.failures if not _reads_nothing(f)]
+            failures += [f for f in result.failures if not _reads_nothing(f)
+                         and not (self.spec.heads[head.name].replaces and _too_short_to_adapt(f))]
             part = result.table.copy()
             if head.predictor.needs("text") and abstained:  # the text heads do not read what they cannot
                 keep = ~part["input"].isin(abstained).to_numpy()
@@ -191,6 +197,7 @@ class BundlePredictor:
             present = np.array([not (set(f) & ABSENT_FLAGS) if isinstance(f, list) else True for f in flags], dtype=bool)
             probs = tempered(shared, self.spec.heads[head.name].temperature)
             parts.append((head.name, rows[present], probs[present]))
+        parts = self._replaced(parts)
         combined, counts = self._combine(parts, len(table))
         labels = [self.label_names[i] for i in combined.argmax(axis=1)]
         if self.spec.uncertain_below is not None:
@@ -247,6 +254,21 @@ class BundlePredictor:
         translated = self.transcriber.with_task("translate", language).transcribe(medium)
         return translated.cues, f"{name} ({language}, translated to en)", TRANSLATED
 
+    def _replaced(self, parts: list[tuple[str, np.ndarray, np.ndarray]]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """Each head's rows less those a head that replaces it reads."""
+        import numpy as np
+
+        taken: dict[str, np.ndarray] = {}
+        for name, rows, _ in parts:
+            replaced = self.spec.heads[name].replaces
+            if replaced is not None:
+                taken[replaced] = np.union1d(taken.get(replaced, rows[:0]), rows)
+        out = []
+        for name, rows, probs in parts:
+            keep = ~np.isin(rows, taken.get(name, rows[:0]))
+            out.append((name, rows[keep], probs[keep]))
+        return out
+
     def _combine(self, parts: list[tuple[str, np.ndarray, np.ndarray]], n: int) -> tuple[np.ndarray, np.ndarray]:
         """[n, C] combined probabilities of the heads (name, rows, probabilities) that read each row, weighed
         as the spec weighs that combination of heads (a uniform distribution where none reads), and how many
@@ -281,6 +303,12 @@ class BundlePredictor:
         for k, name in enumerate(classes):
             shared[:, self.label_names.index(mapping[name])] += probs[:, k]
         return shared
+
+
+def _too_short_to_adapt(failure: Any) -> bool:
+    """A speaker-standardised head's "this recording is too short for its own statistics": the head it replaces
+    predicts the recording instead."""
+    return "standardises each recording by its own statistics" in failure.message
 
 
 def _reads_nothing(failure: Any) -> bool:
