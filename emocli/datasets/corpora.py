@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -40,6 +40,8 @@ class CorporaOptions(AdapterOptions):
     shared emotions whose folder is there."""
     kind: Literal["speech", "faces"] = "speech"
     """speech: corpora of recorded speech (audio); faces: corpora of face images or videos (visual)."""
+    members: dict[str, dict[str, Any]] = {}
+    """Options of member corpora: --option members.fer2013.train_part=PublicTest."""
     augment: int = Field(0, ge=0, le=len(AUGMENTATIONS))
     """Speech: augmented copies of each sample of a corpus's training speakers (features/audio/augment.py: noise,
     reverberation, gain, speed, a telephone line), each a transform drawn for the sample; training material only."""
@@ -151,7 +153,10 @@ class CorporaAdapter(DatasetAdapter):
             if not folder.exists():
                 raise DatasetError(f"corpus {name} is not here: {folder} (set ${'EMO_' + name.upper() + '_ROOT'} or "
                                    f"put it under {root})", path=folder)
-            members = adapter().load(folder)
+            unknown = set(self.options.members) - set(names)
+            if unknown:
+                raise ConfigError(f"dataset corpora: members.{sorted(unknown)[0]}: not one of the corpora ({', '.join(names)})")
+            members = adapter(**self.options.members.get(name, {})).load(folder)
             table = members.table[members.table[column].notna()].copy()
             mapped = table["label"].map(adapter.shared_labels)
             dropped = table.loc[mapped.isna(), "label"].value_counts()
@@ -159,8 +164,12 @@ class CorporaAdapter(DatasetAdapter):
                 notes.append(f"{name}: left out {', '.join(f'{n} {label}' for label, n in dropped.items())} "
                              "(no shared emotion)")
             table = table[mapped.notna()].assign(label=mapped[mapped.notna()])
-            table["sample_id"] = name + "/" + table["sample_id"].astype(str)
+            if table["speaker"].isna().any():  # FER2013 names no one: each image is its own group
+                notes.append(f"{name}: {int(table['speaker'].isna().sum())} samples name no speaker; each is its own "
+                             "group in speaker-independent splits (a person may recur among them)")
+                table["speaker"] = table["speaker"].fillna(table["sample_id"])
             table["speaker"] = name + "/" + table["speaker"].astype(str)
+            table["sample_id"] = name + "/" + table["sample_id"].astype(str)
             if table["dialogue_id"].notna().any():
                 table["dialogue_id"] = name + "/" + table["dialogue_id"].astype(str)
             table["corpus_fold"] = table["fold"]
