@@ -188,6 +188,7 @@ def cross_corpus(
     seeds: Sequence[int] = (1,),
     protocols: Sequence[str] = ("loco", "within"),
     corpora: Sequence[str] | None = None,
+    evaluate_only: Sequence[str] = (),
     preset: str | None = None,
     settings: Sequence[str] = (),
     modalities: Sequence[str] | None = None,
@@ -198,7 +199,7 @@ def cross_corpus(
 ) -> dict[str, Any]:
     """Learners ("floor" and/or registered models) trained and tested across corpora (`emo cross-corpus`): UAR on
     each corpus left out and within its own speaker folds; writes `out`/results.json and results.md. Without
-    `features`, stores/corpora."""
+    `features`, stores/corpora. `evaluate_only`: corpora tested on and never trained on."""
     from emocli.models.registry import model_names
     from emocli.training.config import resolve_config
     from emocli.training.crosscorpus import FLOOR, PROTOCOLS
@@ -217,7 +218,7 @@ def cross_corpus(
                for name in learners if name != FLOOR}
     store = Path(features) if features is not None else STORES / "corpora"
     return run(store, list(learners), configs, out, seeds=list(seeds), protocols=list(protocols), corpora=corpora,
-               normalize_by=normalize_by, modalities=list(modalities) if modalities else None,
+               evaluate_only=list(evaluate_only), normalize_by=normalize_by, modalities=list(modalities) if modalities else None,
                features=dict(feature) if feature else None, console=console)
 
 
