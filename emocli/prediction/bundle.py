@@ -61,6 +61,9 @@ class HeadSpec(BaseModel):
     # Another head this one stands in for where it reads a segment: a head trained on speaker-standardised
     # features (normalize = "speaker") replaces the plain one for recordings long enough to standardise.
     replaces: str | None = None
+    # modality -> the extraction preset the head reads new media with, instead of the one it was trained on (the
+    # same extractor, kind and width): a face head trained on face crops reads the faces found in a video.
+    extractors: dict[str, str] = {}
 
 
 class BundleSpec(BaseModel):
@@ -134,7 +137,7 @@ class BundlePredictor:
         self.heads = []
         for name, head in self.spec.heads.items():
             predictor = Predictor(self.folder / head.unit, device=device, workers=workers, transcriber=self.transcriber,
-                                  executor=executor)
+                                  executor=executor, extractors=head.extractors)
             missing = set(predictor.label_map.names) - set(head.mapping)
             if missing:
                 raise ConfigError(f"head {name!r} has classes its mapping lacks: {sorted(missing)}",

@@ -76,6 +76,20 @@ def rebuild_extractor(spec: InputSpec, device: str = "auto") -> tuple[Extractor,
 
 
 
+def substitute_extractor(spec: InputSpec, preset: str, device: str = "auto") -> Extractor:
+    """The extractor of `preset` in place of the recorded one: the same extractor giving the same kind and width."""
+    from emocli.features.presets import build_extractor
+
+    extractor = build_extractor(preset)
+    recorded = spec.extractor_spec.get("extractor", spec.extractor)
+    if extractor.name != recorded or extractor.kind != spec.kind or extractor.dim != spec.dim:
+        raise ConfigError(f"{spec.modality}: preset {preset!r} gives {extractor.name} {extractor.kind} [{extractor.dim}] "
+                          f"features; the unit was trained on {recorded} {spec.kind} [{spec.dim}]")
+    if device != "auto" and "device" in type(extractor).Params.model_fields:
+        extractor = build_extractor(preset, device=device)
+    return extractor
+
+
 @dataclass
 class PredictionResult:
     table: pd.DataFrame  # one row per predicted segment
@@ -144,9 +158,13 @@ class Predictor:
     text came from (`text_source`)."""
 
     def __init__(self, run: str | Path, device: str = "auto", workers: int = 0, revision: str | None = None,
-                 transcriber: SpeechRecogniser | None = None, executor: RayExecutor | None = None):
+                 transcriber: SpeechRecogniser | None = None, executor: RayExecutor | None = None,
+                 extractors: Mapping[str, str] | None = None):
         """`run`: a run folder or unit, a shipped pretrained model's name, or a hub id (owner/name, at
-        `revision`). `executor`: a Ray cluster to extract the inputs' features on (None: `workers` here)."""
+        `revision`). `executor`: a Ray cluster to extract the inputs' features on (None: `workers` here).
+        `extractors`: modality -> an extraction preset to read new media with instead of the one the unit was
+        trained on, of the same extractor, kind and width (a face head trained on face crops reads the faces a
+        detector finds in a video: the same expression models' outputs)."""
         from emocli.runs.hub import resolve
         from emocli.runs.inference import TrainedUnit, choose_unit
         from emocli.runs.layout import FEATURE_SPEC
@@ -168,6 +186,9 @@ class Predictor:
         self.notes: list[PredictFailure] = []  # this predict call's inputs predicted not quite as asked
         for modality, spec in self.inputs.items():
             try:
+                if modality in (extractors or {}):
+                    self.extractors[modality], warnings = substitute_extractor(spec, extractors[modality], device), []
+                    continue
                 self.extractors[modality], warnings = rebuild_extractor(spec, device)
             except ConfigError as error:
                 if error.path is not None:
