@@ -12,7 +12,9 @@ One row per sample of every corpus, with:
   samples of classes without a counterpart (EmoDB's boredom) are left out, and a note counts them;
 - `corpus`, and `fold` = the corpus's position in `corpora`: `--folds all` holds out one corpus at a time;
 - `corpus_fold`: the corpus's own speaker fold (within-corpus protocols), `split`: its own speaker-independent
-  train/test split (a corpus's valid speakers train here; training carves validation speakers itself).
+  train/test split (a corpus's valid speakers train here; training carves validation speakers itself);
+- `evaluate_only`: the corpus is only ever tested on (`--option evaluate_only=casia`): all its samples are
+  in the test split, and `emo cross-corpus` never trains on it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class CorporaOptions(AdapterOptions):
     shared emotions whose folder is there."""
     kind: Literal["speech", "faces"] = "speech"
     """speech: corpora of recorded speech (audio); faces: corpora of face images or videos (visual)."""
+    evaluate_only: str = ""
+    """Comma-separated corpora that are only ever tested on (a licence that allows no training): their samples
+    are all in the test split and `emo cross-corpus` never trains on them."""
     members: dict[str, dict[str, Any]] = {}
     """Options of member corpora: --option members.fer2013.train_part=PublicTest."""
     augment: int = Field(0, ge=0, le=len(AUGMENTATIONS))
@@ -141,6 +146,10 @@ class CorporaAdapter(DatasetAdapter):
 
         root = Path(root)
         names = self._names(self.options, root, require_present=True)
+        evaluate_only = {n.strip() for n in self.options.evaluate_only.split(",") if n.strip()}
+        if evaluate_only - set(names):
+            raise ConfigError(f"dataset corpora: evaluate_only names {', '.join(sorted(evaluate_only - set(names)))}, "
+                              f"not among the corpora read ({', '.join(names)})")
         if len(names) < 2:
             found = ", ".join(names) or "none"
             raise DatasetError(f"cross-corpus sets need two corpora or more; found {found} (looked in {root} and "
@@ -176,10 +185,13 @@ class CorporaAdapter(DatasetAdapter):
             table["fold"] = index
             table["split"] = table["split"].where(table["split"] == "test", "train")
             table["corpus"] = name
+            table["evaluate_only"] = name in evaluate_only
+            if name in evaluate_only:
+                table["split"] = "test"
             if "language" not in table:
                 table["language"] = pd.NA
             canonical = [c for c in table.columns if c in members.table.columns[:13]]
-            tables.append(table[canonical + ["corpus", "corpus_fold", "language"]])
+            tables.append(table[canonical + ["corpus", "corpus_fold", "language", "evaluate_only"]])
             notes += [f"{name}: {note}" for note in members.notes]
             protocols[name] = f"fold {index}; {len(table)} samples, {table['speaker'].nunique()} speakers"
         table = pd.concat(tables, ignore_index=True)
@@ -188,6 +200,7 @@ class CorporaAdapter(DatasetAdapter):
         table["corpus"] = table["corpus"].astype("string")
         table["language"] = table["language"].astype("string")
         table["corpus_fold"] = table["corpus_fold"].astype("Int64")
+        table["evaluate_only"] = table["evaluate_only"].astype(bool)
         return SampleSet(
             dataset=self.name,
             root=root,

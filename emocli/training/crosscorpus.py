@@ -92,6 +92,8 @@ def protocol_units(samples: pd.DataFrame, seeds: Sequence[int], protocols: Seque
     folds = samples["corpus_fold"] if "corpus_fold" in samples else pd.Series(pd.NA, index=samples.index)
     rows = np.arange(len(samples))
     trainable = ~np.isin(corpus, list(evaluate_only))
+    if "evaluate_only" in samples:  # what the corpora dataset was told
+        trainable &= ~samples["evaluate_only"].fillna(False).to_numpy(dtype=bool)
     units = []
     for seed in seeds:
         for name in tested:
