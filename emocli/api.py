@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from emocli.core.samples import SampleSet
     from emocli.data.inputs import FeatureReader
+    from emocli.features.ray_runner import RayExecutor
     from emocli.features.store import ExtractionReport
     from emocli.prediction.bundle import BundlePredictor
     from emocli.prediction.predictor import PredictionResult, Predictor
@@ -126,12 +127,15 @@ def extract(
     transcribe: str | None = None,
     progress: bool = True,
     console: Console | None = None,
+    executor: str | RayExecutor = "local",
 ) -> tuple[ExtractionReport, SampleSet]:
     """Features of a dataset into a feature store (`emo extract`). Without extractors, the dataset's default
     presets; without `root`, the data home (downloading a public dataset there first); without `out`,
     `stores/<dataset>`. `settings` are "NAME.PARAM=VALUE" overrides, `options` "KEY=VALUE" adapter options.
     `transcribe`: a Whisper model ("whisper-base") that writes the text of samples that have audio and no text
     (their `text_source` says so), cached in the store, before the extractors run.
+    `executor`: "local" (`workers` processes here), "ray" (the Ray cluster ray.init finds or starts) or a
+    `RayExecutor` (emocli.features.ray_runner: address, resources per task); docs/SCALE_OUT.md.
 
     `workers`: processes for the CPU extractors (openSMILE, MFCC; the neural encoders run in this process
     anyway). 0 by default, unlike `emo extract`: worker processes re-run the calling script, whose calls
@@ -141,10 +145,12 @@ def extract(
     from emocli.datasets.download import gated_message
     from emocli.datasets.home import locate_dataset
     from emocli.features.presets import build_extractors
+    from emocli.features.ray_runner import executor_of
     from emocli.features.store import FeatureStore, Shard, select_samples
 
     errors = _console(console)
     shard_slice = Shard.parse(shard) if shard else None  # before any slow loading, so typos fail fast
+    cluster = executor_of(executor)  # as is a missing Ray
     adapter = adapter_class(dataset)
     adapter_options = parse_assignments(options, what="--option")
     adapter.Options.parse(dataset, adapter_options)  # a wrong option fails before any download or loading
@@ -180,7 +186,7 @@ def extract(
         raise ConfigError(f"nothing to extract from {folder}: give audio, text or visual extractors{hint}")
     report = store.extract(
         sample_set, extractors, workers=workers, shard=shard_slice, limit=limit, retry_failures=retry_failures,
-        progress=progress,
+        progress=progress, executor=cluster,
     )
     return report, sample_set
 
@@ -271,6 +277,7 @@ def cross_corpus(
     seeds: Sequence[int] = (1,),
     protocols: Sequence[str] = ("loco", "within"),
     corpora: Sequence[str] | None = None,
+    evaluate_only: Sequence[str] = (),
     preset: str | None = None,
     settings: Sequence[str] = (),
     modalities: Sequence[str] | None = None,
@@ -281,7 +288,7 @@ def cross_corpus(
 ) -> dict[str, Any]:
     """Learners ("floor" and/or registered models) trained and tested across corpora (`emo cross-corpus`): UAR on
     each corpus left out and within its own speaker folds; writes `out`/results.json and results.md. Without
-    `features`, stores/corpora."""
+    `features`, stores/corpora. `evaluate_only`: corpora tested on and never trained on."""
     from emocli.models.registry import model_names
     from emocli.training.config import resolve_config
     from emocli.training.crosscorpus import FLOOR, PROTOCOLS
@@ -300,7 +307,7 @@ def cross_corpus(
                for name in learners if name != FLOOR}
     store = Path(features) if features is not None else STORES / "corpora"
     return run(store, list(learners), configs, out, seeds=list(seeds), protocols=list(protocols), corpora=corpora,
-               normalize_by=normalize_by, modalities=list(modalities) if modalities else None,
+               evaluate_only=list(evaluate_only), normalize_by=normalize_by, modalities=list(modalities) if modalities else None,
                features=dict(feature) if feature else None, console=console)
 
 
@@ -325,13 +332,17 @@ def evaluate(
 
 @_python_api
 def load_predictor(
-    model: str | Path | None = None, *, device: str = "auto", workers: int = 0, revision: str | None = None
+    model: str | Path | None = None, *, device: str = "auto", workers: int = 0, revision: str | None = None,
+    executor: str | RayExecutor = "local",
 ) -> Predictor | BundlePredictor:
     """A model ready to predict: a shipped pretrained model's name (default: emo-default), a run folder or
-    unit, or a hub id (at `revision`)."""
+    unit, or a hub id (at `revision`). `executor` as `extract`'s: where the features of the inputs are
+    extracted."""
+    from emocli.features.ray_runner import executor_of
     from emocli.prediction.predictor import Predictor
 
-    return Predictor.from_pretrained(model, revision=revision, device=device, workers=workers)
+    return Predictor.from_pretrained(model, revision=revision, device=device, workers=workers,
+                                     executor=executor_of(executor))
 
 
 @_python_api
@@ -343,10 +354,12 @@ def predict(
     window: float = 4.0,
     device: str = "auto",
     workers: int = 0,
+    executor: str | RayExecutor = "local",
 ) -> PredictionResult:
     """Emotions of raw media (`emo predict`): videos, audio, texts, folders or manifests; by default with the
     shipped emo-default model."""
-    return load_predictor(model, device=device, workers=workers).predict(list(inputs), text=text, window_s=window)
+    predictor = load_predictor(model, device=device, workers=workers, executor=executor)
+    return predictor.predict(list(inputs), text=text, window_s=window)
 
 
 def list_models() -> list[dict[str, Any]]:

@@ -53,6 +53,10 @@ def test_corpora_are_one_table_in_shared_emotions(home):
     assert set(table["language"]) == {"en", "de"}
     only = load_dataset("corpora", home, corpora="emodb,ravdess")
     assert list(dict.fromkeys(only.table["corpus"])) == ["emodb", "ravdess"]
+    tested = load_dataset("corpora", home, evaluate_only="emodb").table
+    assert (tested.loc[tested["corpus"] == "emodb", "split"] == "test").all() and tested["evaluate_only"].sum() == 3
+    with pytest.raises(ConfigError, match="evaluate_only names casia"):
+        load_dataset("corpora", home, evaluate_only="casia")
 
 
 def test_unknown_or_missing_corpora_are_one_error(home):
@@ -98,16 +102,18 @@ def corpora_store(tmp_path_factory) -> FeatureStore:
 def test_protocol_units_never_show_the_test_corpus_or_speakers(corpora_store):
     samples = corpora_store.samples()
     units = protocol_units(samples, seeds=[1, 2])
-    assert sorted({u.name for u in units}) == ["loco-a", "loco-b", "loco-c"] + [
-        f"within-{c}-fold{k}" for c in "abc" for k in range(3)]
+    assert sorted({u.name for u in units}) == ["loco-a", "loco-b", "loco-c"] + sorted(
+        f"{p}-{c}-fold{k}" for p in ("speakers", "within") for c in "abc" for k in range(3))
     for unit in units:
         test = samples.iloc[unit.rows["test"]]
         seen = samples.iloc[np.concatenate([unit.rows["train"], unit.rows["valid"]])]
         assert set(test["speaker"]).isdisjoint(seen["speaker"]) and len(unit.rows["valid"])
         if unit.protocol == "loco":
             assert set(test["corpus"]) == {unit.corpus} and unit.corpus not in set(seen["corpus"])
-        else:
+        elif unit.protocol == "within":
             assert set(seen["corpus"]) == set(test["corpus"]) == {unit.corpus}
+        else:
+            assert set(test["corpus"]) == {unit.corpus} and set(seen["corpus"]) == {"a", "b", "c"}
     loco = [u for u in units if u.name == "loco-a"]
     assert not np.array_equal(loco[0].rows["valid"], loco[1].rows["valid"])  # each seed carves its own
 
@@ -158,3 +164,25 @@ def test_held_out_predictions_are_written_per_learner(corpora_store, tmp_path):
     probs = table[[c for c in table if c.startswith("prob_")]].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
     assert (table["corpus"] == table["unit"].str.removeprefix("loco-")).all()
+
+
+def test_a_corpus_of_two_speakers_trains_within_itself_without_validation(corpora_store):
+    """TESS has two actresses: within it, each trains on the other alone, with no speaker left to validate on."""
+    samples = corpora_store.samples()
+    two = samples[samples["speaker"].isin(["c/s0", "c/s2"]) | (samples["corpus"] != "c")].reset_index(drop=True)
+    two.loc[two["speaker"] == "c/s2", "corpus_fold"] = 1
+    units = [u for u in protocol_units(two, seeds=[1], protocols=["within"]) if u.corpus == "c"]
+    assert [len(u.rows["valid"]) for u in units] == [0, 0] and all(len(u.rows["train"]) == 24 for u in units)
+
+
+def test_an_evaluate_only_corpus_is_tested_and_never_trained_on(corpora_store):
+    samples = corpora_store.samples()
+    units = protocol_units(samples, seeds=[1], evaluate_only=["b"])
+    for unit in units:
+        seen = samples.iloc[np.concatenate([unit.rows["train"], unit.rows["valid"]])]
+        assert "b" not in set(seen["corpus"]) or (unit.corpus == "b" and unit.protocol != "loco")
+    assert {u.corpus for u in units if u.protocol == "loco"} == {"a", "b", "c"}
+    with pytest.raises(ConfigError, match="--evaluate-only: the store has no corpus 'z'"):
+        protocol_units(samples, seeds=[1], evaluate_only=["z"])
+    declared = samples.assign(evaluate_only=samples["corpus"] == "b")  # as the corpora dataset marks it
+    assert [u.rows for u in protocol_units(declared, seeds=[1])][0]["train"].tolist() == units[0].rows["train"].tolist()

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from emocli.commands.executor_options import ADDRESS, EXECUTOR, TASK_CPUS, TASK_GPUS, TASK_MEMORY, executor_choice
+
 
 def extract(
     dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset adapter (see `emo datasets`)."),
@@ -29,7 +31,14 @@ def extract(
     download: bool = typer.Option(
         True, "--download/--no-download", help="Download a public dataset that is missing (saying what and how big)."
     ),
-    workers: int = typer.Option(2, "--workers", "-j", min=0, help="Worker processes for CPU extractors; 0: in-process."),
+    workers: int = typer.Option(
+        2, "--workers", "-j", min=0, help="Worker processes for CPU extractors; 0: in-process (--executor local)."
+    ),
+    executor: str = EXECUTOR,
+    address: str | None = ADDRESS,
+    task_cpus: float = TASK_CPUS,
+    task_gpus: float = TASK_GPUS,
+    task_memory: float | None = TASK_MEMORY,
     shard: str | None = typer.Option(None, "--shard", help="Extract only slice K of N (K/N, 1-based), by sample_id hash."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N samples (of the shard): for trials."),
     retry_failures: bool = typer.Option(False, "--retry-failures", help="Retry samples that failed before on the same input."),
@@ -53,6 +62,8 @@ def extract(
 
     Spelled out: emo extract --dataset ravdess --root data/ravdess --audio compare2016 --audio mfcc-cfnsr
     --visual openface-au --out stores/ravdess
+
+    On a Ray cluster: emo extract --dataset ravdess --audio whisper-base --executor ray --address auto
     """
     if show:
         _show_presets(preset)
@@ -61,6 +72,7 @@ def extract(
         raise typer.BadParameter("--preset only goes with --show; choose extractors with --audio/--text/--visual")
     if dataset is None:
         raise typer.BadParameter("--dataset is required (see `emo datasets`)", param_hint="--dataset")
+    where = executor_choice(executor, address, task_cpus, task_gpus, task_memory)
 
     from rich.console import Console
 
@@ -70,6 +82,7 @@ def extract(
         dataset, root, out, audio=audio or [], text=text or [], visual=visual or [], settings=overrides or [],
         options=options or [], download=download, workers=workers, shard=shard, limit=limit,
         retry_failures=retry_failures, transcribe=transcriber if transcribe else None, progress=not quiet,
+        executor=where,
     )
     _print_report(report, sample_set, Console())
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from emocli.commands.executor_options import ADDRESS, EXECUTOR, TASK_CPUS, TASK_GPUS, TASK_MEMORY, executor_choice
+
 
 def predict(
     inputs: list[Path] = typer.Argument(
@@ -26,6 +28,11 @@ def predict(
     top_k: int = typer.Option(3, "--top-k", min=1, help="Emotions shown per segment in the table."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
     workers: int = typer.Option(0, "--workers", min=0, help="Worker processes for CPU extractors (0: this one)."),
+    executor: str = EXECUTOR,
+    address: str | None = ADDRESS,
+    task_cpus: float = TASK_CPUS,
+    task_gpus: float = TASK_GPUS,
+    task_memory: float | None = TASK_MEMORY,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No table and no progress display."),
 ) -> None:
     """Predict emotions on raw media: with the shipped model by default (`emo predict clip.mp4`), or a run.
@@ -48,13 +55,14 @@ def predict(
     from emocli.features.runner import hub_progress_bars, progress_bar
     from emocli.prediction.outputs import check_outputs, plot_timeline, write_predictions
 
+    where = executor_choice(executor, address, task_cpus, task_gpus, task_memory)
     check_outputs(output, plot)  # before the model loads and anything is extracted
     console, errors = Console(), Console(stderr=True)
     inputs = list(inputs or [])
     if model is None and inputs and _is_run(inputs[0]):  # `emo predict RUN clip.mp4`, as before --model
         model = str(inputs.pop(0))
     with hub_progress_bars(not quiet):  # the encoders and the transcriber load their weights in both
-        predictor = load_predictor(model, device=device, workers=workers, revision=revision)
+        predictor = load_predictor(model, device=device, workers=workers, revision=revision, executor=where)
         errors.print(escape(predictor.note), highlight=False, soft_wrap=True)
         for warning in predictor.warnings:
             errors.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)

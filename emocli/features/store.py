@@ -62,6 +62,8 @@ from emocli.features.sample_index import ADDITION_COLUMN, SampleIndex
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from emocli.features.ray_runner import RayExecutor
+
 logger = logging.getLogger(__name__)
 
 STORE_FORMAT = "1"
@@ -197,7 +199,8 @@ class ExtractionReport:
 class PrecomputedExtractor(Extractor):
     """Serves features a dataset ships (SampleSet.precomputed) through the store's ordinary write path."""
 
-    batch_size = 1024  # runs in the main process: the values are already in memory
+    batch_size = 1024
+    portable = False  # runs in the main process: the values are already in its memory
 
     class Params(ExtractorParams):
         name: str
@@ -704,13 +707,15 @@ class FeatureStore:
         retry_failures: bool = False,
         progress: bool | Progress = True,
         commit_rows: int = COMMIT_ROWS,
+        executor: RayExecutor | None = None,
     ) -> ExtractionReport:
         """Extract what is missing or stale for `sample_set` with `extractors` (plus the dataset's own
         precomputed features); commit rows in chunks; report what was extracted, cached and failed.
 
         `shard` ("K/N") restricts the run to a deterministic slice of the samples; `limit` to the first
         `limit` samples of that slice. samples.parquet always holds the whole dataset, and the samples of
-        earlier sample sets extracted into this store (see `additions`).
+        earlier sample sets extracted into this store (see `additions`). `executor`: a Ray cluster to
+        extract on instead of `workers` local processes; this process still writes every commit.
         """
         shard = Shard.parse(shard) if isinstance(shard, str) else shard
         everything = list(extractors) + [PrecomputedExtractor(p) for p in sample_set.precomputed]
@@ -724,8 +729,11 @@ class FeatureStore:
             revised = self._write_samples(sample_set)
             plans = [self._plan(extractor, sample_set, selected, retry_failures) for extractor in everything]
             display = progress if not isinstance(progress, bool) else progress_bar(progress)
-            with display, hub_progress_bars(progress is not False), \
-                    ExtractionRunner([p.extractor for p in plans if p.todo], workers) as runner:
+            if executor is None:
+                runner = ExtractionRunner([p.extractor for p in plans if p.todo], workers)
+            else:
+                runner = executor.runner(None if progress is False else display.console.print)
+            with display, hub_progress_bars(progress is not False), runner:
                 for plan in plans:
                     plan.start(display, commit_rows)
                 for job, index, result in runner.run_jobs([(p.extractor, [record for _, record in p.todo]) for p in plans]):

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from rich.progress import Progress
 
+    from emocli.features.ray_runner import RayExecutor
+
 BUNDLE = "bundle.json"
 UNCERTAIN = "uncertain"  # the label of a segment whose combined top probability is below `uncertain_below`
 # A head's own flags saying its input is not in the segment: it takes no part in the segment's combination.
@@ -57,6 +59,12 @@ class HeadSpec(BaseModel):
     # Calibration (prediction/calibration.py), fitted on held-out predictions by `emo bundle --held-out`: the
     # head's shared probabilities p become softmax(log p / temperature).
     temperature: float = Field(1.0, gt=0)
+    # Another head this one stands in for where it reads a segment: a head trained on speaker-standardised
+    # features (normalize = "speaker") replaces the plain one for recordings long enough to standardise.
+    replaces: str | None = None
+    # modality -> the extraction preset the head reads new media with, instead of the one it was trained on (the
+    # same extractor, kind and width): a face head trained on face crops reads the faces found in a video.
+    extractors: dict[str, str] = {}
 
 
 class BundleSpec(BaseModel):
@@ -89,6 +97,8 @@ class BundleSpec(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> BundleSpec:
         for name, head in self.heads.items():
+            if head.replaces is not None and (head.replaces not in self.heads or head.replaces == name):
+                raise ValueError(f"head {name!r} replaces {head.replaces!r}, which is not another head of the bundle")
             unknown = set(head.mapping.values()) - set(self.labels)
             if unknown:
                 raise ValueError(f"head {name!r} maps to classes the bundle does not have: {sorted(unknown)}")
@@ -119,7 +129,7 @@ class BundlePredictor:
     probabilities (`prob_<label>`) and, per head, its own label and probabilities (`<head>_label`,
     `<head>_prob_<class>`)."""
 
-    def __init__(self, folder: str | Path, device: str = "auto", workers: int = 0):
+    def __init__(self, folder: str | Path, device: str = "auto", workers: int = 0, executor: RayExecutor | None = None):
         from emocli.features.audio.transcribe import Transcriber
         from emocli.prediction.predictor import check_new_media_inputs, version_warning
         from emocli.runs.inference import TrainedUnit
@@ -129,11 +139,13 @@ class BundlePredictor:
         self.spec = read_bundle(self.folder)
         for head in self.spec.heads.values():  # before anything loads
             unit = self.folder / head.unit
-            check_new_media_inputs(TrainedUnit.read(unit).inputs, unit / FEATURE_SPEC)
+            inputs = {m: spec for m, spec in TrainedUnit.read(unit).inputs.items() if m not in head.extractors}
+            check_new_media_inputs(inputs, unit / FEATURE_SPEC)
         self.transcriber = Transcriber(self.spec.transcriber, device=device)
         self.heads = []
         for name, head in self.spec.heads.items():
-            predictor = Predictor(self.folder / head.unit, device=device, workers=workers, transcriber=self.transcriber)
+            predictor = Predictor(self.folder / head.unit, device=device, workers=workers, transcriber=self.transcriber,
+                                  executor=executor, extractors=head.extractors)
             missing = set(predictor.label_map.names) - set(head.mapping)
             if missing:
                 raise ConfigError(f"head {name!r} has classes its mapping lacks: {sorted(missing)}",
@@ -208,6 +220,7 @@ class BundlePredictor:
             present = np.array([not (set(f) & ABSENT_FLAGS) if isinstance(f, list) else True for f in flags], dtype=bool)
             probs = tempered(shared, self.spec.heads[head.name].temperature)
             parts.append((head.name, rows[present], probs[present]))
+        parts = self._replaced(parts)
         combined, counts = self._combine(parts, len(table))
         labels = [self.label_names[i] for i in combined.argmax(axis=1)]
         if self.spec.uncertain_below is not None:
@@ -238,6 +251,8 @@ class BundlePredictor:
         notes: list[PredictFailure] = []
         seen: set[tuple[str, int | None]] = set()
         for head, failure in reported:
+            if self.spec.heads[head.name].replaces and _too_short_to_adapt(failure):
+                continue  # the head it replaces reads that recording
             covered = (failure.input in predicted_inputs if failure.segment is None
                        else (failure.input, failure.segment) in predicted)
             if covered:
@@ -292,6 +307,21 @@ class BundlePredictor:
         translated = self.transcriber.with_task("translate", language).transcribe(medium)
         return translated.cues, f"{name} ({language}, translated to en)", TRANSLATED
 
+    def _replaced(self, parts: list[tuple[str, np.ndarray, np.ndarray]]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """Each head's rows less those a head that replaces it reads."""
+        import numpy as np
+
+        taken: dict[str, np.ndarray] = {}
+        for name, rows, _ in parts:
+            replaced = self.spec.heads[name].replaces
+            if replaced is not None:
+                taken[replaced] = np.union1d(taken.get(replaced, rows[:0]), rows)
+        out = []
+        for name, rows, probs in parts:
+            keep = ~np.isin(rows, taken.get(name, rows[:0]))
+            out.append((name, rows[keep], probs[keep]))
+        return out
+
     def _combine(self, parts: list[tuple[str, np.ndarray, np.ndarray]], n: int) -> tuple[np.ndarray, np.ndarray]:
         """[n, C] combined probabilities of the heads (name, rows, probabilities) that read each row, weighed
         as the spec weighs that combination of heads (a uniform distribution where none reads), and how many
@@ -326,6 +356,12 @@ class BundlePredictor:
         for k, name in enumerate(classes):
             shared[:, self.label_names.index(mapping[name])] += probs[:, k]
         return shared
+
+
+def _too_short_to_adapt(failure: Any) -> bool:
+    """A speaker-standardised head's "this recording is too short for its own statistics": the head it replaces
+    predicts the recording instead."""
+    return "standardises each recording by its own statistics" in failure.message
 
 
 def _reads_nothing(failure: Any) -> bool:

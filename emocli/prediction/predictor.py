@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from emocli.data.inputs import InputSpec
     from emocli.data.tables import EmotionData
     from emocli.features.base import Extractor
+    from emocli.features.ray_runner import RayExecutor
     from emocli.prediction.bundle import BundlePredictor
 
 PROBABILITY_PREFIX = "prob_"
@@ -120,6 +121,20 @@ def version_warning(changes: Mapping[str, Sequence[str]]) -> list[str]:
             "may differ slightly from evaluation"]
 
 
+def substitute_extractor(spec: InputSpec, preset: str, device: str = "auto") -> Extractor:
+    """The extractor of `preset` in place of the recorded one: the same extractor giving the same kind and width."""
+    from emocli.features.presets import build_extractor
+
+    extractor = build_extractor(preset)
+    recorded = spec.extractor_spec.get("extractor", spec.extractor)
+    if extractor.name != recorded or extractor.kind != spec.kind or extractor.dim != spec.dim:
+        raise ConfigError(f"{spec.modality}: preset {preset!r} gives {extractor.name} {extractor.kind} [{extractor.dim}] "
+                          f"features; the unit was trained on {recorded} {spec.kind} [{spec.dim}]")
+    if device != "auto" and "device" in type(extractor).Params.model_fields:
+        extractor = build_extractor(preset, device=device)
+    return extractor
+
+
 @dataclass
 class PredictionResult:
     table: pd.DataFrame  # one row per predicted segment
@@ -189,9 +204,13 @@ class Predictor:
     text came from (`text_source`)."""
 
     def __init__(self, run: str | Path, device: str = "auto", workers: int = 0, revision: str | None = None,
-                 transcriber: SpeechRecogniser | None = None):
+                 transcriber: SpeechRecogniser | None = None, executor: RayExecutor | None = None,
+                 extractors: Mapping[str, str] | None = None):
         """`run`: a run folder or unit, a shipped pretrained model's name, or a hub id (owner/name, at
-        `revision`)."""
+        `revision`). `executor`: a Ray cluster to extract the inputs' features on (None: `workers` here).
+        `extractors`: modality -> an extraction preset to read new media with instead of the one the unit was
+        trained on, of the same extractor, kind and width (a face head trained on face crops reads the faces a
+        detector finds in a video: the same expression models' outputs)."""
         from emocli.runs.hub import resolve
         from emocli.runs.inference import TrainedUnit, choose_unit
         from emocli.runs.layout import FEATURE_SPEC
@@ -201,10 +220,12 @@ class Predictor:
         self.model_name = trained.model_name
         self.label_map = trained.label_map
         self.inputs = trained.inputs
-        check_new_media_inputs(self.inputs, self.unit / FEATURE_SPEC)  # before the weights and encoders load
+        check_new_media_inputs({m: spec for m, spec in self.inputs.items() if m not in (extractors or {})},
+                               self.unit / FEATURE_SPEC)  # before the weights and encoders load
         self.loaded = trained.load(device)
         self.threshold = self.loaded.threshold
         self.workers = workers
+        self.executor = executor
         self.device = device
         self.transcriber = transcriber
         self._given: dict[str, TimedText] = {}  # this predict call's given transcripts
@@ -216,6 +237,9 @@ class Predictor:
         self.release_changes: dict[str, list[str]] = {}
         for modality, spec in self.inputs.items():
             try:
+                if modality in (extractors or {}):
+                    self.extractors[modality] = substitute_extractor(spec, extractors[modality], device)
+                    continue
                 self.extractors[modality], changes, warnings = rebuild_extractor(spec, device)
             except ConfigError as error:
                 if error.path is not None:
@@ -228,7 +252,7 @@ class Predictor:
 
     @classmethod
     def from_pretrained(cls, model: str | Path | None = None, *, revision: str | None = None, device: str = "auto",
-                        workers: int = 0) -> Predictor | BundlePredictor:
+                        workers: int = 0, executor: RayExecutor | None = None) -> Predictor | BundlePredictor:
         """A model ready to predict, by name as Hugging Face's `from_pretrained`: a shipped pretrained model
         (default: emo-default), a run folder or unit, or a hub id (owner/name, at `revision`). A bundle of
         heads (such as emo-default) loads as a BundlePredictor, which predicts the same way."""
@@ -237,8 +261,8 @@ class Predictor:
 
         folder = resolve(model or DEFAULT_MODEL, revision)
         if is_bundle(folder):
-            return BundlePredictor(folder, device=device, workers=workers)
-        return cls(folder, device=device, workers=workers)
+            return BundlePredictor(folder, device=device, workers=workers, executor=executor)
+        return cls(folder, device=device, workers=workers, executor=executor)
 
     def needs(self, modality: str) -> bool:
         return modality in self.inputs
@@ -398,7 +422,8 @@ class Predictor:
             return self._result(pd.DataFrame(columns=columns), np.zeros((0, len(self.label_map.names))), failures)
 
         samples = normalize_table(pd.DataFrame(rows), source="predict")
-        extracted = extract_samples(list(self.extractors.values()), samples, workers=self.workers, progress=progress)
+        extracted = extract_samples(list(self.extractors.values()), samples, workers=self.workers, progress=progress,
+                                    executor=self.executor)
         ok = np.ones(len(samples), dtype=bool)
         for extractor in self.extractors.values():
             for i, result in enumerate(extracted[extractor.feature_set_name]):
@@ -413,8 +438,17 @@ class Predictor:
                          for i in keep]
         if not len(keep):
             return self._result(info, np.zeros((0, len(self.label_map.names))), failures)
-        data = self._data(samples.iloc[keep].reset_index(drop=True),
-                          {m: [extracted[e.feature_set_name][i].values for i in keep] for m, e in self.extractors.items()})
+        data, adapted = self._data(samples.iloc[keep].reset_index(drop=True),
+                                   {m: [extracted[e.feature_set_name][i].values for i in keep]
+                                    for m, e in self.extractors.items()})
+        if not adapted.all():  # a speaker-standardised model, and a recording too short for its statistics
+            need = self.loaded.train.speaker_min_samples
+            for name in info.loc[~adapted, "input"].unique():
+                failures.append(PredictFailure(name, f"the model standardises each recording by its own statistics and "
+                                                     f"needs {need} segments of it; this one has "
+                                                     f"{int((info['input'] == name).sum())}"))
+            info = info[adapted].reset_index(drop=True)
+            data = data.subset(np.flatnonzero(adapted))
         return self._result(info, self._probabilities(data), failures)
 
     def _flags(self, features: dict[str, Features], sample: pd.Series) -> list[str]:
@@ -425,7 +459,7 @@ class Predictor:
             flags.append(f"audio:{SILENT}")
         return sorted(flags)
 
-    def _data(self, samples: pd.DataFrame, features: dict[str, list[np.ndarray]]) -> EmotionData:
+    def _data(self, samples: pd.DataFrame, features: dict[str, list[np.ndarray]]) -> tuple[EmotionData, np.ndarray]:
         import numpy as np
 
         from emocli.data.tables import EmotionData
@@ -433,7 +467,7 @@ class Predictor:
         # The collator carries targets for losses; unlabelled samples get zeros, which nothing reads here.
         shape = (len(samples),) if self.label_map.task == "single_label" else (len(samples), len(self.label_map.names))
         targets = np.zeros(shape, dtype=np.int64 if self.label_map.task == "single_label" else np.float32)
-        return self.loaded.standardize(EmotionData(samples, features, targets, self.label_map, self.inputs))
+        return self.loaded.standardize_adapted(EmotionData(samples, features, targets, self.label_map, self.inputs))
 
     def _probabilities(self, data: EmotionData) -> np.ndarray:
         """[N, C] in the rows' order, through the one scoring path evaluation takes (the run's eval batch

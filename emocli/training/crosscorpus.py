@@ -11,7 +11,10 @@ On a store of several corpora (the `corpora` dataset: a `corpus` column, each co
   are carved from the training corpora (never from the test corpus), so selection never sees it;
 - within the corpus (`within`): for each corpus, its own speaker folds, training and testing on it alone,
   validation speakers carved from its training speakers. What the same learner reaches when the corpus's
-  studio, language and actors are known: the figure papers usually report.
+  studio, language and actors are known: the figure papers usually report;
+- new speakers of a known corpus (`speakers`): each corpus's own speaker folds held out in turn, training on
+  everything else (its other speakers and all the other corpora): the situation of a model trained on every
+  corpus (the shipped one) meeting a new speaker of a studio it knows.
 
 Metrics per test corpus: unweighted average recall (UAR: mean recall over the classes the test corpus has,
 the speech-emotion field's measure for unbalanced classes), accuracy and per-class recall. Two readings of
@@ -37,11 +40,12 @@ import numpy as np
 import pandas as pd
 
 from emocli.core.errors import ConfigError
-from emocli.data.splits import carve
+from emocli.data.normalize import standardize_groups
+from emocli.data.splits import carve, training_only
 from emocli.data.tables import EmotionData
 
-Protocol = Literal["loco", "within"]
-PROTOCOLS: tuple[Protocol, ...] = ("loco", "within")
+Protocol = Literal["loco", "within", "speakers"]
+PROTOCOLS: tuple[Protocol, ...] = ("loco", "within", "speakers")
 GROUPINGS = ("none", "corpus", "speaker")
 FLOOR = "floor"
 C_GRID = (0.001, 0.01, 0.1, 1.0)
@@ -73,57 +77,60 @@ def corpora_of(samples: pd.DataFrame, where: str = "store") -> list[str]:
 
 
 def protocol_units(samples: pd.DataFrame, seeds: Sequence[int], protocols: Sequence[Protocol] = PROTOCOLS,
-                   valid_fraction: float = 0.1, corpora: Sequence[str] | None = None) -> list[ProtocolUnit]:
-    """Every split of the protocols for every seed; validation speakers are carved reproducibly by seed."""
+                   valid_fraction: float = 0.1, corpora: Sequence[str] | None = None,
+                   evaluate_only: Sequence[str] = ()) -> list[ProtocolUnit]:
+    """Every split of the protocols for every seed; validation speakers are carved reproducibly by seed. Corpora in
+    `evaluate_only` (a licence that allows no training, say) are tested on and never trained on."""
     names = corpora_of(samples)
-    unknown = sorted(set(corpora or []) - set(names))
-    if unknown:
-        raise ConfigError(f"--corpus: the store has no corpus {unknown[0]!r}; it holds {', '.join(names)}")
+    for option, given in (("--corpus", corpora or []), ("--evaluate-only", evaluate_only)):
+        unknown = sorted(set(given) - set(names))
+        if unknown:
+            raise ConfigError(f"{option}: the store has no corpus {unknown[0]!r}; it holds {', '.join(names)}")
     tested = list(corpora) if corpora else names
     corpus = samples["corpus"].astype(str).to_numpy()
     speakers = samples["speaker"].astype(str)
     folds = samples["corpus_fold"] if "corpus_fold" in samples else pd.Series(pd.NA, index=samples.index)
     rows = np.arange(len(samples))
+    trainable = ~np.isin(corpus, list(evaluate_only))
+    if "evaluate_only" in samples:  # what the corpora dataset was told
+        trainable &= ~samples["evaluate_only"].fillna(False).to_numpy(dtype=bool)
     units = []
     for seed in seeds:
         for name in tested:
             if "loco" in protocols:
-                pool = rows[corpus != name]
-                train, valid = carve(pool, speakers, valid_fraction, seed)
+                pool = rows[(corpus != name) & trainable]
+                train, valid = _carve(pool, speakers, valid_fraction, seed)
                 units.append(ProtocolUnit("loco", name, None, seed,
                                           {"train": train, "valid": valid, "test": rows[corpus == name]}))
-            if "within" in protocols:
-                own = folds[corpus == name].dropna()
-                for part in sorted(int(k) for k in own.unique()) if own.nunique() > 1 else []:
-                    held = (corpus == name) & (folds == part).fillna(False).to_numpy(dtype=bool)
-                    pool = rows[(corpus == name) & ~held & folds.notna().to_numpy()]
-                    train, valid = carve(pool, speakers, valid_fraction, seed)
-                    units.append(ProtocolUnit("within", name, part, seed, {"train": train, "valid": valid,
+            own = folds[corpus == name].dropna()
+            for part in sorted(int(k) for k in own.unique()) if own.nunique() > 1 else []:
+                held = (corpus == name) & (folds == part).fillna(False).to_numpy(dtype=bool)
+                for protocol in ("within", "speakers"):
+                    if protocol not in protocols:
+                        continue
+                    if protocol == "within":
+                        pool = rows[(corpus == name) & ~held & folds.notna().to_numpy()]
+                    else:
+                        pool = rows[~held & (trainable | (corpus == name))]
+                    train, valid = _carve(pool, speakers, valid_fraction, seed)
+                    units.append(ProtocolUnit(protocol, name, part, seed, {"train": train, "valid": valid,
                                                                            "test": rows[held]}))
-    return units
+    return [ProtocolUnit(u.protocol, u.corpus, u.part, u.seed, training_only(samples, u.rows)) for u in units]
+
+
+def _carve(pool: np.ndarray, speakers: pd.Series, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validation speakers carved from the training pool; none where it holds a single speaker (TESS within itself
+    trains on one actress): the floor then takes its largest C and a model its last epoch."""
+    if speakers.iloc[pool].nunique() < 2:
+        return pool, pool[:0]
+    return carve(pool, speakers, fraction, seed)
 
 
 def group_standardize(data: EmotionData, by: str) -> EmotionData:
-    """Each group's (corpus or speaker) features standardised by the group's own mean and deviation: an
-    unsupervised adaptation (no label is read) that removes a corpus's or a speaker's offset."""
-    from dataclasses import replace
-
+    """Each group's (corpus or speaker) features standardised by the group's own statistics (labels unused)."""
     if by == "none":
         return data
-    groups = data.samples[by].astype(str).to_numpy()
-    features = {}
-    for modality, values in data.features.items():
-        pooled = [np.asarray(v, dtype=np.float32) for v in values]
-        out = list(pooled)
-        for group in np.unique(groups):
-            members = np.flatnonzero(groups == group)
-            frames = np.concatenate([pooled[i].reshape(-1, pooled[i].shape[-1]) for i in members])
-            mean, scale = frames.mean(axis=0), frames.std(axis=0)
-            scale[scale == 0] = 1.0
-            for i in members:
-                out[i] = (pooled[i] - mean) / scale
-        features[modality] = out
-    return replace(data, features=features)
+    return standardize_groups(data, data.samples[by].astype(str).to_numpy())[0]
 
 
 def corpus_metrics(y_true: np.ndarray, probs: np.ndarray, names: Sequence[str], trained: np.ndarray) -> dict[str, Any]:
@@ -279,14 +286,17 @@ def markdown(summary: list[dict[str, Any]], seeds: Sequence[int]) -> str:
     def cell(stats: dict[str, float] | None) -> str:
         return "—" if stats is None else f"{stats['mean'] * 100:.2f} ± {stats['std'] * 100:.2f}"
 
-    lines = ["| test corpus | learner | left out: UAR % (open) | left out: UAR % (shared classes) | "
-             "within (its speaker folds): UAR % |",
-             "|---|---|---|---|---|"]
+    columns = [("loco_open", "left out: UAR % (open)"), ("loco_shared", "left out: UAR % (shared classes)"),
+               ("speakers_open", "its speakers left out, all corpora trained: UAR %"),
+               ("within_open", "within (its speaker folds): UAR %")]
+    shown = [(key, title) for key, title in columns if any(row.get(key) for row in summary)]
+    lines = ["| test corpus | learner | " + " | ".join(title for _, title in shown) + " |",
+             "|---|---|" + "---|" * len(shown)]
     for row in summary:
-        lines.append(f"| {row['corpus']} | {row['learner']} | {cell(row['loco_open'])} | {cell(row['loco_shared'])} | "
-                     f"{cell(row['within_open'])} |")
+        lines.append(f"| {row['corpus']} | {row['learner']} | " + " | ".join(cell(row.get(key)) for key, _ in shown) + " |")
     lines.append("")
-    lines.append(f"Mean ± std over seeds {', '.join(map(str, seeds))} (left out) and over folds × seeds (within).")
+    lines.append(f"Mean ± std over seeds {', '.join(map(str, seeds))} (left out) and over folds × seeds (speaker "
+                 "folds).")
     return "\n".join(lines) + "\n"
 
 
@@ -299,6 +309,7 @@ def cross_corpus(
     seeds: Sequence[int] = (1,),
     protocols: Sequence[Protocol] = PROTOCOLS,
     corpora: Sequence[str] | None = None,
+    evaluate_only: Sequence[str] = (),
     normalize_by: str = "none",
     modalities: list[str] | None = None,
     features: dict[str, str] | None = None,
@@ -331,19 +342,21 @@ def cross_corpus(
             label_map = store_label_map(store)
             inputs = select_inputs(store, LinearReader(), modalities=modalities, choices=features)
             data = group_standardize(load_data(store, inputs, label_map), normalize_by)
-            units = protocol_units(data.samples, seeds, protocols, corpora=corpora)
+            units = protocol_units(data.samples, seeds, protocols, corpora=corpora, evaluate_only=evaluate_only)
             results.append(run_floor(data, units, say))
             results[-1].inputs = {m: spec.feature_set for m, spec in inputs.items()}
         else:
             run = plan(learner, store.path, configs[learner])
             data = group_standardize(run.load_data(), normalize_by)
-            units = protocol_units(data.samples, seeds, protocols, run.config.split.valid_fraction, corpora=corpora)
+            units = protocol_units(data.samples, seeds, protocols, run.config.split.valid_fraction, corpora=corpora,
+                                   evaluate_only=evaluate_only)
             results.append(run_model(run, data, units, out / learner, console, say))
             results[-1].inputs = {m: spec.feature_set for m, spec in run.inputs.items()}
     tested = list(corpora) if corpora else names
     summary = summarize(results, tested)
     report = {
-        "store": str(store.path), "corpora": names, "tested": tested, "seeds": list(seeds),
+        "store": str(store.path), "corpora": names, "tested": tested, "evaluate_only": list(evaluate_only),
+        "seeds": list(seeds),
         "protocols": list(protocols), "normalize_by": normalize_by,
         "inputs": {r.learner: r.inputs for r in results},
         "summary": summary, "units": {r.learner: r.units for r in results},

@@ -29,7 +29,7 @@ import torch
 from emocli.core.errors import ConfigError, EmoError
 from emocli.core.io import make_folder, write_text
 from emocli.data.batches import Batch, train_loader
-from emocli.data.normalize import Standardizer
+from emocli.data.normalize import Standardizer, group_keys, standardize_groups
 from emocli.data.splits import make_splits
 from emocli.data.tables import EmotionData
 from emocli.models.blocks.spiking import SpikingModel
@@ -114,7 +114,12 @@ class UnitTrainer:
             self.config = balanced_class_weights(self.config, self.data, self.splits["train"])
         # No validation split (e.g. --set split.valid_fraction=0) leaves nothing to select on: keep the last epoch.
         self.select_last = not len(self.splits[self.selection.split])
-        standardizer = Standardizer.fit(self.data, self.splits["train"]) if cfg.normalize == "standard" else None
+        if cfg.normalize == "speaker":
+            self.data, adapted = standardize_groups(self.data, group_keys(self.data.samples), cfg.speaker_min_samples)
+            self.splits = {part: rows[adapted[rows]] for part, rows in self.splits.items()}
+            if not len(self.splits["test"]):
+                raise ConfigError(f"{self.label}: no test speaker has {cfg.speaker_min_samples} samples to standardise")
+        standardizer = Standardizer.fit(self.data, self.splits["train"]) if cfg.normalize != "none" else None
         if ctx.main:
             self.write_unit_files(standardizer)
         if standardizer is not None:
