@@ -31,6 +31,8 @@ from emocli.features.visual.weights import (
     verified_path,
 )
 
+ENSEMBLE = {"model": "ensemble"}  # both models: the presets read mini-Xception alone
+
 
 def _installed(project: str) -> bool:
     try:
@@ -84,17 +86,17 @@ def test_packaged_weights_are_found_without_importing_their_package_and_refused_
 
 
 def test_the_extractor_knows_its_width_and_names_without_loading_weights():
-    ensemble = build_extractor("face-expression")
+    ensemble = build_extractor("face-expression", ENSEMBLE)
     assert (ensemble.kind, ensemble.dim) == ("vector", 14)
     names = ensemble.feature_names()
     assert names[:2] == ["mini-xception:angry", "mini-xception:disgust"] and names[-1] == "facemood:neutral"
     assert build_extractor("face-expression", {"model": "facemood", "output": "embedding"}).dim == 128
-    assert build_extractor("face-expression", {"output": "log-probs"}).feature_names()[3] == "mini-xception:log_happy"
+    assert build_extractor("face-expression", {**ENSEMBLE, "output": "log-probs"}).feature_names()[3] == "mini-xception:log_happy"
     single = build_extractor("face-expression", {"model": "mini-xception", "device": "cuda"})
     assert set(single.versions()) >= {"fer", "h5py"} and "facemood" not in single.versions()
     assert "device" not in single.identity_params()
     assert single.spec()["weights_sha256"] == {"mini-xception": FACE_EXPRESSION_WEIGHTS["mini-xception"].sha256}
-    crops = build_extractor("face-expression-crops")
+    crops = build_extractor("face-expression-crops", ENSEMBLE)
     assert crops.params.detector == "none" and crops.feature_set_name != ensemble.feature_set_name
     with pytest.raises(ConfigError, match="model"):
         build_extractor("face-expression", {"model": "vgg-face"})
@@ -193,7 +195,7 @@ def row(path, start_s=None, end_s=None):
 @needs_expression_wheels
 @needs_mtcnn
 def test_a_face_gets_seven_probabilities_per_model_and_no_face_gets_zeros_and_the_flag(videos):
-    extractor = build_extractor("face-expression")
+    extractor = build_extractor("face-expression", ENSEMBLE)
     face, plain = extractor.extract_batch([row(videos["face"]), row(videos["plain"])])
     assert face.values.shape == (14,) and face.flags == ()
     np.testing.assert_allclose([face.values[:7].sum(), face.values[7:].sum()], 1, atol=1e-5)
@@ -212,22 +214,22 @@ def test_a_face_gets_seven_probabilities_per_model_and_no_face_gets_zeros_and_th
 @needs_expression_wheels
 @needs_mtcnn
 def test_segments_batches_and_outputs_agree(videos):
-    extractor = build_extractor("face-expression")
+    extractor = build_extractor("face-expression", ENSEMBLE)
     first, second = row(videos["face"], 0.0, 1.0), row(videos["face"], 1.0, 2.0)
     batch = extractor.extract_batch([first, row(videos["plain"]), second])
     for sample, batched in ((first, batch[0]), (second, batch[2])):
         np.testing.assert_allclose(batched.values, extractor.extract(sample).values, rtol=1e-4, atol=1e-5)
     assert batch[1].flags == (NO_FACE,)
 
-    log = build_extractor("face-expression", {"output": "log-probs"}).extract(first)
+    log = build_extractor("face-expression", {**ENSEMBLE, "output": "log-probs"}).extract(first)
     assert (log.values < 0).all() and log.values.shape == (14,)
-    embedding = build_extractor("face-expression", {"output": "embedding"}).extract(first)
+    embedding = build_extractor("face-expression", {**ENSEMBLE, "output": "embedding"}).extract(first)
     assert embedding.values.shape == (256,) and np.abs(embedding.values).sum() > 0
 
 
 @needs_expression_wheels
 def test_without_a_detector_the_whole_image_is_the_face(videos):
-    extractor = build_extractor("face-expression-crops")
+    extractor = build_extractor("face-expression-crops", ENSEMBLE)
     plain = extractor.extract(row(videos["plain"]))  # a colour ramp, but a face crop by declaration
     assert plain.flags == () and extractor.last_face_reports == [None]
     np.testing.assert_allclose([plain.values[:7].sum(), plain.values[7:].sum()], 1, atol=1e-5)
