@@ -89,11 +89,13 @@ def protocol_units(samples: pd.DataFrame, seeds: Sequence[int], protocols: Seque
     tested = list(corpora) if corpora else names
     corpus = samples["corpus"].astype(str).to_numpy()
     speakers = samples["speaker"].astype(str)
-    folds = samples["corpus_fold"] if "corpus_fold" in samples else pd.Series(pd.NA, index=samples.index)
+    # numbers however the store kept them (a store that took in a second sample set keeps extra columns as text)
+    folds = pd.to_numeric(samples["corpus_fold"] if "corpus_fold" in samples else pd.Series(pd.NA, index=samples.index),
+                          errors="coerce").astype("Int64")
     rows = np.arange(len(samples))
     trainable = ~np.isin(corpus, list(evaluate_only))
     if "evaluate_only" in samples:  # what the corpora dataset was told
-        trainable &= ~samples["evaluate_only"].fillna(False).to_numpy(dtype=bool)
+        trainable &= ~samples["evaluate_only"].astype(str).isin(["True", "true", "1"]).to_numpy()
     units = []
     for seed in seeds:
         for name in tested:
