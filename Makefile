@@ -65,7 +65,7 @@ PRETRAINED_WORK ?= pretrained-work
 pretrained: install
 	OMP_NUM_THREADS=1 $(EMO) run pipelines/emo-default-audio.toml --root $(SHARED)/ravdess --out $(PRETRAINED_WORK)
 	OMP_NUM_THREADS=1 $(EMO) run pipelines/emo-default-text.toml --root $(SHARED)/meld --out $(PRETRAINED_WORK)
-	$(EMO) bundle pipelines/emo-default.json --out emocli/pretrained/emo-default \
+	$(EMO) bundle pipelines/emo-default.json --out emocli/pretrained/emo-default --overwrite \
 	    --head audio=$(PRETRAINED_WORK)/runs/mmer-ravdess-emo-default --head text=$(PRETRAINED_WORK)/runs/mmer-meld-emo-default
 
 # `make pipeline-ravdess-cfnsr` runs `emo run pipelines/ravdess-cfnsr.toml` (docs/PIPELINES.md);

@@ -444,7 +444,8 @@ def test_a_failing_trial_of_a_search_keeps_the_finished_ones_and_no_half_folder(
 
 def test_a_manifest_with_a_missing_file_predicts_its_other_rows(base, tmp_path, monkeypatch, capsys):
     manifest = tmp_path / "todo.csv"
-    manifest.write_text(f"sample_id,audio\nthere,{base['wav']}\ngone,{tmp_path / 'gone.wav'}\n")
+    wav = shutil.copy(base["wav"], tmp_path / "tone.wav")  # media inside the manifest's folder (see --allow-outside)
+    manifest.write_text(f"sample_id,audio\nthere,{wav}\ngone,{tmp_path / 'gone.wav'}\n")
     out = tmp_path / "out.csv"
     outcome = emo(monkeypatch, capsys, "predict", base["unit"], manifest, "-o", out, "--quiet")
     assert outcome.code == 1, outcome

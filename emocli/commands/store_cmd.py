@@ -17,8 +17,10 @@ def info(
 ) -> None:
     """List a store's feature sets, or show how one was made."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
+    from emocli.core.terminal import shown
     from emocli.features.presets import feature_set_label, preset_of
     from emocli.features.store import FeatureStore
 
@@ -37,6 +39,8 @@ def info(
         label = feature_set_label(fs.name, preset_of(fs.extractor, fs.spec["extractor"].get("params", {}), root))
         table.add_row(label, fs.kind, str(fs.dim), str(fs.n_rows), str(fs.n_failures))
     console.print(table)
+    for problem in feature_store.unreadable():  # a stray folder does not hide the others
+        Console(stderr=True).print(f"[yellow]skipped:[/] {escape(shown(problem))}", highlight=False, soft_wrap=True)
 
 
 @app.command("failures")

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from emocli.core.errors import ConfigError, EmoError
+from emocli.core.paths import check_name, inside
 from emocli.prediction.predictor import PROBABILITY_PREFIX, PredictionResult, Predictor, TimedText
 
 if TYPE_CHECKING:
@@ -47,8 +48,8 @@ class BundleSpec(BaseModel):
 
     name: str
     description: str = ""
-    labels: list[str]
-    heads: dict[str, HeadSpec]
+    labels: list[str] = Field(min_length=1)
+    heads: dict[str, HeadSpec] = Field(min_length=1)  # a bundle without heads would "predict" nothing
     combine: Literal["mean"] = "mean"
     transcriber: str = "whisper-base"
     # Sections of the card (markdown): how to rebuild the bundle, and what the weights' data allows.
@@ -58,6 +59,7 @@ class BundleSpec(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> BundleSpec:
         for name, head in self.heads.items():
+            check_name(name, "head", ValueError)  # a head's name names its unit folder
             unknown = set(head.mapping.values()) - set(self.labels)
             if unknown:
                 raise ValueError(f"head {name!r} maps to classes the bundle does not have: {sorted(unknown)}")
@@ -69,11 +71,18 @@ def is_bundle(folder: str | Path) -> bool:
 
 
 def read_bundle(folder: str | Path) -> BundleSpec:
+    """bundle.json, as data: a regular file of bounded size, each head's unit a folder inside the bundle."""
+    from emocli.core.io import read_json
+
     path = Path(folder) / BUNDLE
+    raw = read_json(path, dict, error=ConfigError)
     try:
-        return BundleSpec.model_validate_json(path.read_text(encoding="utf-8"))
-    except (OSError, ValidationError, ValueError) as error:
-        raise ConfigError(f"not a model bundle ({str(error).splitlines()[0]})", path=path) from None
+        spec = BundleSpec.model_validate(raw)
+    except (ValidationError, ValueError) as error:
+        raise ConfigError(f"not a model bundle ({' '.join(str(error).split())})", path=path) from None
+    for name, head in spec.heads.items():
+        inside(folder, head.unit, f"heads.{name}.unit", path)  # not ../elsewhere, not /absolute, not a link out
+    return spec
 
 
 @dataclass
@@ -96,7 +105,8 @@ class BundlePredictor:
         self.transcriber = Transcriber(self.spec.transcriber, device=device)
         self.heads = []
         for name, head in self.spec.heads.items():
-            predictor = Predictor(self.folder / head.unit, device=device, workers=workers, transcriber=self.transcriber)
+            unit = inside(self.folder, head.unit, f"heads.{name}.unit", self.folder / BUNDLE)
+            predictor = Predictor(unit, device=device, workers=workers, transcriber=self.transcriber)
             missing = set(predictor.label_map.names) - set(head.mapping)
             if missing:
                 raise ConfigError(f"head {name!r} has classes its mapping lacks: {sorted(missing)}",
@@ -114,15 +124,16 @@ class BundlePredictor:
         text: str | None = None,
         window_s: float = 4.0,
         progress: Progress | None = None,
+        allow_outside: bool = False,
     ) -> PredictionResult:
         import numpy as np
         import pandas as pd
 
         # Transcripts once for every head: the first head that reads text makes them; the others get
         # the same segments as given transcripts.
-        transcripts = self._transcripts(inputs, text)
+        transcripts = self._transcripts(inputs, text, allow_outside)
         results = {h.name: h.predictor.predict(inputs, text=text, window_s=window_s, progress=progress,
-                                               transcripts=transcripts)
+                                               transcripts=transcripts, allow_outside=allow_outside)
                    for h in self.heads}
         keys = ["input", "segment"]
         table: pd.DataFrame | None = None
@@ -163,7 +174,8 @@ class BundlePredictor:
             table[PROBABILITY_PREFIX + name] = combined[:, k]
         return PredictionResult(table, failures, self.label_names, "single_label", None, self.folder, self.model_name)
 
-    def _transcripts(self, inputs: Sequence[str | Path], text: str | None) -> dict[str, TimedText]:
+    def _transcripts(self, inputs: Sequence[str | Path], text: str | None,
+                     allow_outside: bool = False) -> dict[str, TimedText]:
         """input name -> its text as timed segments, one for every medium, so that every head predicts the
         same segments: subtitle cues as they are; an untimed text (--text, a .txt beside the medium) as
         one segment over the whole medium; otherwise the transcribed speech (none for silence)."""
@@ -171,7 +183,7 @@ class BundlePredictor:
         from emocli.prediction.segments import read_transcript
         from emocli.prediction.sources import collect_sources, probe_media
 
-        sources, _ = collect_sources(inputs, text)
+        sources, _ = collect_sources(inputs, text, allow_outside=allow_outside)
         transcripts = {}
         for source in sources:
             if source.media is None or source.segments is not None:
@@ -211,26 +223,38 @@ SHIPPED_FILES = ("config.json", "model.safetensors", "normalization.safetensors"
                  "test_metrics.json", "README.md")
 
 
-def assemble(spec_path: str | Path, heads: dict[str, str | Path], out: str | Path) -> Path:
+def assemble(spec_path: str | Path, heads: dict[str, str | Path], out: str | Path, overwrite: bool = False) -> Path:
     """A bundle folder from a bundle spec (bundle.json without units: name, labels, heads' mappings,
     transcriber) and one trained unit per head; writes `out`/bundle.json, a unit folder per head and a
-    README card naming each head's training data, test figures, licence and weights' sha256."""
+    README card naming each head's training data, test figures, licence and weights' sha256.
+
+    `out` must be new or empty, or `overwrite` given; it is never the folder of the spec or a head's run
+    (nor holds or lies in one). It is written beside itself and renamed into place when complete."""
     import hashlib
-    import json
     import shutil
 
-    from emocli.core.io import write_text
+    from emocli.core.io import read_json, replace_folder, write_text
+    from emocli.core.paths import check_output_folder
     from emocli.runs import layout
     from emocli.runs.inference import TrainedUnit, choose_unit
 
     spec_path, out = Path(spec_path), Path(out)
-    raw = json.loads(spec_path.read_text(encoding="utf-8"))
-    unknown = set(heads) ^ set(raw.get("heads", {}))
+    for name in heads:
+        check_name(name, "--head")
+    check_output_folder(out, overwrite=overwrite, inputs=[spec_path, *heads.values()])
+    raw = read_json(spec_path, dict, error=ConfigError)
+    given = raw.get("heads", {})
+    if not isinstance(given, dict) or not all(isinstance(h, dict) for h in given.values()):
+        raise ConfigError("heads: expected an object of head name -> {mapping}", path=spec_path)
+    unknown = set(heads) ^ set(given)
     if unknown:
         raise ConfigError(f"heads given and heads of the spec differ: {sorted(unknown)}", path=spec_path)
-    for name in raw["heads"]:
-        raw["heads"][name]["unit"] = name
-    spec = BundleSpec.model_validate(raw)
+    for name in given:
+        given[name]["unit"] = name
+    try:
+        spec = BundleSpec.model_validate(raw)
+    except (ValidationError, ValueError) as error:
+        raise ConfigError(f"not a bundle spec ({' '.join(str(error).split())})", path=spec_path) from None
     rows, hashes = [], []
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -271,9 +295,7 @@ def assemble(spec_path: str | Path, heads: dict[str, str | Path], out: str | Pat
         if text:
             card += f"\n## {title}\n\n{text}\n"
     write_text(staging / "README.md", card)
-    shutil.rmtree(out, ignore_errors=True)
-    staging.rename(out)
-    return out
+    return replace_folder(staging, out)
 
 
 def _recipe_summary(run: Path) -> str:
