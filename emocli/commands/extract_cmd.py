@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from emocli.commands.options import MAX_WORKERS, between
+
 
 def extract(
     dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset adapter (see `emo datasets`)."),
@@ -29,7 +31,8 @@ def extract(
     download: bool = typer.Option(
         True, "--download/--no-download", help="Download a public dataset that is missing (saying what and how big)."
     ),
-    workers: int = typer.Option(2, "--workers", "-j", min=0, help="Worker processes for CPU extractors; 0: in-process."),
+    workers: int = typer.Option(2, "--workers", "-j", callback=between(0, MAX_WORKERS),
+                                help=f"Worker processes for CPU extractors; 0: in-process (at most {MAX_WORKERS})."),
     shard: str | None = typer.Option(None, "--shard", help="Extract only slice K of N (K/N, 1-based), by sample_id hash."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N samples (of the shard): for trials."),
     retry_failures: bool = typer.Option(False, "--retry-failures", help="Retry samples that failed before on the same input."),

@@ -8,6 +8,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+# Worker processes of an extraction: more than any machine here has cores, fewer than would fork-bomb one.
+MAX_WORKERS = 256
+
 
 def describe(low: float | None, high: float | None, low_open: bool = False) -> str:
     """'more than 0 and at most 3600', 'from 1 to 256', 'at least 0'."""

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import typer
 
-from emocli.commands.options import between, describe
+from emocli.commands.options import MAX_WORKERS, between, describe
 from emocli.prediction.segments import MAX_WINDOW_S, MIN_WINDOW_S
-
-MAX_WORKERS = 256
 
 
 def predict(

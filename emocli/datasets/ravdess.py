@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from emocli.core.errors import DatasetError
+from emocli.core.paths import resolved
 from emocli.core.samples import SampleSet
 from emocli.core.types import LabelMap
 from emocli.datasets.base import (
@@ -128,6 +129,7 @@ class RavdessAdapter(DatasetAdapter):
         ]
 
         clips: dict[str, dict] = {}
+        notes: list[str] = []
         for path in _media_files(root):
             info = parse_name(path)
             if info["modality"] == "video" or info["vocal channel"] not in channels:
@@ -147,7 +149,11 @@ class RavdessAdapter(DatasetAdapter):
                 raise DatasetError(
                     f"two files for clip {sample_id}: {clip[role]} and {path}; keep one", path=path
                 )
-            clip[role] = path.resolve()
+            target = resolved(path)
+            if target is None:  # a link that loops: listed, and the scan goes on
+                notes.append(f"{path}: a symbolic link that loops; skipped")
+                continue
+            clip[role] = target
 
         if not clips:
             raise DatasetError(
@@ -199,4 +205,5 @@ class RavdessAdapter(DatasetAdapter):
                 "actors 21-24 are never held out (fold NA)",
             },
             options=self.options.model_dump(mode="json"),
+            notes=notes,
         )

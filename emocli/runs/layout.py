@@ -45,6 +45,9 @@ TEST_METRICS = "test_metrics.json"
 RUN_INFO = "run.json"
 RESULTS_CSV = "results.csv"
 RESULTS_JSON = "results.json"
+CARD = "README.md"
+# What reading a unit back reads: an output (an ONNX export, its description) never replaces one of them.
+UNIT_INPUTS = (WEIGHTS, NORMALIZATION, CONFIG, LABEL_MAP, FEATURE_SPEC, SPLITS, METRICS, TEST_METRICS, CARD)
 
 
 def unit_dir(root: Path, seed: int, fold: int | None) -> Path:
