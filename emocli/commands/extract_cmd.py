@@ -94,7 +94,10 @@ def _show_presets(preset: str | None) -> None:
 
 def _print_report(report, sample_set, console) -> None:
     import pandas as pd
+    from rich.markup import escape
     from rich.table import Table
+
+    from emocli.core.terminal import shown
 
     table = Table(title=f"{report.store}" + (f" (shard {report.shard})" if report.shard else ""))
     for column in ("feature set", "extracted", "cached", "failed", "seconds"):
@@ -115,7 +118,7 @@ def _print_report(report, sample_set, console) -> None:
 
     for fs in report.feature_sets:
         for failure in fs.failures[:3]:
-            console.print(f"[red]failed[/] {failure}", highlight=False, soft_wrap=True)
+            console.print(f"[red]failed[/] {escape(shown(failure))}", highlight=False, soft_wrap=True)
         if len(fs.failures) > 3:
             console.print(f"... {len(fs.failures) - 3} more failures of {fs.label}", highlight=False)
     if report.n_failed:
