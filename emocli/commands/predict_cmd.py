@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -105,8 +106,9 @@ def predict(
 
 def _is_run(path: Path) -> bool:
     """A run folder or unit (it holds config.json files of trained units), not an input."""
-    return path.is_dir() and ((path / "config.json").is_file() or any(path.glob("seed=*/fold=*/config.json"))
-                              or (path / "bundle.json").is_file())
+    marks = ("config.json", "bundle.json")  # of any kind: loading says what is wrong with one that is not a file
+    return path.is_dir() and (any(os.path.lexists(path / name) for name in marks)
+                              or any(path.glob("seed=*/fold=*/config.json")))
 
 
 def _write(errors, what: str, write, result, path: Path) -> list:

@@ -69,6 +69,7 @@ class _Problems:
     def __init__(self, path: Path, jsonl: bool, limit: int):
         self.path, self.jsonl, self.limit = path, jsonl, max(1, limit)
         self.items: list[tuple[str, str]] = []  # (where, problem)
+        self.remedies: dict[str, None] = {}  # said once, after the problems
 
     def add(self, row: int, line: int, problem: str) -> None:
         where = f"{row} (line {line})" if self.jsonl else f"{row}"
@@ -77,12 +78,13 @@ class _Problems:
     def raise_if_any(self) -> None:
         if not self.items:
             return
+        remedies = "".join(f" ({remedy})" for remedy in self.remedies)
         if len(self.items) == 1:
             where, problem = self.items[0]
-            raise DatasetError(problem, path=self.path, row=where)
+            raise DatasetError(problem + remedies, path=self.path, row=where)
         shown = "; ".join(f"row {where}: {problem}" for where, problem in self.items[: self.limit])
         more = f" (first {self.limit} listed)" if len(self.items) > self.limit else ""
-        raise DatasetError(f"{len(self.items)} problems{more}: {shown}", path=self.path)
+        raise DatasetError(f"{len(self.items)} problems{more}: {shown}{remedies}", path=self.path)
 
 
 def _decode(path: Path) -> str:
@@ -356,9 +358,9 @@ class ManifestAdapter(DatasetAdapter):
                 if not options.allow_outside:
                     target = resolved(media)
                     if target is None or not target.is_relative_to(base):
-                        problem(f"{column} {value} lies outside the manifest's folder {base}; emo reads only media "
-                                "inside it unless told otherwise (emo predict --allow-outside, emo extract "
-                                "--option allow_outside=true)")
+                        problem(f"{column} {value} lies outside the manifest's folder")
+                        problems.remedies[f"emo reads only media inside {base} unless told otherwise: emo predict "
+                                          "--allow-outside, emo extract --option allow_outside=true"] = None
                         out[f"{column}_path"] = media
                         continue
                 if options.check_media:

@@ -67,7 +67,8 @@ class BundleSpec(BaseModel):
 
 
 def is_bundle(folder: str | Path) -> bool:
-    return (Path(folder) / BUNDLE).is_file()
+    path = Path(folder) / BUNDLE
+    return path.is_symlink() or path.exists() and not path.is_dir()  # a pipe too: read_bundle refuses it
 
 
 def read_bundle(folder: str | Path) -> BundleSpec:
@@ -79,10 +80,17 @@ def read_bundle(folder: str | Path) -> BundleSpec:
     try:
         spec = BundleSpec.model_validate(raw)
     except (ValidationError, ValueError) as error:
-        raise ConfigError(f"not a model bundle ({' '.join(str(error).split())})", path=path) from None
+        raise ConfigError(f"not a model bundle ({_problems(error)})", path=path) from None
     for name, head in spec.heads.items():
         inside(folder, head.unit, f"heads.{name}.unit", path)  # not ../elsewhere, not /absolute, not a link out
     return spec
+
+
+def _problems(error: Exception) -> str:
+    """A validation error as 'field: problem; ...' on one line."""
+    if isinstance(error, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in error.errors())
+    return " ".join(str(error).split())
 
 
 @dataclass
@@ -254,7 +262,7 @@ def assemble(spec_path: str | Path, heads: dict[str, str | Path], out: str | Pat
     try:
         spec = BundleSpec.model_validate(raw)
     except (ValidationError, ValueError) as error:
-        raise ConfigError(f"not a bundle spec ({' '.join(str(error).split())})", path=spec_path) from None
+        raise ConfigError(f"not a bundle spec ({_problems(error)})", path=spec_path) from None
     rows, hashes = [], []
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)

@@ -336,10 +336,13 @@ class LoadedUnit:
 def _stored_values(path: Path) -> int | None:
     """How many values a safetensors file holds, from its header; None when it is not one."""
     import math
+    import stat
 
     from safetensors import safe_open
 
     try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return None  # a pipe would block safetensors' open: load_weights refuses it unopened
         with safe_open(str(path), framework="pt") as weights:
             return sum(math.prod(weights.get_slice(key).get_shape()) for key in weights.keys())
     except Exception:  # missing, truncated, a pickle: load_weights names the problem

@@ -22,6 +22,7 @@ plain containers only, loaded with weights_only=True (no pickled code ever runs)
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,9 @@ def parse_unit(path: Path) -> tuple[int, int | None]:
 
 
 def units(root: Path) -> list[Path]:
-    """The seed/fold directories of a run root, or the root itself when it is one."""
-    if (root / CONFIG).is_file():
+    """The seed/fold directories of a run root, or the root itself when it is one (its config.json, of any
+    kind: reading it says what is wrong with one that is not a regular file)."""
+    if os.path.lexists(root / CONFIG) and not (root / CONFIG).is_dir():
         return [root]
     found = sorted(p.parent for p in root.glob(f"seed=*/fold=*/{CONFIG}"))
     if not found:

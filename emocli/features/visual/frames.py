@@ -311,9 +311,10 @@ def _load_state_dict(model, path: Path) -> None:
             with warnings.catch_warnings():  # torch warns about the pickle protocol before refusing it
                 warnings.simplefilter("ignore", UserWarning)
                 state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ConfigError("holds pickled objects, not only tensors; emo never unpickles them: give a "
-                          ".safetensors file or a state_dict saved with torch.save", path=path) from None
+    except pickle.UnpicklingError:  # a pickle of other objects, or no pickle at all: torch cannot tell which
+        raise ConfigError("is not a file of tensors alone (torch read it without unpickling anything else, and "
+                          "emo never does): give a .safetensors file or a state_dict saved with torch.save",
+                          path=path) from None
     except (SafetensorError, RuntimeError, EOFError, OSError, ValueError) as error:
         reason = " ".join(str(error).split())[:200] or type(error).__name__
         raise ConfigError(f"not a readable weights file ({reason})", path=path) from None
