@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -90,7 +91,7 @@ def read_bytes(path: str | os.PathLike, limit: int = JSON_LIMIT, error: type[Emo
         raise error(missing, path=path) from None
     except OSError as failure:
         raise error(f"cannot read ({failure.strerror or failure})", path=path) from None
-    with open(descriptor, "rb", closefd=True) as handle:
+    with os.fdopen(descriptor, "rb") as handle:
         info = os.fstat(descriptor)
         kind = _not_regular(info.st_mode)
         if kind is not None:
@@ -240,7 +241,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     message) become one OutputError naming `path`."""
     path = Path(path)
     make_folder(path.parent)
-    temporary = path.with_name(f".{path.name}.tmp")
+    # Its own temporary per writer: two processes writing the same output (two `emo predict -o x.csv` at
+    # once) each rename a whole file into place, never one the other is still writing.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
         yield temporary
         os.replace(temporary, path)

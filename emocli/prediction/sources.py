@@ -39,7 +39,8 @@ def probe_media(path: str | Path) -> MediaInfo:
 
     path = Path(path)
     if not path.is_file():
-        raise ExtractionError("no such file", path=path)
+        kind = "no such file" if not path.exists() else "not a regular file (a folder, a pipe or a device); not read"
+        raise ExtractionError(kind, path=path)
     if path.stat().st_size == 0:
         raise ExtractionError("file is empty", path=path)
     if path.suffix.lower() in SOUNDFILE_SUFFIXES:
