@@ -143,16 +143,16 @@ class RavdessAdapter(DatasetAdapter):
                 role = "av_audio"  # the audio track of an AV clip saved on its own
             else:
                 raise DatasetError("an audio-only (03) RAVDESS file must be .wav or .flac", path=path)
+            target = resolved(path)
+            if target is None:  # a link that loops: listed, and the scan goes on
+                notes.append(f"{path}: a symbolic link that loops; skipped")
+                continue
             sample_id = "-".join(info["fields"][1:])
             clip = clips.setdefault(sample_id, {"info": info})
             if role in clip:
                 raise DatasetError(
                     f"two files for clip {sample_id}: {clip[role]} and {path}; keep one", path=path
                 )
-            target = resolved(path)
-            if target is None:  # a link that loops: listed, and the scan goes on
-                notes.append(f"{path}: a symbolic link that loops; skipped")
-                continue
             clip[role] = target
 
         if not clips:
