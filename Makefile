@@ -56,6 +56,7 @@ bench: install
 	$(PY) benchmarks/download.py
 	$(PY) benchmarks/harden_runs.py
 	$(PY) benchmarks/harden_data.py --meld $(SHARED)/meld
+	EMO_SHARED_DATA=$(SHARED) $(PY) benchmarks/harden_corpus.py
 	$(PY) benchmarks/report.py
 
 # emo's default model: its two heads retrained from their recipes on one thread (the same weights on the
