@@ -304,18 +304,20 @@ def test_manifest_rows_outside_its_folder_are_refused_unread(hostile_run, tmp_pa
     for name in ("secret.wav", "other.wav"):
         shutil.copy(hostile_run["wav"], tmp_path / name)
     shutil.copy(hostile_run["wav"], folder / "mine.wav")
+    (folder / "link.wav").symlink_to(tmp_path / "secret.wav")  # inside by its name, outside where it leads
     manifest = folder / "m.csv"
-    manifest.write_text(f"audio\nmine.wav\n../secret.wav\n{tmp_path / 'other.wav'}\n../../../../../../etc/passwd\n")
+    manifest.write_text(f"audio\nmine.wav\n../secret.wav\n{tmp_path / 'other.wav'}\n../../../../../../etc/passwd\n"
+                        "link.wav\n")
     outcome = emo(monkeypatch, capsys, "predict", hostile_run["unit"], manifest, "-q")
     assert outcome.code == 1 and "Traceback" not in outcome.err
     line = " ".join(outcome.err.split())
-    assert f"{manifest}: 3 problems: row 2: audio ../secret.wav lies outside the manifest's folder; row 3" in line
-    assert "row 4: audio ../../../../../../etc/passwd lies outside the manifest's folder (emo reads only media" in line
+    assert f"{manifest}: 4 problems: row 2: audio ../secret.wav lies outside the manifest's folder; row 3" in line
+    assert "row 4: audio ../../../../../../etc/passwd lies outside the manifest's folder; row 5: audio link.wav" in line
     assert line.count("--allow-outside") == 1
     allowed = emo(monkeypatch, capsys, "predict", hostile_run["unit"], manifest, "-q", "--allow-outside")
     (failed,) = [line for line in allowed.err.splitlines() if line.startswith("failed:")]
     assert allowed.code == 1 and "#passwd: /etc/passwd: cannot open as media" in failed  # read, as told: not audio
-    assert "3 input(s) predicted" in allowed.err
+    assert "4 input(s) predicted" in allowed.err
 
 
 # ------------------------------------------------------------------------------ resource exhaustion

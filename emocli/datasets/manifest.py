@@ -339,6 +339,18 @@ class ManifestAdapter(DatasetAdapter):
             return spelling.setdefault(label.casefold(), label)
 
         base = path.resolve().parent  # a symlinked manifest's paths are relative to the file it points to
+        folders: dict[str, Path | None] = {}  # each media folder resolved once: rows share a few folders
+
+        def real_path(media: str) -> Path | None:
+            """The media path with links followed (None: they loop)."""
+            folder, name = os.path.split(media)
+            if folder not in folders:
+                folders[folder] = resolved(folder)
+            if folders[folder] is None:
+                return None
+            candidate = folders[folder] / name
+            return resolved(candidate) if os.path.islink(candidate) else candidate
+
         exists: dict[str, bool] = {}
         first_row: dict[str, int] = {}
         rows = []
@@ -356,7 +368,7 @@ class ManifestAdapter(DatasetAdapter):
                     continue
                 media = os.path.normpath(os.path.join(base, os.path.expanduser(value)))
                 if not options.allow_outside:
-                    target = resolved(media)
+                    target = real_path(media)
                     if target is None or not target.is_relative_to(base):
                         problem(f"{column} {value} lies outside the manifest's folder")
                         problems.remedies[f"emo reads only media inside {base} unless told otherwise: emo predict "
