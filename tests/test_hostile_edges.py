@@ -561,3 +561,21 @@ def test_a_sparse_wav_header_claiming_hours_is_read_only_as_far_as_it_holds(tmp_
     with pytest.raises(ExtractionError, match="truncated"):
         load_audio(path)
     assert sf.info(str(path)).frames > 0
+
+
+def test_a_store_is_never_written_into_a_users_folder(tmp_path):
+    from test_store import TextStats
+
+    from emocli.datasets.manifest import ManifestAdapter
+    from emocli.features.store import FeatureStore
+
+    mine = tmp_path / "documents"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("months of work")
+    (mine / ".draft.tmp").write_text("a hidden file a store's writer would clear")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("text,label\nhello there,a\nfine,b\n")
+    before = tree(mine)
+    with pytest.raises(EmoError, match="holds files but is not a feature store"):
+        FeatureStore(mine).extract(ManifestAdapter().load(manifest), [TextStats()], workers=0, progress=False)
+    assert tree(mine) == before

@@ -666,6 +666,10 @@ class FeatureStore:
             return
         from filelock import FileLock, Timeout
 
+        if self.path.is_dir() and not self._made_by_emo():
+            # A user's folder: a store's writer would add its files there and clear its hidden *.tmp files.
+            raise EmoError("holds files but is not a feature store; give a new or empty folder (emo writes a store "
+                           "only there, or into a store it made)", path=self.path)
         _make_dirs(self.path)
         lock_path = self.path / LOCK_FILE
         try:  # a read-only store fails here with its cause, instead of filelock retrying forever
@@ -691,6 +695,14 @@ class FeatureStore:
         finally:
             self._held.depth = 0
             lock.release()
+
+    def _made_by_emo(self) -> bool:
+        """An empty folder, or one holding a store's own files (its index, lock or a feature set)."""
+        if (self.path / SAMPLES_FILE).exists() or (self.path / LOCK_FILE).exists():
+            return True
+        if next(self.path.glob(f"*/{SPEC_FILE}"), None) is not None:
+            return True
+        return next(self.path.iterdir(), None) is None
 
     def _holder(self) -> str:
         try:
