@@ -52,18 +52,21 @@ def extract(
     shard: str | None = None,
     limit: int | None = None,
     retry_failures: bool = False,
+    transcribe: str | None = None,
     progress: bool = True,
     console: Console | None = None,
 ) -> tuple[ExtractionReport, SampleSet]:
     """Features of a dataset into a feature store (`emo extract`). Without extractors, the dataset's default
     presets; without `root`, the data home (downloading a public dataset there first); without `out`,
-    `stores/<dataset>`. `settings` are "NAME.PARAM=VALUE" overrides, `options` "KEY=VALUE" adapter options."""
+    `stores/<dataset>`. `settings` are "NAME.PARAM=VALUE" overrides, `options` "KEY=VALUE" adapter options.
+    `transcribe`: a Whisper model ("whisper-base") that writes the text of samples that have audio and no text
+    (their `text_source` says so), cached in the store, before the extractors run."""
     from emocli.core.settings import parse_assignments
     from emocli.datasets import adapter_class, load_dataset
-    from emocli.datasets.download import ensure_available, gated_message
+    from emocli.datasets.download import gated_message
     from emocli.datasets.home import locate_dataset
     from emocli.features.presets import build_extractors
-    from emocli.features.store import FeatureStore, Shard
+    from emocli.features.store import FeatureStore, Shard, select_samples
 
     errors = _console(console)
     shard_slice = Shard.parse(shard) if shard else None  # before any slow loading, so typos fail fast
@@ -71,12 +74,24 @@ def extract(
     adapter_options = parse_assignments(options, what="--option")
     adapter.Options.parse(dataset, adapter_options)  # a wrong option fails before any download or loading
     location = locate_dataset(dataset, root)
-    folder = ensure_available(adapter, location, download=download, progress=progress, console=errors)
+    folder = adapter.prepare(location, download=download, progress=progress, console=errors, options=adapter_options)
     if location.origin != "--root":
         errors.print(f"{dataset}: {folder} ({location.describe()})", highlight=False, soft_wrap=True)
     sample_set = load_dataset(dataset, folder, **adapter_options)
     for note in sample_set.notes:
         errors.print(f"[yellow]note:[/] {note}", highlight=False)
+    store = FeatureStore(out if out is not None else STORES / dataset)
+    if transcribe is not None:
+        from emocli.core.io import make_folder
+        from emocli.features.audio.transcribe import Transcriber, transcribe_samples
+
+        rows = select_samples(sample_set.table, shard_slice, limit).index
+        sample_set.table, failed = transcribe_samples(sample_set.table, Transcriber(transcribe), rows=rows,
+                                                      cache_folder=make_folder(store.path), progress=progress)
+        heard = int(sample_set.table["text_source"].str.startswith(transcribe).fillna(False).sum())
+        errors.print(f"{dataset}: {heard} samples' text transcribed with {transcribe}"
+                     + (f"; {len(failed)} could not be read (first: {failed[0][0]}: {failed[0][1]})" if failed else ""),
+                     highlight=False, soft_wrap=True)
     chosen = {"audio": list(audio), "text": list(text), "visual": list(visual)}
     if not any(chosen.values()):
         chosen, skipped = adapter.default_extractors(sample_set)
@@ -88,7 +103,6 @@ def extract(
     if not extractors and not sample_set.precomputed:
         hint = f"; {gated_message(adapter, folder)}" if adapter.gated is not None else ""
         raise ConfigError(f"nothing to extract from {folder}: give audio, text or visual extractors{hint}")
-    store = FeatureStore(out if out is not None else STORES / dataset)
     report = store.extract(
         sample_set, extractors, workers=workers, shard=shard_slice, limit=limit, retry_failures=retry_failures,
         progress=progress,
@@ -159,6 +173,46 @@ def train(
     store = features if features is not None else find_store(model, console=console)
     return train_run(model, store, config, out=out, name=name, device=device, command=["emo", *sys.argv[1:]],
                      console=console, tracker=tracker)
+
+
+def cross_corpus(
+    learners: Sequence[str],
+    features: str | Path | None = None,
+    *,
+    seeds: Sequence[int] = (1,),
+    protocols: Sequence[str] = ("loco", "within"),
+    corpora: Sequence[str] | None = None,
+    preset: str | None = None,
+    settings: Sequence[str] = (),
+    modalities: Sequence[str] | None = None,
+    feature: dict[str, str] | None = None,
+    normalize_by: str = "none",
+    out: str | Path = "runs/cross-corpus",
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Learners ("floor" and/or registered models) trained and tested across corpora (`emo cross-corpus`): UAR on
+    each corpus left out and within its own speaker folds; writes `out`/results.json and results.md. Without
+    `features`, stores/corpora."""
+    from emocli.models.registry import model_names
+    from emocli.training.config import resolve_config
+    from emocli.training.crosscorpus import FLOOR, PROTOCOLS
+    from emocli.training.crosscorpus import cross_corpus as run
+
+    unknown = [name for name in learners if name != FLOOR and name not in model_names()]
+    if unknown or not learners:
+        raise ConfigError(f"learners: {', '.join(unknown) or 'none given'}; choose {FLOOR} and/or "
+                          f"{', '.join(model_names())}")
+    wrong = [p for p in protocols if p not in PROTOCOLS]
+    if wrong:
+        raise ConfigError(f"protocols: {', '.join(wrong)}; choose from {', '.join(PROTOCOLS)}")
+    configs = {name: resolve_config(name, preset, list(settings), seeds=list(seeds),
+                                    modalities=list(modalities) if modalities else None,
+                                    features=dict(feature) if feature else None)
+               for name in learners if name != FLOOR}
+    store = Path(features) if features is not None else STORES / "corpora"
+    return run(store, list(learners), configs, out, seeds=list(seeds), protocols=list(protocols), corpora=corpora,
+               normalize_by=normalize_by, modalities=list(modalities) if modalities else None,
+               features=dict(feature) if feature else None, console=console)
 
 
 def evaluate(

@@ -13,6 +13,7 @@ import typer
 from emocli.commands import (
     baseline_cmd,
     bundle_cmd,
+    crosscorpus_cmd,
     datasets_cmd,
     demo_cmd,
     evaluate_cmd,
@@ -57,6 +58,7 @@ app.command("train")(train_cmd.train)
 app.command("tune")(tune_cmd.tune)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("baseline")(baseline_cmd.baseline)
+app.command("cross-corpus")(crosscorpus_cmd.cross_corpus)
 app.command("predict")(predict_cmd.predict)
 app.command("export")(export_cmd.export)
 app.command("push")(push_cmd.push)

@@ -105,7 +105,7 @@ def test_canonical_columns_come_first(tmp_path):
         "audio_path", "video_path", "start_s", "end_s",
     ]  # fmt: skip
     assert list(table.columns[13:]) == [
-        "clip_key", "actor", "gender", "vocal_channel", "intensity", "statement", "repetition",
+        "clip_key", "actor", "gender", "vocal_channel", "intensity", "statement", "repetition", "language",
     ]  # fmt: skip
 
 

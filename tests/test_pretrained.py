@@ -108,3 +108,43 @@ def test_emo_demo_predicts_the_example_video_with_the_shipped_model(tmp_path):
     assert "meeting" in " ".join(predictions["text"].str.lower())  # "... The meeting starts at ten."
     assert set(predictions["label"]) <= set(SHARED_LABELS)
     assert (out / "timeline.png").stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def german_speech(tmp_path_factory) -> Path:
+    """Two German sentences spoken by eSpeak NG."""
+    pytest.importorskip("espeakng_loader", reason="the example's speech synthesiser, installed by make install")
+    import soundfile as sf
+
+    from emocli.example import Line, speak
+
+    signal, _ = speak((Line("Ich kann es nicht glauben, wir haben gewonnen! Das ist der schönste Tag meines Lebens.",
+                            "happy", 180, 70, 130),), voice="de")
+    path = tmp_path_factory.mktemp("german") / "german.wav"
+    sf.write(path, signal, 16000)
+    return path
+
+
+@needs_bundle
+@pytest.mark.parametrize("other_languages", ["translate", "abstain"])
+def test_german_speech_is_translated_or_left_to_the_other_heads(german_speech, other_languages, tmp_path):
+    """The text head reads English: German speech is read in Whisper's translation, or not read at all."""
+    import json
+    import shutil
+
+    bundle = shutil.copytree(DEFAULT, tmp_path / "bundle")
+    spec = json.loads((bundle / "bundle.json").read_text())
+    (bundle / "bundle.json").write_text(json.dumps({**spec, "other_languages": other_languages}))
+    out = tmp_path / "p.csv"
+    result = CliRunner().invoke(app, ["predict", str(german_speech), "--model", str(bundle), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    text_heads = sum(1 for head in spec["heads"] if head == "text")
+    if other_languages == "translate":
+        assert (table["text_source"] == "whisper-base (de, translated to en)").all()
+        assert "day" in " ".join(table["text"]).lower() and (table["heads"] == len(spec["heads"])).all()
+    else:
+        assert table["text_source"].str.startswith("whisper-base (de;").all()
+        assert table["flags"].str.contains("text:abstained").all() and table["text_label"].isna().all()
+        assert (table["heads"] == len(spec["heads"]) - text_heads).all()
+        assert "Tag" in " ".join(table["text"])  # the table shows what was said

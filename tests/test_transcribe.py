@@ -77,3 +77,88 @@ def test_errors_name_the_problem(tiny, tmp_path):
         tiny.transcribe(tmp_path / "missing.wav")
     with pytest.raises(ConfigError, match="English-only"):
         Transcriber("whisper-tiny.en", language="de").transcribe(tmp_path / "missing.wav")
+
+
+def test_ct2_and_torch_backends_hear_the_same_words(clips):
+    ct2 = Transcriber("whisper-base", backend="ct2")
+    torch = Transcriber("whisper-base", backend="torch")
+    for clip in clips[:2]:
+        fast, reference = ct2.transcribe(clip), torch.transcribe(clip)
+        assert fast.language == reference.language == "en" and 0.5 < fast.language_probability <= 1
+        assert _words(fast.text) == _words(reference.text) == SENTENCES[_statement(clip)]
+        assert fast.cues[0].flags == ()
+
+
+def test_repetitive_and_unsure_segments_are_flagged_and_timed_from_the_file(monkeypatch, clips):
+    """A looping or unsure cue is flagged (faster-whisper's segments stood in by a stub, so the test does not
+    depend on provoking a loop); the same audio gives the same words every time."""
+    from types import SimpleNamespace
+
+    from emocli.features.audio import whisper_weights
+
+    loop = " no" * 40
+    segments = [SimpleNamespace(start=0.0, end=1.0, text=loop, avg_logprob=-0.2, words=None),
+                SimpleNamespace(start=1.0, end=9.0, text=" mumble", avg_logprob=-1.4, words=None),
+                SimpleNamespace(start=2.0, end=2.5, text=" ", avg_logprob=-0.1, words=None)]
+    fake = SimpleNamespace(supported_languages=["en"], model=SimpleNamespace(is_multilingual=False),
+                           transcribe=lambda *a, **k: (iter(segments), SimpleNamespace(language="en", language_probability=1.0)))
+    monkeypatch.setattr(whisper_weights, "faster_whisper_model", lambda *args: fake)
+    result = Transcriber("whisper-tiny.en", backend="ct2").transcribe(clips[0], start_s=0.5)
+    assert [(c.text, c.flags) for c in result.cues] == [(loop.strip(), ("repetitive",)), ("mumble", ("unsure",))]
+    assert result.cues[0].start_s == 0.5 and result.cues[1].end_s <= 0.5 + sf.info(clips[0]).duration
+
+
+def test_the_same_recording_gives_the_same_transcript(tmp_path, clips):
+    """Two sentences said over and over compress well: the reference decoder would resample that window at
+    higher temperatures, and give other words on every run."""
+    pause = np.zeros(16000, np.float32)
+    sf.write(tmp_path / "long.wav", np.concatenate([np.concatenate([sf.read(c, dtype="float32")[0], pause])
+                                                    for c in clips * 2]), 16000)
+    recogniser = Transcriber("whisper-tiny.en", backend="ct2")
+    first, second = (recogniser.transcribe(tmp_path / "long.wav", start_s=4.0) for _ in range(2))
+    assert first == second and len(_words(first.text).split()) >= 30
+
+
+def test_a_window_of_several_sentences_gives_a_cue_per_sentence():
+    from types import SimpleNamespace
+
+    from emocli.features.audio.transcribe import sentences
+
+    words = [SimpleNamespace(start=s, end=e, word=w) for s, e, w in
+             [(0.0, 0.4, " Hello,"), (0.5, 0.9, " it's"), (1.0, 1.6, ' "me."'), (2.0, 2.5, " Get"), (2.6, 3.0, " out!"),
+              (3.2, 3.5, " and"), (3.6, 4.0, " then")]]
+    segment = SimpleNamespace(start=0.0, end=4.2, text=" Hello, it's \"me.\" Get out! and then", words=words)
+    assert sentences(segment) == [(0.0, 1.6, 'Hello, it\'s "me."'), (2.0, 3.0, "Get out!"), (3.2, 4.0, "and then")]
+    assert sentences(SimpleNamespace(start=1.0, end=2.0, text=" untimed ", words=None)) == [(1.0, 2.0, "untimed")]
+
+
+def test_extract_transcribes_samples_without_text_once(tmp_path, clips, monkeypatch):
+    """`emo extract --transcribe`: the text of audio that has none, from Whisper, with its source, cached in
+    the store; a second run reads the cache instead of transcribing again."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from emocli.cli import app
+    from emocli.features.audio import transcribe as module
+
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame({"audio": [str(c) for c in clips[:2]], "label": ["neutral", "calm"],
+                  "text": ["", "a given text"]}).to_csv(manifest, index=False)
+    store = tmp_path / "store"
+    command = ["extract", "--dataset", "manifest", "--root", str(manifest), "--audio", "mfcc", "--transcribe",
+               "--transcriber", "whisper-tiny.en", "--out", str(store), "-q", "--workers", "0"]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    samples = pd.read_parquet(store / "samples.parquet")
+    assert _words(samples["text"][0]) == SENTENCES[_statement(clips[0])]
+    assert samples["text_source"][0] == "whisper-tiny.en (en)" and samples["language"][0] == "en"
+    assert samples["text"][1] == "a given text" and pd.isna(samples["text_source"][1])  # given text is kept
+    assert len(pd.read_parquet(store / module.TRANSCRIPTS)) == 1
+
+    def deaf(*args, **kwargs):
+        raise AssertionError("transcribed again")
+
+    monkeypatch.setattr(module.Transcriber, "transcribe", deaf)
+    again = CliRunner().invoke(app, command)
+    assert again.exit_code == 0, again.output
+    assert pd.read_parquet(store / "samples.parquet")["text"][0] == samples["text"][0]

@@ -129,6 +129,34 @@ def test_segments_outside_the_video_are_errors(video):
         read_frames(video, start_s=1.0, end_s=1.0, n_frames=3)
 
 
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp"])
+def test_a_still_image_is_a_one_frame_video(tmp_path, suffix):
+    """FER2013's JPEGs and CK+'s PNGs reach the face extractors through read_frames: one frame at 0 s."""
+    import cv2
+
+    rgb = np.zeros((12, 16, 3), np.uint8)
+    rgb[:, :8] = (200, 30, 60)  # two flat halves: JPEG keeps them within a few levels
+    rgb[:, 8:] = (20, 160, 90)
+    path = tmp_path / f"face{suffix}"
+    cv2.imwrite(str(path), rgb[..., ::-1])
+    for asked in ({"n_frames": 20}, {"fps": 4.0}, {"start_s": 0.0, "end_s": 3.0, "n_frames": 5}):
+        sampled = read_frames(path, **asked)
+        assert sampled.frames.shape == (1, 12, 16, 3) and sampled.times.tolist() == [0.0]
+        assert sampled.segment == (0.0, 0.0)
+        tolerance = 0 if suffix != ".jpg" else 8
+        assert np.abs(sampled.frames[0].astype(int) - rgb).max() <= tolerance
+    with pytest.raises(ExtractionError, match="past the end of a still image") as error:
+        read_frames(path, start_s=1.0, n_frames=1)
+    assert error.value.path == path
+
+
+def test_a_broken_image_is_an_error_naming_it(tmp_path):
+    path = write_garbage(tmp_path / "face.png")
+    with pytest.raises(ExtractionError) as error:
+        read_frames(path, n_frames=1)
+    assert error.value.path == path
+
+
 def test_input_fingerprint_covers_file_and_segment(video):
     row = {"sample_id": "a", "video_path": str(video), "start_s": 0.5, "end_s": float("nan")}
     whole = {**row, "start_s": None}

@@ -214,3 +214,35 @@ def test_an_altered_package_is_refused_before_extraction(monkeypatch, audio):
     extractor = build_extractor("whisper", model="whisper-tiny.en")
     with pytest.raises(ConfigError, match="refusing an unknown or altered model"):
         extractor.extract(_sample(audio["mono16k"]))
+
+
+def test_ct2_backend_gives_the_torch_features_of_a_frame_normalised_layer(tiny, audio):
+    """CTranslate2 on the package's weights against transformers on their conversion: the same hidden state
+    normalised per frame (float32: to float rounding; int8: within the quantisation)."""
+    sample = _sample(audio["long"])  # over 30 s: two chunks
+    reference = tiny(layer=2, frame_norm=True, output="sequence").extract(sample)
+    exact = tiny(layer=2, frame_norm=True, output="sequence", backend="ct2").extract(sample)
+    quantised = tiny(layer=2, frame_norm=True, backend="ct2", compute_type="int8").extract(sample)
+    assert exact.values.shape == reference.values.shape
+    np.testing.assert_allclose(exact.times, reference.times)
+    assert min(_cosine(a, b) for a, b in zip(exact.values, reference.values)) > 0.9999
+    assert _cosine(quantised.values, reference.values.mean(axis=0)) > 0.999
+    last = tiny(layer=-1, backend="ct2").extract(_sample(audio["mono16k"])).values
+    assert _cosine(last, tiny(layer=-1).extract(_sample(audio["mono16k"])).values) > 0.9999
+
+
+def test_ct2_settings_are_checked_and_named(tiny):
+    assert tiny(layer=2, frame_norm=True, backend="ct2").fingerprint() != tiny(layer=2, frame_norm=True).fingerprint()
+    assert "backend" not in tiny(layer=2).spec()["params"]  # at its default: earlier stores keep their names
+    spec = tiny(layer=2, frame_norm=True, backend="ct2").spec()
+    assert "ctranslate2" in spec["versions"] and "transformers" not in spec["versions"]
+    for settings, problem in (({"layer": 2, "backend": "ct2"}, "set frame_norm=true"),
+                              ({"layer": "mean", "backend": "ct2"}, "not the mean of layers"),
+                              ({"layer": -1, "backend": "ct2", "frame_norm": True}, "normalised already"),
+                              ({"layer": 0, "backend": "ct2", "frame_norm": True}, "layer 0"),
+                              ({"compute_type": "int8"}, "ct2 backend's"),
+                              ({"layer": 2, "frame_norm": True, "backend": "ct2", "window": "padded"}, "window=cut")):
+        with pytest.raises(ConfigError, match=problem):
+            build_extractor("whisper", model="whisper-tiny.en", **settings)
+    with pytest.raises(ConfigError, match="offline models"):
+        build_extractor("whisper", model="openai/whisper-small", backend="ct2", layer=-1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
+import re
 import struct
 from importlib import resources
 from pathlib import Path
@@ -158,3 +159,27 @@ def test_converted_encoder_equals_ctranslate2(name, tmp_path):
             ours = encoder_hidden_state(encoder, torch.from_numpy(mel), -1).numpy()
         assert ours.shape == expected.shape == (1, (mel.shape[-1] + 1) // 2, encoder.config.d_model)
         assert np.abs(ours - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+def test_model_bin_writer_round_trips_and_the_cut_keeps_the_first_blocks():
+    from emocli.features.audio.whisper_weights import CTranslate2Model, cut_encoder, write_model_bin
+
+    variables = {
+        "encoder/num_heads": np.array(6, dtype=np.int32),
+        "encoder/layer_norm/gamma": np.full(4, 2.0, dtype=np.float16),
+        "encoder/layer_norm/beta": np.full(4, 0.5, dtype=np.float16),
+        **{f"encoder/layer_{i}/ffn/linear_0/weight": np.full((2, 4), i, dtype=np.float16) for i in range(3)},
+        **{f"decoder/layer_{i}/ffn/linear_0/weight": np.full((2, 4), i, dtype=np.int8) for i in range(2)},
+    }
+    variables["decoder/projection/weight"] = variables["decoder/layer_0/ffn/linear_0/weight"]
+    model = CTranslate2Model("WhisperSpec", 3, variables, {"decoder/projection/weight": "decoder/layer_0/ffn/linear_0/weight"})
+    read = parse_model_bin(write_model_bin(model))
+    assert (read.spec, read.revision, list(read.variables)) == ("WhisperSpec", 3, list(variables))
+    assert read.aliases == model.aliases
+    for name, values in variables.items():
+        assert read.variables[name].dtype == values.dtype and read.variables[name].shape == values.shape
+        np.testing.assert_array_equal(read.variables[name], values)
+    cut = cut_encoder(model, 2).variables
+    assert [n for n in cut if re.search(r"/layer_\d", n) and n not in model.aliases] == ["encoder/layer_0/ffn/linear_0/weight", "encoder/layer_1/ffn/linear_0/weight",
+                                                  "decoder/layer_0/ffn/linear_0/weight"]
+    assert (cut["encoder/layer_norm/gamma"] == 1).all() and (cut["encoder/layer_norm/beta"] == 0).all()

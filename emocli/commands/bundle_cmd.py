@@ -14,20 +14,29 @@ def bundle(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing --out folder (never the folder of the spec or of a head's run)."
     ),
+    held_out: list[str] = typer.Option([], "--held-out", help="HEAD=PREDICTIONS.parquet: a head's held-out "
+                                       "predictions (`emo evaluate --split valid`, `emo cross-corpus`); given for "
+                                       "every head, the heads are calibrated and their product weighed on them."),
+    cross_corpus: list[str] = typer.Option([], "--cross-corpus", help="HEAD=FOLDER: a head's `emo cross-corpus` "
+                                           "results, shown in the card."),
 ) -> None:
     """Combine trained runs into one model: `emo predict --model OUT clip.mp4` runs every head on the same
-    segments and averages their probabilities in the shared labels. emo's default model is built this way
+    segments and combines their probabilities in the shared labels (calibrated and weighed with --held-out). emo's default model is built this way
     (pipelines/emo-default.json)."""
     from rich.console import Console
 
     from emocli.core.errors import ConfigError
     from emocli.prediction.bundle import assemble
 
-    given = {}
-    for pair in heads:
-        name, sep, run = pair.partition("=")
-        if not sep or not name or not run:
-            raise ConfigError(f"--head expects HEAD=RUN, got {pair!r}")
-        given[name.strip()] = Path(run.strip())
-    Console(stderr=True).print(f"bundle: {assemble(spec, given, out, overwrite=overwrite)}", highlight=False,
-                               soft_wrap=True)
+    def pairs(values: list[str], option: str, what: str) -> dict[str, Path]:
+        given = {}
+        for pair in values:
+            name, sep, path = pair.partition("=")
+            if not sep or not name.strip() or not path.strip():
+                raise ConfigError(f"{option} expects HEAD={what}, got {pair!r}")
+            given[name.strip()] = Path(path.strip())
+        return given
+
+    folder = assemble(spec, pairs(heads, "--head", "RUN"), out, held_out=pairs(held_out, "--held-out", "FILE"),
+                      cross_corpus=pairs(cross_corpus, "--cross-corpus", "FOLDER"), overwrite=overwrite)
+    Console(stderr=True).print(f"bundle: {folder}", highlight=False, soft_wrap=True)

@@ -89,7 +89,7 @@ def _overview(console) -> None:
 def _download(adapter, location, all_files: bool, quiet: bool) -> None:
     from rich.console import Console
 
-    from emocli.datasets.download import describe_files, install, missing_files
+    from emocli.datasets.download import describe_files, install_dataset, missing_files
 
     errors = Console(stderr=True)
     wanted = missing_files(adapter.remote_files, location.path, include_optional=all_files)
@@ -102,11 +102,11 @@ def _download(adapter, location, all_files: bool, quiet: bool) -> None:
         highlight=False,
         soft_wrap=True,
     )
-    install(wanted, location.path, progress=not quiet, console=errors)
+    install_dataset(adapter, wanted, location.path, progress=not quiet, console=errors)
 
 
 def _details(adapter, location, console) -> None:
-    from emocli.datasets.download import foreign_entries, gated_message, human_size, mismatch, missing_files
+    from emocli.datasets.download import describe_size, foreign_entries, gated_message, mismatch, missing_files
 
     def say(text: str) -> None:
         console.print(text, highlight=False, soft_wrap=True)
@@ -130,12 +130,13 @@ def _details(adapter, location, console) -> None:
         problem = mismatch(f, folder)  # a copy cut short is never "in place"
         in_place = f"not in place: it {problem}" if problem else "in place" if (folder / f.installed_name).exists() \
             else "not in place"
-        say(f"file: {f.name}, {human_size(f.size)}{' (optional)' if f.optional else ''}, {in_place}: {f.description}")
+        say(f"file: {f.name}, {describe_size(f)}{' (optional)' if f.optional else ''}, {in_place}: {f.description}")
         say(f"  from {f.url}")
         if f.checksum is not None:
             check = f"{f.checksum.algorithm} {f.checksum.value} ({f.checksum.source})"
         else:
-            check = "no checksum published: the size is checked"
+            check = ("no checksum published: the size is checked" if f.size is not None else
+                     "no size or checksum published: the unpacked files are checked")
         say(f"  {check}")
     if adapter.gated is not None:
         say(gated_message(adapter, folder))

@@ -33,7 +33,8 @@ def evaluate(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
     plot: bool = typer.Option(False, "--plot", help="Draw each unit's confusion matrix: <unit>/confusion-<split>.png."),
 ) -> None:
-    """Score a trained run on a split: prints a table, writes <unit>/evaluation-<split>.json.
+    """Score a trained run on a split: prints a table, writes <unit>/evaluation-<split>.json and the rows' probabilities
+    to <unit>/predictions-<split>.parquet (what `emo bundle --held-out` calibrates on).
 
     Single-label: accuracy, weighted/macro F1, UA, per-class F1, top-k, confusion matrix. Multi-label:
     Jaccard accuracy, Hamming loss, micro/macro F1, micro precision/recall at the threshold.

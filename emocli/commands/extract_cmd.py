@@ -36,6 +36,10 @@ def extract(
     shard: str | None = typer.Option(None, "--shard", help="Extract only slice K of N (K/N, 1-based), by sample_id hash."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N samples (of the shard): for trials."),
     retry_failures: bool = typer.Option(False, "--retry-failures", help="Retry samples that failed before on the same input."),
+    transcribe: bool = typer.Option(False, "--transcribe", help="Write the text of samples that have audio and no "
+                                    "text with Whisper (--transcriber), cached in the store, before extracting."),
+    transcriber: str = typer.Option("whisper-base", "--transcriber", help="The Whisper model of --transcribe: "
+                                    "whisper-base (multilingual) or whisper-tiny.en (offline), or a hub id."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     preset: str | None = typer.Option(None, "--preset", help="With --show: the preset to print."),
     show: bool = typer.Option(False, "--show", help="Print --preset's TOML (or list the presets) and exit."),
@@ -68,7 +72,7 @@ def extract(
     report, sample_set = run_extraction(
         dataset, root, out, audio=audio or [], text=text or [], visual=visual or [], settings=overrides or [],
         options=options or [], download=download, workers=workers, shard=shard, limit=limit,
-        retry_failures=retry_failures, progress=not quiet,
+        retry_failures=retry_failures, transcribe=transcriber if transcribe else None, progress=not quiet,
     )
     _print_report(report, sample_set, Console())
 

@@ -14,6 +14,12 @@ FeatureKind = Literal["vector", "sequence", "clip"]
 SPLITS = ("train", "valid", "test")
 
 
+# emo's shared emotion vocabulary: the classes a model trained across corpora (and the shipped model) speaks.
+# Each speech or face corpus maps its own classes onto these (`DatasetAdapter.shared_labels`); classes with no
+# counterpart in another corpus (RAVDESS's calm is neutral, EmoDB's boredom has none) are mapped or left out.
+SHARED_EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+
+
 @dataclass(frozen=True)
 class LabelMap:
     """Ordered class names; a class's index is its position."""
@@ -61,6 +67,9 @@ class Cue:
     start_s: float | None
     end_s: float | None
     text: str
+    # What the recogniser doubted about a transcribed segment (predictions show them as "text:<flag>"):
+    # "repetitive" (Whisper looped on words even after its fallbacks), "unsure" (low decoding confidence).
+    flags: tuple[str, ...] = ()
 
 
 def real_utterances(values, utterance_mask):

@@ -11,11 +11,22 @@ from emocli.core.paths import resolved
 # name -> "module:Class"; the single list `emo datasets`, `emo extract --dataset` and the tests use.
 ADAPTERS: dict[str, str] = {
     "ravdess": "emocli.datasets.ravdess:RavdessAdapter",
+    "emodb": "emocli.datasets.emodb:EmodbAdapter",
+    "tess": "emocli.datasets.tess:TessAdapter",
+    "urdu": "emocli.datasets.urdu:UrduAdapter",
+    "nemo": "emocli.datasets.nemo:NemoAdapter",
+    "emovo": "emocli.datasets.emovo:EmovoAdapter",
+    "ased": "emocli.datasets.ased:AsedAdapter",
+    "casia": "emocli.datasets.casia:CasiaAdapter",
+    "turev": "emocli.datasets.turev:TurevAdapter",
+    "fer2013": "emocli.datasets.fer2013:Fer2013Adapter",
+    "ckplus": "emocli.datasets.ckplus:CkplusAdapter",
     "meld": "emocli.datasets.meld:MeldAdapter",
     "iemocap": "emocli.datasets.iemocap:IemocapAdapter",
     "mosei": "emocli.datasets.mosei:MoseiAdapter",
     "nemu": "emocli.datasets.nemu:NemuAdapter",
     "manifest": "emocli.datasets.manifest:ManifestAdapter",
+    "corpora": "emocli.datasets.corpora:CorporaAdapter",
 }
 
 

@@ -83,7 +83,9 @@ class RemoteFile(BaseModel):
 
     url: str
     name: str
-    size: int  # bytes; always checked
+    # bytes; always checked when declared. None: the host publishes no size or checksum (EmoDB): the size the
+    # server announces is checked, and the adapter checks the unpacked content (DatasetAdapter.verify_download).
+    size: int | None
     checksum: Checksum | None = None  # None: the host publishes none (the docs say so)
     unpack: Literal["none", "zip", "tar", "python-literals-json"] = "none"
     into: str | None = None
@@ -138,9 +140,29 @@ class DatasetAdapter(ABC):
     remote_files: ClassVar[tuple[RemoteFile, ...]] = ()  # public downloads, in the order they are fetched
     gated: ClassVar[GatedAccess | None] = None  # what is only given out on request
     default_extraction: ClassVar[tuple[DefaultExtractor, ...]] = ()
+    # The dataset's classes mapped onto emo's shared emotions (core.types.SHARED_EMOTIONS), for models trained
+    # and tested across corpora (the `corpora` dataset); a class left out has no counterpart and is dropped
+    # there. Empty: the dataset takes no part in cross-corpus sets.
+    shared_labels: ClassVar[dict[str, str]] = {}
 
     def __init__(self, options: AdapterOptions | None = None, **overrides):
         self.options = options if options is not None else self.Options.parse(self.name, overrides)
+
+    @classmethod
+    def prepare(cls, location, *, download: bool = True, progress: bool = True, console=None,
+                options: dict | None = None) -> Path:
+        """The folder (or file) `load` reads, after downloading the public files that are missing when `download`
+        allows it (emocli.datasets.download.ensure_available). `location`: a home.DatasetLocation; `options`: the
+        adapter options given (a dataset made of other datasets fetches the ones they name)."""
+        from emocli.datasets.download import ensure_available
+
+        return ensure_available(cls, location, download=download, progress=progress, console=console)
+
+    @classmethod
+    def verify_download(cls, folder: Path) -> None:
+        """Raise a DatasetError unless a fresh download in `folder` holds what the release holds. Adapters whose
+        host publishes no checksum check the unpacked content here (file counts); the default trusts the
+        checksums of `remote_files`."""
 
     @abstractmethod
     def load(self, root: Path) -> SampleSet:

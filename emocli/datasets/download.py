@@ -50,10 +50,18 @@ def human_size(size: int) -> str:
     return decimal(size)
 
 
+def describe_size(file: RemoteFile) -> str:
+    return human_size(file.size) if file.size is not None else "size not published"
+
+
 def describe_files(files: Sequence[RemoteFile]) -> str:
-    """'3 files, 1.5 MB'."""
-    total = sum(f.size for f in files)
-    return f"{len(files)} file{'s' if len(files) != 1 else ''}, {human_size(total)}"
+    """'3 files, 1.5 MB' ('..., 1.5 MB and one of unpublished size' where a host gives none)."""
+    total = sum(f.size for f in files if f.size is not None)
+    unknown = sum(f.size is None for f in files)
+    size = human_size(total) if unknown < len(files) else "size not published"
+    if unknown and unknown < len(files):
+        size += f" and {unknown} of unpublished size"
+    return f"{len(files)} file{'s' if len(files) != 1 else ''}, {size}"
 
 
 def missing_files(files: Iterable[RemoteFile], folder: Path, include_optional: bool = False) -> list[RemoteFile]:
@@ -86,7 +94,7 @@ def mismatch(file: RemoteFile, folder: Path) -> str | None:
         return f"cannot be read ({getattr(error, 'strerror', None) or error})"
     if not stat.S_ISREG(info.st_mode):
         return "is not a regular file"
-    if info.st_size != file.size:
+    if file.size is not None and info.st_size != file.size:
         return f"is {info.st_size:,} bytes where the published file has {file.size:,} (a copy cut short, or another version)"
     if file.checksum is not None and info.st_size <= HASHED_IN_PLACE:
         with open(path, "rb") as handle:
@@ -114,7 +122,7 @@ def manual_instructions(files: Iterable[RemoteFile], folder: Path) -> str:
         check = f", {f.checksum.algorithm} {f.checksum.value}" if f.checksum else ""
         unpacked = f", unpacked into {folder / f.installed_name}" if f.unpack in ("zip", "tar") else ""
         converted = f", converted to {folder / f.installed_name}" if f.unpack == "python-literals-json" else ""
-        clauses.append(f"{f.url} -> {folder / f.name} ({human_size(f.size)}{check}){unpacked}{converted}")
+        clauses.append(f"{f.url} -> {folder / f.name} ({describe_size(f)}{check}){unpacked}{converted}")
     return "; ".join(clauses)
 
 
@@ -142,10 +150,11 @@ def _server_size(response, offset: int) -> int | None:
     return offset + int(length) if length.isdigit() and response.status_code != 416 else None
 
 
-def _transfer(session, file: RemoteFile, part: Path, timeout: float, bar, task) -> None:
+def _transfer(session, file: RemoteFile, part: Path, timeout: float, bar, task) -> int | None:
     """Append what the server sends after the bytes already in `part` (or start over when it ignores
-    the range); raises requests' exceptions when the connection fails or drops, and a DatasetError when
-    the server's file is not the declared size (a retry cannot help)."""
+    the range); returns the whole file's size as the server gives it. Raises requests' exceptions when the
+    connection fails or drops, and a DatasetError when the server's file is not the declared size (a retry
+    cannot help)."""
     offset = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     with session.get(file.url, headers=headers, stream=True, timeout=timeout) as response:
@@ -153,7 +162,7 @@ def _transfer(session, file: RemoteFile, part: Path, timeout: float, bar, task) 
             response.raise_for_status()
         resumed = offset > 0 and response.status_code == 206
         server_size = _server_size(response, offset if resumed or response.status_code == 416 else 0)
-        if server_size is not None and server_size != file.size:
+        if server_size is not None and file.size is not None and server_size != file.size:
             part.unlink(missing_ok=True)
             raise DatasetError(
                 f"{file.url} is {server_size} bytes, {file.size} declared: not the file emo knows; "
@@ -161,21 +170,23 @@ def _transfer(session, file: RemoteFile, part: Path, timeout: float, bar, task) 
                 path=part.parent / file.name,
             )
         if response.status_code == 416:  # nothing after `offset`: the part already holds the whole file
-            return
+            return server_size
         if resumed and not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
             part.unlink()  # a range other than the one asked for: start over on the next attempt
-            return
-        bar.update(task, completed=offset if resumed else 0)
+            return None
+        bar.update(task, completed=offset if resumed else 0, total=file.size or server_size)
         with open(part, "ab" if resumed else "wb") as out:
             for chunk in response.iter_content(CHUNK_BYTES):
                 out.write(chunk)
                 bar.advance(task, len(chunk))
+        return server_size
 
 
 def verify(path: Path, file: RemoteFile) -> None:
-    """Delete `path` and raise a DatasetError unless its size and checksum are the declared ones."""
+    """Delete `path` and raise a DatasetError unless its size and checksum are the declared ones (where the
+    host publishes them)."""
     size = path.stat().st_size
-    if size != file.size:
+    if file.size is not None and size != file.size:
         path.unlink()
         raise DatasetError(
             f"{size} bytes received, {file.size} expected from {file.url}; the download was discarded", path=path
@@ -220,22 +231,28 @@ def fetch(
     with requests.Session() as session, Progress(*columns, console=console, disable=not progress) as bar:
         session.headers["User-Agent"] = USER_AGENT
         task = bar.add_task(file.name, total=file.size)
+        # Where the host publishes no size, the size the server announces is what a complete file has; a
+        # transfer that ended without an error and without an announced size is taken as complete.
+        expected, complete = file.size, False
         for attempt in range(attempts):
             received = part.stat().st_size if part.exists() else 0
-            if received > file.size:
+            if expected is not None and received > expected:
                 part.unlink()
-            elif received == file.size:
+            elif complete or (expected is not None and received == expected):
                 break
             try:
-                _transfer(session, file, part, timeout, bar, task)
+                announced = _transfer(session, file, part, timeout, bar, task)
+                expected = expected if expected is not None else announced
+                complete = expected is None and part.exists()
             except requests.RequestException as error:
                 last_error = error
                 grew = part.exists() and part.stat().st_size > received
                 if not grew and attempt + 1 < attempts:
                     time.sleep(retry_wait * (attempt + 1))
     received = part.stat().st_size if part.exists() else 0
-    if received < file.size:
-        why = _reason(last_error) if last_error is not None else f"{received} of {file.size} bytes sent"
+    if not complete and (expected is None or received < expected):
+        sent = f"{received} of {expected}" if expected is not None else f"{received}"
+        why = _reason(last_error) if last_error is not None else f"{sent} bytes sent"
         kept = f"; the {received} bytes received are kept in {part} and the next run resumes" if received else ""
         raise DatasetError(
             f"cannot download {file.url} ({why}){kept}; or download it by hand: "
@@ -390,5 +407,17 @@ def ensure_available(
             highlight=False,
             soft_wrap=True,
         )
-    install(missing, folder, progress=progress, console=console, **fetch_options)
+    install_dataset(adapter, missing, folder, progress=progress, console=console, **fetch_options)
     return folder
+
+
+def install_dataset(adapter: type[DatasetAdapter], files: Sequence[RemoteFile], folder: Path, **options) -> None:
+    """`install`, then the adapter's check of what arrived: a download that does not hold what the release
+    holds is removed again, so it is never taken to be in place."""
+    install(files, folder, **options)
+    try:
+        adapter.verify_download(folder)
+    except DatasetError:
+        for file in files:
+            _remove(folder / file.installed_name)
+        raise

@@ -110,6 +110,7 @@ class RavdessAdapter(DatasetAdapter):
             description="the 1440 speech clips, audio only (48 kHz WAV), Actor_01..Actor_24",
         ),
     )
+    shared_labels = {e: e for e in EMOTIONS} | {"calm": "neutral"}  # calm is a low-arousal neutral
     default_extraction = (
         # Whisper base's encoder: offline, the strongest audio features measured here (docs/FEATURES.md), and
         # free of openSMILE's research-only licence.
@@ -185,12 +186,13 @@ class RavdessAdapter(DatasetAdapter):
                     "intensity": info["intensity"],
                     "statement": info["statement"],
                     "repetition": info["repetition"],
+                    "language": "en",
                 }
             )
         table = pd.DataFrame(rows).sort_values(["actor", "sample_id"], kind="stable")
         for column in ("actor", "statement", "repetition"):
             table[column] = table[column].astype("Int64")
-        for column in ("clip_key", "gender", "vocal_channel", "intensity"):
+        for column in ("clip_key", "gender", "vocal_channel", "intensity", "language"):
             table[column] = table[column].astype("string")
 
         return SampleSet(

@@ -127,6 +127,13 @@ class Shard:
         return f"{self.index}/{self.count}"
 
 
+def select_samples(table: pd.DataFrame, shard: Shard | None, limit: int | None) -> pd.DataFrame:
+    """The rows a run works on: the shard's slice, then its first `limit` rows."""
+    if shard is not None:
+        table = table[table["sample_id"].map(shard.contains)]
+    return table.head(limit) if limit is not None else table
+
+
 # --- what is stored ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -742,11 +749,7 @@ class FeatureStore:
         if len(set(names)) != len(names):
             raise ConfigError("the same extractor configuration was given twice")
 
-        selected = sample_set.table
-        if shard is not None:
-            selected = selected[selected["sample_id"].map(shard.contains)]
-        if limit is not None:
-            selected = selected.head(limit)
+        selected = select_samples(sample_set.table, shard, limit)
 
         with self._writer():
             self._write_samples(sample_set)

@@ -12,7 +12,7 @@ Conversation models return [B, L, ...] outputs; the objective reads the real utt
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +61,11 @@ class ClassificationObjective(Objective):
 
     class Params(ObjectiveParams):
         label_smoothing: float = 0.0
+        # Per-class weights of the training cross entropy (single-label): a list, one per class, or "balanced",
+        # which the trainer turns into the inverse class frequencies of each unit's training rows
+        # (training/loop.py, `balanced_class_weights`), so every class counts alike, as unweighted average
+        # recall does. Validation and test losses are unweighted.
+        class_weights: list[float] | Literal["balanced"] | None = None
 
     def losses(
         self, output: ModelOutput, targets: torch.Tensor, utterances: torch.Tensor | None, training: bool
@@ -69,4 +74,7 @@ class ClassificationObjective(Objective):
         if self.multi_label:
             return {"bce": F.binary_cross_entropy_with_logits(logits, targets)}
         smoothing = self.params.label_smoothing if training else 0.0
-        return {"ce": F.cross_entropy(logits, targets, label_smoothing=smoothing)}
+        weights = self.params.class_weights if training and isinstance(self.params.class_weights, list) else None
+        if weights is not None:
+            weights = torch.tensor(weights, dtype=logits.dtype, device=logits.device)
+        return {"ce": F.cross_entropy(logits, targets, weight=weights, label_smoothing=smoothing)}

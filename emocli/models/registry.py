@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from emocli.models.objectives import Objective
 
 ENTRY_POINT_GROUP = "emocli.models"
-BUILTIN = {name: f"emocli.models.{name}" for name in ("smile", "spikemo", "mmer", "cfnsr")}
+BUILTIN = {name: f"emocli.models.{name}" for name in ("smile", "spikemo", "mmer", "cfnsr", "linear")}
 InputUnit = Literal["utterance", "dialogue"]
 TrainStepName = Literal["standard", "perturbation"]
 

@@ -26,7 +26,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from emocli.core.errors import ConfigError, EmoError
 from emocli.core.paths import check_name, inside
-from emocli.prediction.predictor import PROBABILITY_PREFIX, PredictionResult, Predictor, TimedText
+from emocli.core.types import Cue
+from emocli.prediction.calibration import EPSILON, combination_key, tempered
+from emocli.prediction.predictor import (
+    ABSTAINED,
+    PROBABILITY_PREFIX,
+    READ,
+    TRANSLATED,
+    PredictionResult,
+    Predictor,
+    TimedText,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,6 +44,9 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
 BUNDLE = "bundle.json"
+UNCERTAIN = "uncertain"  # the label of a segment whose combined top probability is below `uncertain_below`
+# A head's own flags saying its input is not in the segment: it takes no part in the segment's combination.
+ABSENT_FLAGS = frozenset({"visual:no_face", "audio:no_speech", "audio:silent"})
 
 
 class HeadSpec(BaseModel):
@@ -41,6 +54,9 @@ class HeadSpec(BaseModel):
 
     unit: str  # the head's unit folder, relative to the bundle
     mapping: dict[str, str]  # the head's class -> a shared class
+    # Calibration (prediction/calibration.py), fitted on held-out predictions by `emo bundle --held-out`: the
+    # head's shared probabilities p become softmax(log p / temperature).
+    temperature: float = Field(1.0, gt=0)
 
 
 class BundleSpec(BaseModel):
@@ -50,8 +66,22 @@ class BundleSpec(BaseModel):
     description: str = ""
     labels: list[str] = Field(min_length=1)
     heads: dict[str, HeadSpec] = Field(min_length=1)  # a bundle without heads would "predict" nothing
-    combine: Literal["mean"] = "mean"
+    # How the heads that read a segment are combined: "mean", the weighted mean of their probabilities; "product",
+    # the weighted logarithmic pool p ∝ Π p_h^w_h (calibration.py). A head whose input the segment lacks (no
+    # face, no speech, silence: ABSENT_FLAGS) takes no part.
+    combine: Literal["mean", "product"] = "mean"
+    # The heads' weights in the combination, per combination of heads that read a segment ("audio+text": names
+    # sorted, joined by "+"); a combination not listed weighs its heads alike.
+    weights: dict[str, dict[str, float]] = {}
+    # A segment whose combined top probability is below this is labelled "uncertain" (None: never).
+    uncertain_below: float | None = Field(None, gt=0, lt=1)
+    calibration: dict = {}  # how temperatures and weights were fitted, and their held-out figures (for the card)
     transcriber: str = "whisper-base"
+    # The languages the text heads read (ISO 639-1); speech Whisper hears in another language is translated to
+    # English by Whisper itself ("translate": the segments are the translation's) or not read by the text heads
+    # ("abstain": the other heads decide). Text a user gives (--text, a transcript file) is read as it is.
+    text_languages: list[str] = ["en"]
+    other_languages: Literal["translate", "abstain"] = "translate"
     # Sections of the card (markdown): how to rebuild the bundle, and what the weights' data allows.
     reproduce: str = ""
     licence: str = ""
@@ -137,12 +167,12 @@ class BundlePredictor:
         import numpy as np
         import pandas as pd
 
-        # Transcripts once for every head: the first head that reads text makes them; the others get
-        # the same segments as given transcripts.
+        # Transcripts once for every head, so that every head predicts the same segments.
         transcripts = self._transcripts(inputs, text, allow_outside)
         results = {h.name: h.predictor.predict(inputs, text=text, window_s=window_s, progress=progress,
                                                transcripts=transcripts, allow_outside=allow_outside)
                    for h in self.heads}
+        abstained = {name for name, timed in transcripts.items() if timed.handling == ABSTAINED}
         keys = ["input", "segment"]
         table: pd.DataFrame | None = None
         stacked, failures = [], []
@@ -150,7 +180,12 @@ class BundlePredictor:
             result = results[head.name]
             failures += [f for f in result.failures if not _reads_nothing(f)]
             part = result.table.copy()
-            shared = self._shared(result.probabilities, result.classes, head.mapping)
+            if head.predictor.needs("text") and abstained:  # the text heads do not read what they cannot
+                keep = ~part["input"].isin(abstained).to_numpy()
+                part, probabilities = part[keep].reset_index(drop=True), result.probabilities[keep]
+            else:
+                probabilities = result.probabilities
+            shared = self._shared(probabilities, result.classes, head.mapping)
             stacked.append((part[keys], shared))
             own = {"label": f"{head.name}_label", "flags": f"{head.name}_flags",
                    **{PROBABILITY_PREFIX + c: f"{head.name}_{PROBABILITY_PREFIX}{c}" for c in result.classes}}
@@ -164,18 +199,24 @@ class BundlePredictor:
             empty = pd.DataFrame(columns=["input", "segment", "start_s", "end_s", "text", "text_source"])
             return PredictionResult(empty, failures, self.label_names, "single_label", None, self.folder,
                                     self.model_name)
-        combined = np.zeros((len(table), len(self.label_names)))
-        counts = np.zeros((len(table), 1))
         index = {key: i for i, key in enumerate(zip(table["input"], table["segment"]))}
-        for part, shared in stacked:
-            rows = [index[key] for key in zip(part["input"], part["segment"])]
-            combined[rows] += shared
-            counts[rows] += 1
-        combined /= np.maximum(counts, 1)
-        table["label"] = [self.label_names[i] for i in combined.argmax(axis=1)]
-        table["heads"] = counts[:, 0].astype(int)
+        parts = []
+        for head, (part, shared) in zip(self.heads, stacked):
+            rows = np.array([index[key] for key in zip(part["input"], part["segment"])], dtype=int)
+            flags = table[f"{head.name}_flags"].to_numpy()[rows] if f"{head.name}_flags" in table else []
+            present = np.array([not (set(f) & ABSENT_FLAGS) if isinstance(f, list) else True for f in flags], dtype=bool)
+            probs = tempered(shared, self.spec.heads[head.name].temperature)
+            parts.append((head.name, rows[present], probs[present]))
+        combined, counts = self._combine(parts, len(table))
+        labels = [self.label_names[i] for i in combined.argmax(axis=1)]
+        if self.spec.uncertain_below is not None:
+            labels = [UNCERTAIN if top < self.spec.uncertain_below else label
+                      for label, top in zip(labels, combined.max(axis=1))]
+        table["label"] = labels
+        table["heads"] = counts.astype(int)
         flag_columns = [c for c in table.columns if c.endswith("_flags")]
-        table["flags"] = [sorted({f for c in flag_columns for f in (row[c] if isinstance(row[c], list) else [])})
+        table["flags"] = [sorted({f for c in flag_columns for f in (row[c] if isinstance(row[c], list) else [])}
+                                 | ({"text:abstained"} if row["input"] in abstained else set()))
                           for _, row in table.iterrows()]
         table = table.drop(columns=flag_columns)
         for k, name in enumerate(self.label_names):
@@ -186,8 +227,8 @@ class BundlePredictor:
                      allow_outside: bool = False) -> dict[str, TimedText]:
         """input name -> its text as timed segments, one for every medium, so that every head predicts the
         same segments: subtitle cues as they are; an untimed text (--text, a .txt beside the medium) as
-        one segment over the whole medium; otherwise the transcribed speech (none for silence)."""
-        from emocli.core.types import Cue
+        one segment over the whole medium; otherwise the transcribed speech (none for silence), translated
+        by Whisper where its language is not one the text heads read (or left to the other heads)."""
         from emocli.prediction.segments import read_transcript
         from emocli.prediction.sources import collect_sources, probe_media
 
@@ -203,13 +244,52 @@ class BundlePredictor:
                 if cues and any(c.start_s is None for c in cues):
                     duration = probe_media(source.media).duration_s
                     cues = [Cue(0.0 if duration else None, duration, " ".join(c.text for c in cues))]
+                handling = READ
                 if cues is None:
-                    heard = self.transcriber.transcribe(source.audio or source.media)
-                    cues, origin = heard.cues, f"{self.transcriber.name} ({heard.language})"
+                    cues, origin, handling = self._hear(source.audio or source.media)
             except EmoError:
                 continue  # the heads report the medium's problem themselves
-            transcripts[source.name] = TimedText(tuple(cues), origin or "")
+            transcripts[source.name] = TimedText(tuple(cues), origin or "", handling)
         return transcripts
+
+    def _hear(self, medium: Path) -> tuple[tuple[Cue, ...], str, str]:
+        """The medium's speech as cues, where they came from, and how the text heads take them: read as heard,
+        read in Whisper's English translation, or abstained from (`text_languages`, `other_languages`)."""
+        heard = self.transcriber.transcribe(medium)
+        language, name = heard.language, self.transcriber.name
+        if language in self.spec.text_languages or not heard.cues:
+            return heard.cues, f"{name} ({language})", READ
+        if self.spec.other_languages == "abstain":
+            return heard.cues, f"{name} ({language}; the text heads read {', '.join(self.spec.text_languages)})", ABSTAINED
+        translated = self.transcriber.with_task("translate", language).transcribe(medium)
+        return translated.cues, f"{name} ({language}, translated to en)", TRANSLATED
+
+    def _combine(self, parts: list[tuple[str, np.ndarray, np.ndarray]], n: int) -> tuple[np.ndarray, np.ndarray]:
+        """[n, C] combined probabilities of the heads (name, rows, probabilities) that read each row, weighed
+        as the spec weighs that combination of heads (a uniform distribution where none reads), and how many
+        heads read each row."""
+        import numpy as np
+
+        readers: list[list[str]] = [[] for _ in range(n)]
+        for name, rows, _ in parts:
+            for row in rows:
+                readers[row].append(name)
+        weight_of = [self.spec.weights.get(combination_key(names), {}) for names in readers]
+        counts = np.array([len(names) for names in readers], dtype=float)
+        total = np.zeros(n)
+        accumulated = np.zeros((n, len(self.label_names)))
+        for name, rows, probs in parts:
+            weight = np.array([weight_of[row].get(name, 1.0) for row in rows])
+            total[rows] += weight
+            contribution = np.log(np.clip(probs, EPSILON, 1.0)) if self.spec.combine == "product" else probs
+            accumulated[rows] += weight[:, None] * contribution
+        if self.spec.combine == "product":
+            accumulated -= accumulated.max(axis=1, keepdims=True)
+            combined = np.exp(accumulated)
+        else:
+            combined = accumulated / np.maximum(total, EPSILON)[:, None]
+        combined[total == 0] = 1.0
+        return combined / combined.sum(axis=1, keepdims=True), counts
 
     def _shared(self, probs: np.ndarray, classes: Sequence[str], mapping: dict[str, str]) -> np.ndarray:
         import numpy as np
@@ -231,10 +311,42 @@ SHIPPED_FILES = ("config.json", "model.safetensors", "normalization.safetensors"
                  "test_metrics.json", "README.md")
 
 
-def assemble(spec_path: str | Path, heads: dict[str, str | Path], out: str | Path, overwrite: bool = False) -> Path:
+def read_held_out(path: Path, mapping: dict[str, str], labels: Sequence[str]):  # -> calibration.HeldOut
+    """A head's held-out predictions (a parquet of `label` and `prob_<class>` in the head's classes: `emo evaluate`'s
+    predictions-<split>.parquet, or `emo cross-corpus`'s <learner>-predictions.parquet, of which the rows of the
+    corpora left out are read) in the bundle's shared classes."""
+    import numpy as np
+    import pandas as pd
+
+    from emocli.prediction.calibration import HeldOut
+
+    try:
+        table = pd.read_parquet(path)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"cannot read held-out predictions ({error})", path=path) from None
+    if "protocol" in table:
+        table = table[table["protocol"] == "loco"]
+    classes = [c.removeprefix(PROBABILITY_PREFIX) for c in table.columns if c.startswith(PROBABILITY_PREFIX)]
+    unknown = (set(classes) | set(table.get("label", []))) - set(mapping)
+    if "label" not in table or not classes or unknown:
+        raise ConfigError("held-out predictions need a label column and prob_<class> columns of the head's classes"
+                          + (f" (not the head's: {sorted(unknown)})" if unknown else ""), path=path)
+    probs = np.zeros((len(table), len(labels)))
+    for name in classes:
+        probs[:, labels.index(mapping[name])] += table[PROBABILITY_PREFIX + name].to_numpy()
+    return HeldOut(probs, np.array([labels.index(mapping[name]) for name in table["label"]]))
+
+
+def assemble(spec_path: str | Path, heads: dict[str, str | Path], out: str | Path, *,
+             held_out: dict[str, Path] | None = None, cross_corpus: dict[str, Path] | None = None,
+             overwrite: bool = False) -> Path:
     """A bundle folder from a bundle spec (bundle.json without units: name, labels, heads' mappings,
     transcriber) and one trained unit per head; writes `out`/bundle.json, a unit folder per head and a
     README card naming each head's training data, test figures, licence and weights' sha256.
+
+    `held_out`: each head's held-out predictions (read_held_out): the heads are calibrated and their product
+    weighed on them (calibration.calibrate), and the card reports how. `cross_corpus`: a head's `emo cross-corpus`
+    folder, whose table (results.md) the card shows.
 
     `out` must be new or empty, or `overwrite` given; it is never the folder of the spec or a head's run
     (nor holds or lies in one). It is written beside itself and renamed into place when complete."""
@@ -263,6 +375,8 @@ def assemble(spec_path: str | Path, heads: dict[str, str | Path], out: str | Pat
         spec = BundleSpec.model_validate(raw)
     except (ValidationError, ValueError) as error:
         raise ConfigError(f"not a bundle spec ({_problems(error)})", path=spec_path) from None
+    if held_out:
+        spec = calibrated(spec, held_out, spec_path)
     rows, hashes = [], []
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -299,11 +413,74 @@ def assemble(spec_path: str | Path, heads: dict[str, str | Path], out: str | Pat
             f"## Shared labels\n\n{', '.join(spec.labels)}; each head's classes map onto them:\n\n{mapping}\n\n"
             "The combined probability of a segment is the mean of the mapped probabilities of the heads that "
             f"read it. Speech is transcribed with {spec.transcriber}.\n")
+    for name, folder in (cross_corpus or {}).items():
+        table = Path(folder) / "results.md"
+        if not table.is_file():
+            raise ConfigError("no results.md: give the folder `emo cross-corpus` wrote", path=table)
+        card += (f"\n## The {name} head across corpora\n\nUnweighted average recall on each corpus left out of "
+                 "training (open: over every class the head knows; shared: over the classes the corpus and the "
+                 "training corpora share), and within it (its own speaker folds), for the head's recipe and the "
+                 f"linear floor on the same features (`emo cross-corpus`, {folder}):\n\n"
+                 + table.read_text(encoding="utf-8"))
+    if spec.calibration:
+        card += calibration_section(spec)
     for title, text in (("Reproduce", spec.reproduce), ("Licence", spec.licence)):
         if text:
             card += f"\n## {title}\n\n{text}\n"
     write_text(staging / "README.md", card)
     return replace_folder(staging, out)
+
+
+def calibrated(spec: BundleSpec, held_out: dict[str, Path], where: Path) -> BundleSpec:
+    """The spec with each head's temperature, the product's weights per combination of heads and the figures of
+    both (calibration.calibrate on every head's held-out predictions)."""
+    from emocli.prediction.calibration import calibrate, coverage, tempered
+
+    if set(held_out) != set(spec.heads):
+        raise ConfigError(f"--held-out is needed for every head ({', '.join(spec.heads)}), got {', '.join(held_out)}",
+                          path=where)
+    labels = list(spec.labels)
+    data = {name: read_held_out(Path(path), spec.heads[name].mapping, labels) for name, path in held_out.items()}
+    fitted = calibrate(data, len(labels))
+    heads = {name: head.model_copy(update={"temperature": round(fitted["temperatures"][name], 4)})
+             for name, head in spec.heads.items()}
+    report = {"sources": {name: str(path) for name, path in held_out.items()}, **fitted}
+    if spec.uncertain_below is not None:
+        report["uncertain"] = {name: coverage(tempered(d.probs, fitted["temperatures"][name]), d.labels,
+                                              spec.uncertain_below) for name, d in data.items()}
+    weights = {key: {head: round(w, 4) for head, w in ws.items()} for key, ws in fitted["weights"].items()}
+    return spec.model_copy(update={"heads": heads, "weights": weights, "combine": "product", "calibration": report})
+
+
+def calibration_section(spec: BundleSpec) -> str:
+    """The card's account of calibration and fusion, from the figures `calibrated` recorded."""
+    report, fitted = spec.calibration, spec.calibration["report"]
+    lines = ["\n## Calibration and fusion\n",
+             "Each head's probabilities are calibrated with a temperature fitted on its held-out predictions, and the "
+             "heads that read a segment are combined as a weighted product (prediction/calibration.py). No labelled "
+             "data holds a face, a voice and words of one person offline, so the weights are fitted on pairings of "
+             "the heads' held-out predictions of the same emotion, made from one half of them, and reported on "
+             "pairings of the other half: the heads err independently there, so the fused figures are an upper "
+             "bound of what fusion adds on real media.\n",
+             "| head | held-out predictions | n | temperature | NLL before → after | UAR % alone (pairings) |",
+             "|---|---|---|---|---|---|"]
+    for name, head in spec.heads.items():
+        r = fitted[name]
+        lines.append(f"| {name} | {report['sources'][name]} | {r['n_held_out']} | {head.temperature:.3f} | "
+                     f"{r['nll_before']:.3f} → {r['nll_after']:.3f} | {r['uar'] * 100:.2f} |")
+    lines += ["", "| heads reading a segment | weights | UAR % fused | accuracy % fused |", "|---|---|---|---|"]
+    for key, weights in spec.weights.items():
+        shown = ", ".join(f"{head} {w:.2f}" for head, w in weights.items())
+        lines.append(f"| {key} | {shown} | {fitted[key]['uar'] * 100:.2f} | {fitted[key]['accuracy'] * 100:.2f} |")
+    if "uncertain" in report:
+        lines += ["", f"A segment whose combined top probability is under {spec.uncertain_below} is labelled "
+                  "\"uncertain\" (a policy: calibrated, such a label is right less often than that). On each head's "
+                  "held-out predictions alone:", "",
+                  "| head | labelled | accuracy of the labelled % | accuracy of the uncertain % |", "|---|---|---|---|"]
+        for name, c in report["uncertain"].items():
+            lines.append(f"| {name} | {c['kept'] * 100:.1f} % | {c['accuracy_kept'] * 100:.2f} | "
+                         f"{c['accuracy_uncertain'] * 100:.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 def _recipe_summary(run: Path) -> str:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from emocli.prediction.bundle import BundlePredictor
 
 PROBABILITY_PREFIX = "prob_"
+TEXT_FLAGS = "text_flags"  # a Segment's extra: what the recogniser doubted about its text (Cue.flags)
 SILENT = "silent"
 NO_SPEECH = "no_speech"  # an extractor's own finding (Whisper): the level check is not needed then
 # A segment whose RMS level is at or below this (dBFS, full scale = 0) is flagged "audio:silent": digital
@@ -119,13 +120,18 @@ def is_silent(sample: Any) -> bool:
     return rms <= 10 ** (SILENCE_DBFS / 20)
 
 
+READ, TRANSLATED, ABSTAINED = "read", "translated", "abstained"  # how a bundle's text heads take a transcript
+
+
 @dataclass(frozen=True)
 class TimedText:
     """An input's text as timed segments, given to `Predictor.predict` (a model bundle transcribes once for
-    all its heads), and where it came from (the `text_source` column)."""
+    all its heads), where it came from (the `text_source` column) and how text heads take it (READ as it
+    is, TRANSLATED by Whisper into English, or ABSTAINED from: a language they do not read)."""
 
     cues: tuple[Cue, ...]
     source: str
+    handling: str = READ
 
 
 class SpeechRecogniser(Protocol):
@@ -297,7 +303,7 @@ class Predictor:
         whole = Segment(None, None, None, 0.0 if duration else None, duration)
         if transcript and all(c.start_s is not None for c in transcript):  # subtitle cues
             cues = sorted(clip_cues(transcript, duration), key=lambda c: c.start_s)
-            return [Segment(c.start_s, c.end_s, c.text, c.start_s, c.end_s) for c in cues]
+            return [Segment(c.start_s, c.end_s, c.text, c.start_s, c.end_s, {TEXT_FLAGS: c.flags}) for c in cues]
         if transcript and self.needs("text"):  # untimed text belongs to the whole medium
             whole.text = " ".join(c.text for c in transcript)
             return [whole]
@@ -334,7 +340,7 @@ class Predictor:
         self.notes = []
         self._given = dict(transcripts or {})
         sources, failures = collect_sources(inputs, text, allow_outside=allow_outside)
-        rows, shown = [], []
+        rows, shown, text_flags = [], [], []
         for number, source in enumerate(sources):
             try:
                 segments = self.segments(source, window_s)
@@ -355,6 +361,7 @@ class Predictor:
                 })
                 shown.append((source.name, index, segment.shown_start_s, segment.shown_end_s, segment.text,
                               source.text_source if segment.text else None))
+                text_flags.append([f"text:{flag}" for flag in segment.extra.get(TEXT_FLAGS, ())])
         columns = ["input", "segment", "start_s", "end_s", "text", "text_source"]
         if not rows:
             return self._result(pd.DataFrame(columns=columns), np.zeros((0, len(self.label_map.names))), failures)
@@ -370,8 +377,9 @@ class Predictor:
                     failures.append(PredictFailure(name, _message(result, name), segment=index))
         keep = np.flatnonzero(ok)
         info = pd.DataFrame([shown[i] for i in keep], columns=columns)
-        info["flags"] = [self._flags({m: extracted[e.feature_set_name][i] for m, e in self.extractors.items()},
-                                     samples.iloc[i]) for i in keep]
+        info["flags"] = [sorted(self._flags({m: extracted[e.feature_set_name][i] for m, e in self.extractors.items()},
+                                            samples.iloc[i]) + (text_flags[i] if self.needs("text") else []))
+                         for i in keep]
         if not len(keep):
             return self._result(info, np.zeros((0, len(self.label_map.names))), failures)
         data = self._data(samples.iloc[keep].reset_index(drop=True),

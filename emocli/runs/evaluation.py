@@ -65,8 +65,10 @@ def evaluate_unit(
     empty_rule: str | None = None,
     device: str | None = None,
     spiking_report: bool = False,
+    keep_predictions: bool = False,
 ) -> dict[str, Any]:
-    """Rebuild a unit's model from its directory and score one split: what `emo evaluate` prints.
+    """Rebuild a unit's model from its directory and score one split: what `emo evaluate` prints. With
+    `keep_predictions`, the scored rows' probabilities are in result["predictions"] (split_predictions).
 
     The split's rows are scored in one process with the run's eval batch size and the split's stored
     sample order, so evaluating a finished run reproduces its test_metrics.json exactly. `data` holds the
@@ -109,6 +111,8 @@ def evaluate_unit(
     else:
         pred = loaded.score(data, rows)
     metrics = metrics_of(data, pred.rows, pred.probs, threshold, empty_rule)
+    if keep_predictions:
+        predictions = split_predictions(data, pred.rows, pred.probs)
     selection = train.effective_selection()
     result: dict[str, Any] = {
         "split": split,
@@ -126,7 +130,26 @@ def evaluate_unit(
         result["warning"] = PAPER_WARNING.format(split=selection.split, metric=selection.metric)
     if spiking:
         result["spiking"] = spiking
+    if keep_predictions:
+        result["predictions"] = predictions
     return result
+
+
+def split_predictions(data: EmotionData, rows: np.ndarray, probs: np.ndarray):  # -> pandas.DataFrame
+    """The scored rows as a table: sample_id, the true label(s), one probability column per class (`prob_<class>`):
+    what a bundle's calibration reads (`emo bundle --held-out`)."""
+    import pandas as pd
+
+    names = list(data.label_map.names)
+    targets = np.asarray(data.targets)[rows]
+    table = pd.DataFrame({"sample_id": data.samples["sample_id"].iloc[rows].to_numpy()})
+    if data.label_map.task == "single_label":
+        table["label"] = [names[k] for k in targets]
+    else:
+        table["labels"] = [[n for n, on in zip(names, row) if on] for row in targets]
+    for k, name in enumerate(names):
+        table[f"prob_{name}"] = probs[:, k]
+    return table
 
 
 def energy_per_sample(
@@ -150,8 +173,8 @@ def evaluate_run(
     device: str | None = None,
     plot: bool = False,
 ) -> dict[str, Any]:
-    """Every unit of a run (or one unit) scored on `split`, each written to `<unit>/evaluation-<split>.json`
-    (and with `plot`, its confusion matrix to `<unit>/confusion-<split>.png`): the units' scalars and their
+    """Every unit of a run (or one unit) scored on `split`, each written to `<unit>/evaluation-<split>.json`,
+    its rows' probabilities to `<unit>/predictions-<split>.parquet` (and with `plot`, its confusion matrix to `<unit>/confusion-<split>.png`): the units' scalars and their
     mean ± std (as results.json has them), each unit's full result under "evaluations", and, for the test
     split at the run's own settings, whether each unit reproduced its stored test_metrics.json
     ("reproduces"). The output files are checked before any work; one that still cannot be written is
@@ -159,7 +182,7 @@ def evaluate_run(
     import json
 
     from emocli.core.errors import OutputError
-    from emocli.core.io import check_writable
+    from emocli.core.io import check_writable, write_with
     from emocli.runs.metrics import summarize
 
     if empty_rule not in (None, "zero", "one"):
@@ -170,9 +193,12 @@ def evaluate_run(
     units, evaluations, reproduces, unwritten, model, dataset = [], [], {}, [], None, None
     for unit in found:
         seed, fold = layout.parse_unit(unit) if unit.name.startswith("fold=") else (None, None)
-        result = evaluate_unit(unit, split, store=store, threshold=threshold, empty_rule=empty_rule, device=device)
+        result = evaluate_unit(unit, split, store=store, threshold=threshold, empty_rule=empty_rule, device=device,
+                               keep_predictions=True)
+        predictions = result.pop("predictions")
         try:
             layout.write_json(unit / f"evaluation-{split}.json", result)
+            write_with(unit / f"predictions-{split}.parquet", lambda path: predictions.to_parquet(path, index=False))
         except OutputError as error:
             unwritten.append(error)
         stored = unit / layout.TEST_METRICS

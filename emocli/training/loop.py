@@ -35,6 +35,7 @@ from emocli.data.tables import EmotionData
 from emocli.models.blocks.spiking import SpikingModel
 from emocli.runs import layout
 from emocli.runs.card import plot_confusion_matrix, plot_learning_curves, render_model_card
+from emocli.runs.config import TrainConfig
 from emocli.runs.evaluation import confusion, evaluate_unit, metrics_of, scalars
 from emocli.runs.inference import score_rows
 from emocli.runs.results import fold_label
@@ -51,6 +52,17 @@ class TrainingCallback(Protocol):
     def on_epoch_end(self, unit: Path, record: dict[str, Any]) -> None: ...
 
     def on_unit_end(self, unit: Path, result: dict[str, Any]) -> None: ...
+
+
+def balanced_class_weights(config: TrainConfig, data: EmotionData, rows: np.ndarray) -> TrainConfig:
+    """`loss.class_weights = "balanced"` resolved for one unit: n / (classes present x count) for each class of its
+    training rows (scikit-learn's "balanced"), 0 for classes it has none of; the unit's config records the list."""
+    if data.label_map.task != "single_label":
+        raise ConfigError("loss.class_weights applies to single-label data")
+    counts = np.bincount(np.asarray(data.targets)[rows], minlength=len(data.label_map.names)).astype(float)
+    present = counts > 0
+    weights = np.where(present, counts.sum() / (present.sum() * np.maximum(counts, 1)), 0.0)
+    return config.model_copy(update={"loss": {**config.loss, "class_weights": [round(float(w), 6) for w in weights]}})
 
 
 def _better(value: float, best: float | None, mode: str) -> bool:
@@ -70,7 +82,12 @@ class UnitTrainer:
         fold: int | None,
         console: Any,
         callbacks: list[TrainingCallback] | tuple = (),
+        splits: dict[str, np.ndarray] | None = None,
+        protocol: dict[str, Any] | None = None,
     ):
+        """`splits`: train/valid/test row positions given by a protocol of the caller's (emo cross-corpus), instead
+        of the dataset's split or `fold`; `protocol` describes them in the unit's config.json."""
+        self.given_splits, self.protocol = splits, protocol
         self.plan, self.config, self.ctx = plan, plan.config, ctx
         self.unit, self.seed, self.fold = unit, seed, fold
         self.console, self.callbacks = console, list(callbacks)
@@ -85,12 +102,14 @@ class UnitTrainer:
 
     def setup(self) -> None:
         cfg, ctx = self.config, self.ctx
-        self.splits = make_splits(
+        self.splits = self.given_splits if self.given_splits is not None else make_splits(
             self.data.samples, fold=self.fold, seed=self.seed, valid_fraction=cfg.effective_valid_fraction(),
             group_by=cfg.split.group_by, conversation=self.conversation,
         )
         if not len(self.splits["test"]):
             raise ConfigError(f"{self.label}: the test split is empty")
+        if self.config.loss.get("class_weights") == "balanced":
+            self.config = balanced_class_weights(self.config, self.data, self.splits["train"])
         # No validation split (e.g. --set split.valid_fraction=0) leaves nothing to select on: keep the last epoch.
         self.select_last = not len(self.splits[self.selection.split])
         standardizer = Standardizer.fit(self.data, self.splits["train"]) if cfg.normalize == "standard" else None
@@ -102,7 +121,7 @@ class UnitTrainer:
         seed_everything(self.seed, cfg.deterministic)
         self.model_config = self.plan.model_config.for_fold(self.fold)
         self.model = self.plan.entry.build(self.model_config).to(ctx.device)
-        self.objective = self.plan.entry.objective(cfg.loss, self.model_config)
+        self.objective = self.plan.entry.objective(self.config.loss, self.model_config)
         self.step = STEPS[self.plan.entry.train_step](cfg.step, self.objective)
         self.optimizer = build_optimizer(cfg, self.model)
         self.schedule = EpochSchedule(cfg.scheduler, self.optimizer, cfg.epochs)
@@ -131,11 +150,12 @@ class UnitTrainer:
         layout.write_json(unit / layout.CONFIG, {
             "model_name": p.entry.name,
             "model": p.model_config.for_fold(self.fold).model_dump(mode="json"),
-            "train": p.config.model_dump(mode="json"),
+            "train": self.config.model_dump(mode="json"),
             "dataset": p.dataset,
             "store": str(p.store_path),
             "seed": self.seed,
             "fold": self.fold,
+            **({"protocol": self.protocol} if self.protocol is not None else {}),
         })
         layout.write_json(unit / layout.LABEL_MAP, p.label_map.to_json())
         layout.write_json(unit / layout.FEATURE_SPEC, {

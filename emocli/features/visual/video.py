@@ -9,6 +9,10 @@ presentation time is <= t.
 Decoding is kept cheap: a segment that starts late is reached by seeking to the keyframe before it,
 decoding stops right after the last frame needed, only the sampled frames are converted to RGB, and
 FFmpeg decodes with its own frame/slice threads (thread_type "AUTO").
+
+A still image (JPEG, PNG, BMP, WebP, TIFF, ...: any file FFmpeg opens with one of its image demuxers) is a
+one-frame video: it gives that one frame, at time 0, however many frames are asked for, so face datasets
+of photos (FER2013, CK+) go through the same reader as videos.
 """
 
 from __future__ import annotations
@@ -77,8 +81,9 @@ def read_frames(
     """Decode the frames on screen at the sample times of [start_s, end_s) (None: file start / end).
 
     Returns one frame per target time (a frame repeats when targets are closer than the frame
-    interval). Raises ExtractionError naming the file for a missing or unreadable file, a file with
-    no video stream, a broken stream, or a segment outside the video.
+    interval); a still image returns its one frame at time 0 (segment (0, 0)) whatever `n_frames` and
+    `fps` ask. Raises ExtractionError naming the file for a missing or unreadable file, a file with
+    no video stream, a broken stream, or a segment outside the video (for a still, one starting after 0).
     """
     import av
 
@@ -95,6 +100,8 @@ def read_frames(
             if not container.streams.video:
                 raise ExtractionError("has no video stream", path=path)
             stream = container.streams.video[0]
+            if _is_still_image(container):
+                return _read_still(path, container, stream, start)
             stream.thread_type = "AUTO"
             end = _segment_end(path, container, stream, start, end_s)
             targets = sample_times(start, end, n_frames=n_frames, fps=fps)
@@ -117,6 +124,21 @@ def read_frames(
     return SampledFrames(
         frames=np.stack(frames), times=np.asarray(times, dtype=np.float64), segment=(start, end)
     )
+
+
+def _is_still_image(container) -> bool:
+    """Whether FFmpeg opened the file with an image demuxer ("image2", "jpeg_pipe", "png_pipe", ...)."""
+    return any(name == "image2" or name.endswith("_pipe") for name in container.format.name.split(","))
+
+
+def _read_still(path: Path, container, stream, start: float) -> SampledFrames:
+    """The one frame of a still image, shown at time 0."""
+    if start > 0:
+        raise ExtractionError(f"segment start {start:.3f} s is past the end of a still image (one frame at 0 s)",
+                              path=path)
+    for frame in container.decode(stream):
+        return SampledFrames(frames=frame.to_ndarray(format="rgb24")[None], times=np.zeros(1), segment=(0.0, 0.0))
+    raise ExtractionError("image has no decodable frame", path=path)
 
 
 def _segment_end(path: Path, container, stream, start: float, end_s: float | None) -> float:
