@@ -468,6 +468,10 @@ def test_a_writer_killed_mid_write_leaves_no_part_file_under_the_name(tmp_path):
     assert target.read_text() == "earlier,whole\n1,2\n"
     (leftover,) = [p for p in tmp_path.iterdir() if p != target]
     assert leftover.name.startswith(".predictions.csv.") and leftover.name.endswith(".tmp")  # hidden, never read
+    from emocli.core.io import write_text
+
+    write_text(target, "the next run's whole file\n")  # the next writer clears what the killed one left
+    assert [p.name for p in tmp_path.iterdir()] == ["predictions.csv"]
 
 
 def test_predict_killed_by_a_signal_leaves_no_output(hostile_run, tmp_path):

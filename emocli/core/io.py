@@ -247,6 +247,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield temporary
         os.replace(temporary, path)
+        _clear_leftovers(path)
     except BaseException as error:
         with suppress(OSError):
             temporary.unlink(missing_ok=True)
@@ -254,6 +255,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if cause is None:
             raise
         raise output_error(path, cause) from None
+
+
+def _clear_leftovers(path: Path) -> None:
+    """Remove the temporaries of `path` that writers killed before their rename left (`.NAME.<pid>-<token>.tmp`
+    of a process no longer running here); a live writer's is its own business."""
+    import glob
+
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*-*.tmp"):
+        pid = leftover.name[len(path.name) + 2 :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+            with suppress(OSError):
+                leftover.unlink()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: running
+        return True
+    return True
 
 
 @contextmanager
