@@ -704,8 +704,10 @@ class FeatureStore:
             lock.release()
 
     def _made_by_emo(self) -> bool:
-        """An empty folder, or one holding a store's own files (its index, lock or a feature set)."""
-        if (self.path / SAMPLES_FILE).exists() or (self.path / LOCK_FILE).exists():
+        """An empty folder, or one holding a store's own files (its index, lock, transcripts or a feature set)."""
+        from emocli.features.audio.transcribe import TRANSCRIPTS  # written before the first feature set
+
+        if any((self.path / name).exists() for name in (SAMPLES_FILE, LOCK_FILE, TRANSCRIPTS)):
             return True
         if next(self.path.glob(f"*/{SPEC_FILE}"), None) is not None:
             return True
