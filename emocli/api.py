@@ -13,22 +13,93 @@ The command line (commands/) parses options and prints; everything it does is on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import re
+import sys
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from emocli.core.errors import ConfigError
+from emocli.core.errors import ConfigError, EmoError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from emocli.core.samples import SampleSet
+    from emocli.data.inputs import FeatureReader
+    from emocli.features.ray_runner import RayExecutor
     from emocli.features.store import ExtractionReport
     from emocli.prediction.bundle import BundlePredictor
     from emocli.prediction.predictor import PredictionResult, Predictor
     from emocli.training.trainer import RunSummary
 
 STORES = Path("stores")  # where extract writes by default, and train looks
+
+# Errors name the command line's options (`--features`); called from Python, these functions name their
+# own arguments instead (`features=`). The `emo` command sets this while it runs.
+COMMAND_LINE: ContextVar[bool] = ContextVar("emocli_command_line", default=False)
+_OPTIONS = ("features", "feature", "folds", "seeds", "modalities", "root", "out", "name", "device", "text", "tracker",
+            "protocol", "workers", "shard", "limit", "revision", "window", "threshold", "preset", "grid", "trials")
+_OPTION = re.compile(r"--(" + "|".join(_OPTIONS) + r")\b(?![-=])(?: ('[^']*'|(?:\d+|all|cpu|standard)\b))?")
+_IN_PYTHON_TERMS = (
+    (re.compile(r"--feature (\w+)=(<[^>]+>|[^\s;,:)]+)"), r'feature={"\1": "\2"}'),
+    (re.compile(r"--set ([^\s;,)]+)"), r'settings=["\1"]'),
+    (re.compile(r"--modalities ([a-z]+(?:,[a-z]+)*)"), lambda m: f"modalities={m.group(1).split(',')}"),
+    (re.compile(r"--option ([^\s;,)]+)"), r'options=["\1"]'),
+    (re.compile(r"--retry-failures\b"), "retry_failures=True"),
+    (re.compile(r"--no-download\b"), "download=False"),
+    (re.compile(r"--(set|option)\b"), lambda m: {"set": "settings=", "option": "options="}[m.group(1)]),
+    (_OPTION, lambda m: f"{m.group(1)}={m.group(2) or ''}"),
+)
+
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+
+
+def in_python_terms(message: str) -> str:
+    """An error message with the command line's options as this module's arguments: `--features` ->
+    `features=`, `--feature audio=x` -> `feature={"audio": "x"}`, `--set k=v` -> `settings=["k=v"]`."""
+    for pattern, replacement in _IN_PYTHON_TERMS:
+        message = pattern.sub(replacement, message)
+    return message
+
+
+def _rerun_by_a_worker() -> bool:
+    """Whether this call comes from the main script that a new worker process is re-running (multiprocessing's
+    spawn and forkserver start methods import it again, under the name __mp_main__)."""
+    if "__mp_main__" not in sys.modules:  # set while the script re-runs, and kept in a worker afterwards
+        return False
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "_fixup_main_from_path" and frame.f_globals.get("__name__") == "multiprocessing.spawn":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _python_api(function: _Function) -> _Function:
+    """Errors in Python terms when called from Python; refused in a worker process that re-runs a script.
+
+    Worker processes start by `spawn`, which re-runs the main script: a script whose calls are not under
+    `if __name__ == "__main__":` would call emocli again in every worker (and wait there for the feature
+    store the parent holds). Raised there, the error ends the worker and the parent says what to do."""
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if _rerun_by_a_worker():
+            raise ConfigError(f"emocli.{function.__name__} was called while a worker process re-ran the script; "
+                              "put the script's calls under `if __name__ == \"__main__\":`")
+        try:
+            return function(*args, **kwargs)
+        except EmoError as error:
+            if COMMAND_LINE.get():
+                raise
+            message = in_python_terms(error.problem)
+            if message == error.problem:
+                raise
+            raise type(error)(message, path=error.path, row=error.row) from None
+
+    return call  # type: ignore[return-value]
 
 
 def _console(console: Console | None) -> Console:
@@ -37,6 +108,7 @@ def _console(console: Console | None) -> Console:
     return console or Console(stderr=True)
 
 
+@_python_api
 def extract(
     dataset: str,
     root: str | Path | None = None,
@@ -48,28 +120,37 @@ def extract(
     settings: Sequence[str] = (),
     options: Sequence[str] = (),
     download: bool = True,
-    workers: int = 2,
+    workers: int = 0,
     shard: str | None = None,
     limit: int | None = None,
     retry_failures: bool = False,
     transcribe: str | None = None,
     progress: bool = True,
     console: Console | None = None,
+    executor: str | RayExecutor = "local",
 ) -> tuple[ExtractionReport, SampleSet]:
     """Features of a dataset into a feature store (`emo extract`). Without extractors, the dataset's default
     presets; without `root`, the data home (downloading a public dataset there first); without `out`,
     `stores/<dataset>`. `settings` are "NAME.PARAM=VALUE" overrides, `options` "KEY=VALUE" adapter options.
     `transcribe`: a Whisper model ("whisper-base") that writes the text of samples that have audio and no text
-    (their `text_source` says so), cached in the store, before the extractors run."""
+    (their `text_source` says so), cached in the store, before the extractors run.
+    `executor`: "local" (`workers` processes here), "ray" (the Ray cluster ray.init finds or starts) or a
+    `RayExecutor` (emocli.features.ray_runner: address, resources per task); docs/SCALE_OUT.md.
+
+    `workers`: processes for the CPU extractors (openSMILE, MFCC; the neural encoders run in this process
+    anyway). 0 by default, unlike `emo extract`: worker processes re-run the calling script, whose calls
+    must then be under `if __name__ == "__main__":`."""
     from emocli.core.settings import parse_assignments
     from emocli.datasets import adapter_class, load_dataset
     from emocli.datasets.download import gated_message
     from emocli.datasets.home import locate_dataset
     from emocli.features.presets import build_extractors
+    from emocli.features.ray_runner import executor_of
     from emocli.features.store import FeatureStore, Shard, select_samples
 
     errors = _console(console)
     shard_slice = Shard.parse(shard) if shard else None  # before any slow loading, so typos fail fast
+    cluster = executor_of(executor)  # as is a missing Ray
     adapter = adapter_class(dataset)
     adapter_options = parse_assignments(options, what="--option")
     adapter.Options.parse(dataset, adapter_options)  # a wrong option fails before any download or loading
@@ -105,39 +186,51 @@ def extract(
         raise ConfigError(f"nothing to extract from {folder}: give audio, text or visual extractors{hint}")
     report = store.extract(
         sample_set, extractors, workers=workers, shard=shard_slice, limit=limit, retry_failures=retry_failures,
-        progress=progress,
+        progress=progress, executor=cluster,
     )
     return report, sample_set
 
 
-def find_store(model: str, folder: str | Path = STORES, console: Console | None = None) -> Path:
-    """The feature store under `folder` that `model` can train on: the one there is, said so; several or
-    none are errors that list what was found."""
+def find_store(
+    model: str | FeatureReader,
+    folder: str | Path = STORES,
+    console: Console | None = None,
+    *,
+    modalities: Sequence[str] | None = None,
+    feature: dict[str, str] | None = None,
+) -> Path:
+    """The feature store under `folder` that `model` (a registry name, or a reader such as the linear floor)
+    can read, with `modalities` and `feature` choices: the one there is, said so; several or none are
+    errors that list what was found."""
     from emocli.data.inputs import select_inputs
     from emocli.features.store import FeatureStore
     from emocli.models.registry import get_model
 
-    entry = get_model(model)
+    reader = get_model(model) if isinstance(model, str) else model
     candidates = sorted(p.parent for p in Path(folder).glob("*/samples.parquet"))
-    fitting = []
+    fitting, problems = [], []
     for path in candidates:
         try:
-            select_inputs(FeatureStore(path), entry)
-        except ConfigError:
+            select_inputs(FeatureStore(path), reader, modalities=list(modalities or []) or None, choices=feature)
+        except ConfigError as error:
+            problems.append(error)
             continue
         fitting.append(path)
+    if not fitting and len(problems) == 1:
+        raise problems[0]  # the one store there is, and why it does not fit
     if len(fitting) == 1:
-        _console(console).print(f"features: {fitting[0]} (the one store under {folder}/ that {model} can read)",
+        _console(console).print(f"features: {fitting[0]} (the one store under {folder}/ that {reader.name} can read)",
                                 highlight=False)
         return fitting[0]
     if not fitting:
-        seen = f" ({', '.join(str(p) for p in candidates)} hold none {model} reads)" if candidates else ""
-        raise ConfigError(f"no feature store under {folder}/ for {model}{seen}: run `emo extract --dataset NAME` "
-                          "first, or give --features")
-    raise ConfigError(f"several feature stores under {folder}/ fit {model}: {', '.join(str(p) for p in fitting)}; "
-                      "choose one with --features")
+        seen = f" ({', '.join(str(p) for p in candidates)} hold none {reader.name} reads)" if candidates else ""
+        raise ConfigError(f"no feature store under {folder}/ for {reader.name}{seen}: run `emo extract --dataset "
+                          "NAME` first, or give --features")
+    raise ConfigError(f"several feature stores under {folder}/ fit {reader.name}: "
+                      f"{', '.join(str(p) for p in fitting)}; choose one with --features")
 
 
+@_python_api
 def train(
     model: str,
     features: str | Path | None = None,
@@ -170,11 +263,13 @@ def train(
         "protocol": protocol,
     }
     config = resolve_config(model, preset, list(settings), **fields)
-    store = features if features is not None else find_store(model, console=console)
+    store = features if features is not None else find_store(model, console=console, modalities=config.modalities,
+                                                             feature=config.features)
     return train_run(model, store, config, out=out, name=name, device=device, command=["emo", *sys.argv[1:]],
                      console=console, tracker=tracker)
 
 
+@_python_api
 def cross_corpus(
     learners: Sequence[str],
     features: str | Path | None = None,
@@ -182,6 +277,7 @@ def cross_corpus(
     seeds: Sequence[int] = (1,),
     protocols: Sequence[str] = ("loco", "within"),
     corpora: Sequence[str] | None = None,
+    evaluate_only: Sequence[str] = (),
     preset: str | None = None,
     settings: Sequence[str] = (),
     modalities: Sequence[str] | None = None,
@@ -192,7 +288,7 @@ def cross_corpus(
 ) -> dict[str, Any]:
     """Learners ("floor" and/or registered models) trained and tested across corpora (`emo cross-corpus`): UAR on
     each corpus left out and within its own speaker folds; writes `out`/results.json and results.md. Without
-    `features`, stores/corpora."""
+    `features`, stores/corpora. `evaluate_only`: corpora tested on and never trained on."""
     from emocli.models.registry import model_names
     from emocli.training.config import resolve_config
     from emocli.training.crosscorpus import FLOOR, PROTOCOLS
@@ -211,10 +307,11 @@ def cross_corpus(
                for name in learners if name != FLOOR}
     store = Path(features) if features is not None else STORES / "corpora"
     return run(store, list(learners), configs, out, seeds=list(seeds), protocols=list(protocols), corpora=corpora,
-               normalize_by=normalize_by, modalities=list(modalities) if modalities else None,
+               evaluate_only=list(evaluate_only), normalize_by=normalize_by, modalities=list(modalities) if modalities else None,
                features=dict(feature) if feature else None, console=console)
 
 
+@_python_api
 def evaluate(
     run: str | Path,
     split: str = "test",
@@ -233,16 +330,22 @@ def evaluate(
                         plot=plot)
 
 
+@_python_api
 def load_predictor(
-    model: str | Path | None = None, *, device: str = "auto", workers: int = 0, revision: str | None = None
+    model: str | Path | None = None, *, device: str = "auto", workers: int = 0, revision: str | None = None,
+    executor: str | RayExecutor = "local",
 ) -> Predictor | BundlePredictor:
     """A model ready to predict: a shipped pretrained model's name (default: emo-default), a run folder or
-    unit, or a hub id (at `revision`)."""
+    unit, or a hub id (at `revision`). `executor` as `extract`'s: where the features of the inputs are
+    extracted."""
+    from emocli.features.ray_runner import executor_of
     from emocli.prediction.predictor import Predictor
 
-    return Predictor.from_pretrained(model, revision=revision, device=device, workers=workers)
+    return Predictor.from_pretrained(model, revision=revision, device=device, workers=workers,
+                                     executor=executor_of(executor))
 
 
+@_python_api
 def predict(
     inputs: Sequence[str | Path],
     model: str | Path | None = None,
@@ -251,10 +354,12 @@ def predict(
     window: float = 4.0,
     device: str = "auto",
     workers: int = 0,
+    executor: str | RayExecutor = "local",
 ) -> PredictionResult:
     """Emotions of raw media (`emo predict`): videos, audio, texts, folders or manifests; by default with the
     shipped emo-default model."""
-    return load_predictor(model, device=device, workers=workers).predict(list(inputs), text=text, window_s=window)
+    predictor = load_predictor(model, device=device, workers=workers, executor=executor)
+    return predictor.predict(list(inputs), text=text, window_s=window)
 
 
 def list_models() -> list[dict[str, Any]]:

@@ -47,10 +47,15 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _options(
+    context: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """Multimodal emotion recognition: extract features, train and evaluate the registry models, predict on
     raw media."""
+    from emocli.api import COMMAND_LINE
+
+    token = COMMAND_LINE.set(True)  # errors name this command's options, not the Python API's arguments
+    context.call_on_close(lambda: COMMAND_LINE.reset(token))
 
 
 app.command("extract")(extract_cmd.extract)

@@ -28,3 +28,12 @@ def test_floor_refuses_multi_label_and_cli_writes_json(tmp_path):
     result = CliRunner().invoke(app, ["baseline", "--features", str(store.path), "--folds", "0", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "fold 0" in result.output and out.is_file()
+
+
+def test_baseline_finds_the_one_store_under_stores_as_train_does(tmp_path, monkeypatch):
+    make_store(tmp_path / "stores" / "toy", n=48, kinds=("vector", "vector"))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["baseline", "--modalities", "audio", "--folds", "0"])
+    assert result.exit_code == 0, result.output
+    assert "features: stores/toy (the one store under stores/ that logreg can read)" in result.output
+    assert "fold 0" in result.output

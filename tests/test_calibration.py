@@ -76,3 +76,17 @@ def test_uncertain_below_is_a_label(monkeypatch):
     assert predictor.spec.uncertain_below == 0.5 and UNCERTAIN == "uncertain"
     with pytest.raises(ValueError):
         BundleSpec(name="t", labels=["a"], heads={}, uncertain_below=1.5)
+
+
+def test_a_head_that_replaces_another_takes_its_rows():
+    spec = BundleSpec(name="t", labels=["a", "b"], heads={
+        "audio": {"unit": "a", "mapping": {}}, "adapted": {"unit": "b", "mapping": {}, "replaces": "audio"},
+        "text": {"unit": "c", "mapping": {}}})
+    predictor = BundlePredictor.__new__(BundlePredictor)
+    predictor.spec = spec
+    probs = np.full((3, 2), 0.5)
+    parts = predictor._replaced([("audio", np.arange(3), probs), ("adapted", np.array([1]), probs[:1]),
+                                 ("text", np.arange(3), probs)])
+    assert [list(rows) for _, rows, _ in parts] == [[0, 2], [1], [0, 1, 2]]
+    with pytest.raises(ValueError, match="not another head"):
+        BundleSpec(name="t", labels=["a"], heads={"x": {"unit": "x", "mapping": {}, "replaces": "y"}})

@@ -284,6 +284,24 @@ def test_fer2013_classes_from_folders_splits_from_usage(tmp_path):
     assert any("skipped 1 augmented" in note for note in samples.notes)
 
 
+def test_fer2013_public_test_can_train_heads_of_models_trained_on_its_training_part(tmp_path):
+    root = tmp_path / "fer2013"
+    write_files(root, ["train/angry/Training_1.jpg", "test/fear/PublicTest_5.jpg", "test/happy/PrivateTest_7.jpg"],
+                image_bytes(".jpg"))
+    table = by_id(load_dataset("fer2013", root, train_part="PublicTest"))
+    assert list(table.index) == ["fear/PublicTest_5", "happy/PrivateTest_7"]
+    assert table["split"].tolist() == ["train", "test"]
+    write_files(tmp_path / "ckplus", ["CK+48/happy/S010_004_00000017.png", "CK+48/anger/S011_001_00000010.png"],
+                image_bytes(".png"))
+    from emocli.datasets.corpora import CorporaAdapter, CorporaOptions
+
+    options = CorporaOptions.parse("corpora", {"kind": "faces", "members.fer2013.train_part": "PublicTest"})
+    faces = CorporaAdapter(options).load(tmp_path).table.set_index("sample_id")
+    assert faces.loc["fer2013/fear/PublicTest_5", "split"] == "train" and "fer2013/angry/Training_1" not in faces.index
+    assert faces.loc["fer2013/fear/PublicTest_5", "speaker"] == "fer2013/fear/PublicTest_5"  # no one is named
+    assert set(faces["corpus"]) == {"fer2013", "ckplus"}
+
+
 def test_fer2013_foreign_names_are_one_error(tmp_path):
     write_files(tmp_path / "a", ["test/happy/PrivateTest_1.jpg", "test/happy/face.jpg"], image_bytes(".jpg"))
     assert_one_error_naming(tmp_path / "a", "fer2013", "face.jpg", "not a FER2013 image name")

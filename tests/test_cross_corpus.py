@@ -53,6 +53,10 @@ def test_corpora_are_one_table_in_shared_emotions(home):
     assert set(table["language"]) == {"en", "de"}
     only = load_dataset("corpora", home, corpora="emodb,ravdess")
     assert list(dict.fromkeys(only.table["corpus"])) == ["emodb", "ravdess"]
+    tested = load_dataset("corpora", home, evaluate_only="emodb").table
+    assert (tested.loc[tested["corpus"] == "emodb", "split"] == "test").all() and tested["evaluate_only"].sum() == 3
+    with pytest.raises(ConfigError, match="evaluate_only names casia"):
+        load_dataset("corpora", home, evaluate_only="casia")
 
 
 def test_unknown_or_missing_corpora_are_one_error(home):
@@ -169,3 +173,16 @@ def test_a_corpus_of_two_speakers_trains_within_itself_without_validation(corpor
     two.loc[two["speaker"] == "c/s2", "corpus_fold"] = 1
     units = [u for u in protocol_units(two, seeds=[1], protocols=["within"]) if u.corpus == "c"]
     assert [len(u.rows["valid"]) for u in units] == [0, 0] and all(len(u.rows["train"]) == 24 for u in units)
+
+
+def test_an_evaluate_only_corpus_is_tested_and_never_trained_on(corpora_store):
+    samples = corpora_store.samples()
+    units = protocol_units(samples, seeds=[1], evaluate_only=["b"])
+    for unit in units:
+        seen = samples.iloc[np.concatenate([unit.rows["train"], unit.rows["valid"]])]
+        assert "b" not in set(seen["corpus"]) or (unit.corpus == "b" and unit.protocol != "loco")
+    assert {u.corpus for u in units if u.protocol == "loco"} == {"a", "b", "c"}
+    with pytest.raises(ConfigError, match="--evaluate-only: the store has no corpus 'z'"):
+        protocol_units(samples, seeds=[1], evaluate_only=["z"])
+    declared = samples.assign(evaluate_only=samples["corpus"] == "b")  # as the corpora dataset marks it
+    assert [u.rows for u in protocol_units(declared, seeds=[1])][0]["train"].tolist() == units[0].rows["train"].tolist()

@@ -117,6 +117,8 @@ def test_the_window_is_a_finite_number_in_range(hostile_run, tmp_path, monkeypat
     (("extract", "--dataset", "ravdess", "--workers", "1000000"), "--workers 1000000: give a number from 0 to 256"),
     (("tune", "cfnsr", "-f", "STORE", "--grid", "epochs=1", "--trials", "0"), "--trials 0: give a number at least 1"),
     (("demo", "--pipeline", "--clips", "1000000"), "--clips 1000000: give a number from 8 to 1000"),
+    (("predict", "UNIT", "x.wav", "--executor", "ray", "--task-cpus", "nan"), "--task-cpus nan: give a number from"),
+    (("extract", "--dataset", "ravdess", "--task-memory", "inf"), "--task-memory inf: give a number from 0.001"),
 ])
 def test_numeric_options_are_checked_before_any_work(hostile_run, tmp_path, monkeypatch, capsys, args, cause):
     monkeypatch.chdir(tmp_path)

@@ -79,3 +79,14 @@ def test_push_uploads_the_folder_with_its_card_and_without_the_resumable_state(u
     assert card.startswith("---\n") and "library_name: emocli" in card
     with pytest.raises(ConfigError, match="not a hub repository id"):
         hub.push(unit, "not-an-id")
+
+
+def test_a_mistyped_run_path_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):
+    (tmp_path / "runs" / "mmer-ravdess-20260101-120000").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(hub, "_download", lambda *args: pytest.fail("looked up on the hub"))
+    with pytest.raises(ConfigError, match=r"^runs/mmer-ravdess-20260101-120001: no such run folder \(did you mean "
+                                          r"runs/mmer-ravdess-20260101-120000\?\)$"):
+        hub.resolve("runs/mmer-ravdess-20260101-120001")
+    with pytest.raises(ConfigError, match=r"^outs/x/seed=1: no such run folder \(outs/x does not exist either\)$"):
+        hub.resolve("outs/x/seed=1")

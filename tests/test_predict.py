@@ -221,14 +221,24 @@ def test_run_root_uses_the_unit_with_the_best_validation_score(unit, tmp_path):
     assert choose_unit(better)[0] == better
 
 
-def test_library_versions_that_differ_from_extraction_are_warned_about(unit, tmp_path):
+def test_library_releases_that_differ_from_extraction_are_warned_about_once_and_patch_releases_not(unit, tmp_path):
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    installed = Version(version("opensmile"))
     copy = tmp_path / "unit"
     shutil.copytree(unit, copy)
     spec = layout.read_json(copy / layout.FEATURE_SPEC)
-    spec["inputs"]["audio"]["extractor_spec"]["versions"]["opensmile"] = "0.0.1"
+    recorded = spec["inputs"]["audio"]["extractor_spec"]["versions"]
+    recorded["opensmile"] = f"{installed.major}.{installed.minor}.{installed.micro + 1}"  # a patch release apart
+    layout.write_json(copy / layout.FEATURE_SPEC, spec)
+    assert Predictor(copy).warnings == []
+    recorded["opensmile"] = "0.0.1"
+    recorded["numpy"] = "0.1.0"  # two libraries apart: still one warning
     layout.write_json(copy / layout.FEATURE_SPEC, spec)
     (warning,) = Predictor(copy).warnings
-    assert "opensmile 0.0.1 -> " in warning and "audio extractor opensmile" in warning
+    assert f"opensmile 0.0.1 -> {installed} (audio opensmile)" in warning and "numpy 0.1.0 -> absent" in warning
     assert Predictor(unit).warnings == []
 
 
@@ -240,6 +250,25 @@ def test_runs_on_features_shipped_with_a_dataset_cannot_predict(unit, tmp_path):
     layout.write_json(copy / layout.FEATURE_SPEC, spec)
     with pytest.raises(ConfigError, match="shipped with the dataset"):
         Predictor(copy)
+
+
+def test_runs_on_a_table_of_the_datasets_clips_are_refused_before_anything_loads(unit, tmp_path, monkeypatch):
+    """OpenFace action units of RAVDESS's clips (clip-table): a new video has no row there."""
+    from emocli.runs.inference import TrainedUnit
+
+    copy = tmp_path / "unit"
+    shutil.copytree(unit, copy)
+    spec = layout.read_json(copy / layout.FEATURE_SPEC)
+    spec["inputs"]["visual"] = {"modality": "visual", "feature_set": "visual__clip-table__0123456789ab",
+                                "extractor": "clip-table", "kind": "vector", "dim": 35,
+                                "extractor_spec": {"extractor": "clip-table", "params": {"path": "openface_au.parquet"}}}
+    layout.write_json(copy / layout.FEATURE_SPEC, spec)
+    monkeypatch.setattr(TrainedUnit, "load", lambda *args, **kwargs: pytest.fail("the weights were loaded"))
+    with pytest.raises(ConfigError) as error:
+        Predictor(copy)
+    assert str(error.value) == (
+        f"{copy / layout.FEATURE_SPEC}: the run reads features a new file cannot have: visual (clip-table, rows of a "
+        "table of the dataset's own clips); train on the others to predict on new media (--modalities audio)")
 
 
 class Heard:

@@ -59,3 +59,27 @@ def test_no_face_and_no_sound_are_flagged_not_hidden(unit, tmp_path):
     write_predictions(result, tmp_path / "out.parquet")
     stored = pd.read_parquet(tmp_path / "out.parquet")["flags"]
     assert [list(flags) for flags in stored] == [["audio:silent", "visual:no_face"], []]
+
+
+def test_the_timeline_hatches_flagged_segments_and_spans_the_whole_medium(tmp_path):
+    """A transcript that stops at 6 s of a 10 s medium, its second segment flagged: the axis runs to 10 s,
+    and that segment is hatched grey (band and heat map), its band naming the flag rather than a label."""
+    from matplotlib.colors import to_rgba
+
+    from emocli.prediction.outputs import FLAG_HATCH, plot_timeline, timeline_figure
+    from emocli.prediction.predictor import PredictionResult
+
+    table = pd.DataFrame({
+        "input": ["talk.mp4"] * 2, "segment": [0, 1], "start_s": [0.5, 3.0], "end_s": [3.0, 6.0],
+        "text": ["hello", None], "label": ["a", "b"], "flags": [[], ["audio:no_speech"]],
+        "prob_a": [0.9, 0.2], "prob_b": [0.1, 0.8],
+    })
+    result = PredictionResult(table, [], ("a", "b"), "single_label", None, tmp_path, "toy", durations={"talk.mp4": 10.0})
+    band, heat = timeline_figure(result).axes[:2]
+    assert heat.get_xlim() == (0.0, 10.0)
+    hatched = [patch for axes in (band, heat) for patch in axes.patches if patch.get_hatch() == FLAG_HATCH]
+    assert len(hatched) == 2 and all(patch.get_x() == 3.0 and patch.get_width() == 3.0 for patch in hatched)
+    assert to_rgba(hatched[0].get_facecolor())[:3] == to_rgba("lightgrey")[:3]
+    shown = [text.get_text() for text in band.texts]
+    assert shown == ["a", "no_speech"]
+    assert plot_timeline(result, tmp_path / "timeline.png").stat().st_size > 5_000

@@ -408,3 +408,23 @@ def test_runs_sharing_a_store_take_turns(tmp_path):
     expected = expected_means(data)
     for sample_id, values in store.read_features(NpyMean(delay_s=0.02).feature_set_name).items():
         np.testing.assert_allclose(values.values, expected[sample_id], rtol=1e-6)
+
+
+def test_a_split_added_to_the_same_source_revises_the_index_and_another_source_may_not(tmp_path):
+    """A manifest given a split column after its first extraction: re-extracting revises the samples' split
+    (features kept, the revision recorded); the same ids from another folder with another split conflict."""
+    store = FeatureStore(tmp_path / "store")
+    unsplit = make_sample_set(tmp_path / "media", n=6)
+    store.extract(unsplit, [NpyMean()], workers=0, progress=False)
+    assert store.samples()["split"].isna().all()
+    split = SampleSet("fake", unsplit.root, unsplit.table.assign(split=["train"] * 4 + ["test"] * 2), unsplit.labels)
+    report = store.extract(split, [NpyMean()], workers=0, progress=False)
+    assert report.feature_sets[0].cached == 6 and report.revised == {"split": 6}
+    assert "split of 6 samples revised in the index" in report.summary()
+    assert store.samples()["split"].tolist() == ["train"] * 4 + ["test"] * 2
+    assert store.dataset()["revisions"][0]["samples"] == {"split": 6}
+    assert store.extract(split, [NpyMean()], workers=0, progress=False).revised == {}  # nothing left to revise
+
+    elsewhere = SampleSet("fake", tmp_path / "copy", split.table.assign(split=["test"] * 6), unsplit.labels)
+    with pytest.raises(ConfigError, match=r"4 samples are in this store's index with other values: s000 \(split: "):
+        store.extract(elsewhere, [NpyMean()], workers=0, progress=False)

@@ -3,6 +3,8 @@ the configuration and the environment, read back from the written event files an
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from test_training_data import make_store
 
@@ -52,3 +54,9 @@ def test_mlflow_local_store_holds_params_metrics_and_environment(store, tmp_path
     records = layout.read_jsonl(layout.unit_dir(run.root, 1, 0) / layout.METRICS)
     assert [(m.step, m.value) for m in history] == [(r["epoch"], pytest.approx(r["valid"]["accuracy"])) for r in records]
     assert "test_final/accuracy" in found.data.metrics
+    logged = {a.path for a in client.list_artifacts(found.info.run_id, "plots")}
+    assert logged == {"plots/learning_curves.png", "plots/confusion_matrix.png"}
+    model = {a.path.removeprefix("model/") for a in client.list_artifacts(found.info.run_id, "model")}
+    assert {"config.json", "model.safetensors", "label_map.json", "feature_spec.json"} <= model
+    downloaded = Path(client.download_artifacts(found.info.run_id, "model", str(tmp_path / "downloaded")))
+    assert (downloaded / "model.safetensors").read_bytes() == (layout.unit_dir(run.root, 1, 0) / "model.safetensors").read_bytes()

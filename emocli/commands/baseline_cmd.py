@@ -10,7 +10,9 @@ from emocli.commands.train_cmd import _choices, _int_list
 
 
 def baseline(
-    features: Path = typer.Option(..., "--features", "-f", help="Feature store written by `emo extract`."),
+    features: Path | None = typer.Option(
+        None, "--features", "-f", help="Feature store written by `emo extract` (default: the one under stores/ that fits)."
+    ),
     folds: str | None = typer.Option(
         None, "--folds", help="'all' or comma-separated folds: fold k is the test set. Default: the dataset's split."
     ),
@@ -27,17 +29,21 @@ def baseline(
     from rich.console import Console
     from rich.table import Table
 
+    from emocli.api import find_store
     from emocli.core.io import check_writable, write_text
     from emocli.features.store import FeatureStore
-    from emocli.training.baseline import all_folds, logistic_regression_floor
+    from emocli.training.baseline import LinearReader, all_folds, logistic_regression_floor
 
     if out is not None:
         check_writable(out)  # before the fits, not after them
+    chosen_modalities = [m.strip() for m in modalities.split(",")] if modalities else None
+    if features is None:  # as `emo train` does
+        features = find_store(LinearReader(), modalities=chosen_modalities, feature=_choices(feature))
     store = FeatureStore(features)
     fold_list = all_folds(store) if folds == "all" else _int_list(folds, "--folds")
     result = logistic_regression_floor(
         store,
-        modalities=modalities.split(",") if modalities else None,
+        modalities=chosen_modalities,
         choices=_choices(feature),
         folds=fold_list,
         seed=seed,

@@ -20,6 +20,8 @@ def cross_corpus(
                                        help="loco (leave one corpus out), within (each corpus's speaker folds, trained "
                                             "on it alone), speakers (its speaker folds, trained on everything else)."),
     corpus: list[str] = typer.Option([], "--corpus", help="Test only these corpora (repeatable); default: every one."),
+    evaluate_only: list[str] = typer.Option([], "--evaluate-only", help="A corpus tested on and never trained on "
+                                            "(one whose licence allows no training; repeatable)."),
     preset: str | None = typer.Option(None, "--preset", help="Training preset of the models (as `emo train`)."),
     overrides: list[str] = typer.Option([], "--set", help="Training setting of the models KEY=VALUE (as `emo train`)."),
     modalities: str | None = typer.Option(None, "--modalities", help="Comma-separated subset, e.g. audio."),
@@ -40,6 +42,7 @@ def cross_corpus(
 
     report = run(
         learners, features, seeds=_int_list(seeds, "--seeds"), protocols=protocol, corpora=corpus or None,
+        evaluate_only=evaluate_only,
         preset=preset, settings=overrides, modalities=modalities.split(",") if modalities else None,
         feature=_choices(feature), normalize_by=normalize_by, out=out,
     )

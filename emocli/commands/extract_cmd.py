@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from emocli.commands.executor_options import ADDRESS, EXECUTOR, TASK_CPUS, TASK_GPUS, TASK_MEMORY, executor_choice
 from emocli.commands.options import MAX_WORKERS, between
 
 
@@ -32,7 +33,13 @@ def extract(
         True, "--download/--no-download", help="Download a public dataset that is missing (saying what and how big)."
     ),
     workers: int = typer.Option(2, "--workers", "-j", callback=between(0, MAX_WORKERS),
-                                help=f"Worker processes for CPU extractors; 0: in-process (at most {MAX_WORKERS})."),
+                                help=f"Worker processes for CPU extractors; 0: in-process (--executor local; at most "
+                                f"{MAX_WORKERS})."),
+    executor: str = EXECUTOR,
+    address: str | None = ADDRESS,
+    task_cpus: float = TASK_CPUS,
+    task_gpus: float = TASK_GPUS,
+    task_memory: float | None = TASK_MEMORY,
     shard: str | None = typer.Option(None, "--shard", help="Extract only slice K of N (K/N, 1-based), by sample_id hash."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N samples (of the shard): for trials."),
     retry_failures: bool = typer.Option(False, "--retry-failures", help="Retry samples that failed before on the same input."),
@@ -56,6 +63,8 @@ def extract(
 
     Spelled out: emo extract --dataset ravdess --root data/ravdess --audio compare2016 --audio mfcc-cfnsr
     --visual openface-au --out stores/ravdess
+
+    On a Ray cluster: emo extract --dataset ravdess --audio whisper-base --executor ray --address auto
     """
     if show:
         _show_presets(preset)
@@ -64,6 +73,7 @@ def extract(
         raise typer.BadParameter("--preset only goes with --show; choose extractors with --audio/--text/--visual")
     if dataset is None:
         raise typer.BadParameter("--dataset is required (see `emo datasets`)", param_hint="--dataset")
+    where = executor_choice(executor, address, task_cpus, task_gpus, task_memory)
 
     from rich.console import Console
 
@@ -73,6 +83,7 @@ def extract(
         dataset, root, out, audio=audio or [], text=text or [], visual=visual or [], settings=overrides or [],
         options=options or [], download=download, workers=workers, shard=shard, limit=limit,
         retry_failures=retry_failures, transcribe=transcriber if transcribe else None, progress=not quiet,
+        executor=where,
     )
     _print_report(report, sample_set, Console())
 
@@ -133,3 +144,5 @@ def _print_report(report, sample_set, console) -> None:
         )
     for fs in report.feature_sets:
         console.print(f"{fs.label}: {fs.summary()}", highlight=False)
+    for note in report.revision_notes():
+        console.print(f"[yellow]note:[/] {report.store}: {note}", highlight=False, soft_wrap=True)

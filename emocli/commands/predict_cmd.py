@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from emocli.commands.executor_options import ADDRESS, EXECUTOR, TASK_CPUS, TASK_GPUS, TASK_MEMORY, executor_choice
 from emocli.commands.options import MAX_WORKERS, between, describe
 from emocli.prediction.segments import MAX_WINDOW_S, MIN_WINDOW_S
 
@@ -34,6 +35,11 @@ def predict(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
     workers: int = typer.Option(0, "--workers", callback=between(0, MAX_WORKERS),
                                 help=f"Worker processes for CPU extractors (0: this one; at most {MAX_WORKERS})."),
+    executor: str = EXECUTOR,
+    address: str | None = ADDRESS,
+    task_cpus: float = TASK_CPUS,
+    task_gpus: float = TASK_GPUS,
+    task_memory: float | None = TASK_MEMORY,
     allow_outside: bool = typer.Option(
         False, "--allow-outside", help="Let a manifest name media outside its own folder (refused by default)."
     ),
@@ -60,13 +66,14 @@ def predict(
     from emocli.features.runner import hub_progress_bars, progress_bar
     from emocli.prediction.outputs import check_outputs, plot_timeline, write_predictions
 
+    where = executor_choice(executor, address, task_cpus, task_gpus, task_memory)
     inputs = list(inputs or [])
     check_outputs(output, plot, inputs=inputs)  # before the model loads and anything is extracted
     console, errors = Console(), Console(stderr=True)
     if model is None and inputs and _is_run(inputs[0]):  # `emo predict RUN clip.mp4`, as before --model
         model = str(inputs.pop(0))
     with hub_progress_bars(not quiet):  # the encoders and the transcriber load their weights in both
-        predictor = load_predictor(model, device=device, workers=workers, revision=revision)
+        predictor = load_predictor(model, device=device, workers=workers, revision=revision, executor=where)
         errors.print(escape(shown(predictor.note)), highlight=False, soft_wrap=True)
         for warning in predictor.warnings:
             errors.print(f"[yellow]warning:[/] {escape(shown(warning))}", highlight=False, soft_wrap=True)

@@ -20,6 +20,10 @@ SPLITS = ("train", "valid", "test")
 SHARED_EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 
 
+# Audio augmentations a sample-table row may name in its `augmentation` column (features/audio/augment.py).
+AUGMENTATIONS: tuple[str, ...] = ("noise", "reverb", "gain", "speed", "telephone")
+
+
 @dataclass(frozen=True)
 class LabelMap:
     """Ordered class names; a class's index is its position."""

@@ -10,6 +10,12 @@ file, so what they see is exactly what the model trained on.
 Vector features are standardised per dimension over samples; sequence features per dimension over every
 frame of the training samples. A dimension that is constant on the training rows is only centred. Raw
 clips are left to the collator, which normalises their pixels with ImageNet's statistics.
+
+`normalize = "speaker"` first standardises each speaker's features by that speaker's own statistics
+(`standardize_groups`; labels are not read), in training, evaluation and prediction alike (a recording is a
+speaker there): what removes a voice's, a microphone's and a studio's offset. Across corpora it is worth
++9 points of unweighted average recall to a linear probe when a speaker brings 20 samples or more
+(docs/RESULTS.md); a speaker with fewer than `speaker_min_samples` is not standardised and not predicted.
 """
 
 from __future__ import annotations
@@ -24,6 +30,37 @@ from emocli.core.io import regular_file, write_with
 from emocli.data.tables import EmotionData
 
 FIT_CHUNK = 256  # samples per partial_fit call: sequence stores need not be concatenated whole
+
+
+def group_keys(samples) -> np.ndarray:  # (pandas.DataFrame) -> [N] str
+    """Whose statistics standardise each sample: its speaker, else its dialogue (a predicted input: a recording)."""
+    speakers = samples["speaker"].astype("object")
+    return speakers.where(speakers.notna(), samples["dialogue_id"].astype("object")).astype(str).to_numpy()
+
+
+def standardize_groups(data: EmotionData, keys: np.ndarray, min_size: int = 1) -> tuple[EmotionData, np.ndarray]:
+    """Each group's features standardised by the group's own mean and deviation over all its samples' frames
+    (an unsupervised adaptation: no label is read), and which samples were: those of groups of at least
+    `min_size` samples (the others are left as they are)."""
+    adapted = np.zeros(len(keys), dtype=bool)
+    features = {}
+    for modality, values in data.features.items():
+        if data.inputs[modality].kind == "clip":
+            features[modality] = values
+            continue
+        out = [np.asarray(v, dtype=np.float32) for v in values]
+        for key in np.unique(keys):
+            members = np.flatnonzero(keys == key)
+            if len(members) < min_size:
+                continue
+            frames = np.concatenate([out[i].reshape(-1, out[i].shape[-1]) for i in members])
+            mean, scale = frames.mean(axis=0), frames.std(axis=0)
+            scale[scale == 0] = 1.0
+            for i in members:
+                out[i] = (out[i] - mean) / scale
+            adapted[members] = True
+        features[modality] = out
+    return replace(data, features=features), adapted
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,14 @@ def dataset_folds(samples: pd.DataFrame) -> list[int]:
     return sorted(int(f) for f in samples["fold"].dropna().unique())
 
 
+def training_only(samples: pd.DataFrame, splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Augmented copies (a non-empty `augmentation` column) train, and are never validated or tested on."""
+    if "augmentation" not in samples or samples["augmentation"].isna().all():
+        return splits
+    copies = samples["augmentation"].notna().to_numpy()
+    return {part: rows if part == "train" else rows[~copies[rows]] for part, rows in splits.items()}
+
+
 def make_splits(
     samples: pd.DataFrame,
     *,
@@ -72,17 +80,23 @@ def make_splits(
         is_test = (folds == fold).fillna(False).to_numpy(dtype=bool)
         test, pool = rows[is_test], rows[~is_test]
         train, valid = carve(pool, groups, valid_fraction, seed) if groups is not None else (pool, pool[:0])
-        return {"train": train, "valid": valid, "test": test}
+        return training_only(samples, {"train": train, "valid": valid, "test": test})
 
     split = samples["split"]
     if not (split == "train").any():
-        hint = " (it has folds: use --folds)" if samples["fold"].notna().any() else ""
+        if samples["fold"].notna().any():
+            hint = " (it has folds: use --folds all, or a fold)"
+        elif split.isna().all():
+            hint = ("; no sample has a split: give a manifest a split column (train, valid, test; valid may be left "
+                    "out) or a fold column and train with --folds all")
+        else:
+            hint = f" (its splits: {', '.join(sorted(split.dropna().astype(str).unique()))})"
         raise ConfigError(f"the dataset has no train split{hint}")
     train = rows[(split == "train").fillna(False).to_numpy(dtype=bool)]
     valid = rows[(split == "valid").fillna(False).to_numpy(dtype=bool)]
     test = rows[(split == "test").fillna(False).to_numpy(dtype=bool)]
     if not len(valid) and groups is not None:
         train, valid = carve(train, groups, valid_fraction, seed)
-    return {"train": train, "valid": valid, "test": test}
+    return training_only(samples, {"train": train, "valid": valid, "test": test})
 
 

@@ -36,6 +36,12 @@ class EmotionData:
     def __len__(self) -> int:
         return len(self.samples)
 
+    def subset(self, rows: np.ndarray) -> EmotionData:
+        """These rows only, in this order."""
+        return EmotionData(self.samples.iloc[rows].reset_index(drop=True),
+                           {m: [values[i] for i in rows] for m, values in self.features.items()},
+                           self.targets[rows], self.label_map, self.inputs, dict(self.dropped))
+
 
 def load_data(store: FeatureStore, inputs: dict[str, InputSpec], label_map: LabelMap) -> EmotionData:
     samples = store.samples()

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from emocli.core.errors import ConfigError
 from emocli.core.samples import SampleSet
-from emocli.core.settings import did_you_mean
+from emocli.core.settings import did_you_mean, set_dotted
 from emocli.core.types import Modality
 
 ALLOW_PICKLE_HELP = (
@@ -35,9 +35,13 @@ class AdapterOptions(BaseModel):
 
     @classmethod
     def parse(cls, adapter: str, values: dict) -> AdapterOptions:
-        """The options from `--option KEY=VALUE` pairs; ConfigError naming the option and the problem."""
+        """The options from `--option KEY=VALUE` pairs (a dotted KEY sets a value in a table: members.fer2013.x=1);
+        ConfigError naming the option and the problem."""
+        nested: dict = {}
+        for key, value in values.items():
+            set_dotted(nested, key, value, what="--option")
         try:
-            return cls(**values)
+            return cls(**nested)
         except ValidationError as error:
             problems = []
             for item in error.errors():

@@ -12,18 +12,23 @@ One row per sample of every corpus, with:
   samples of classes without a counterpart (EmoDB's boredom) are left out, and a note counts them;
 - `corpus`, and `fold` = the corpus's position in `corpora`: `--folds all` holds out one corpus at a time;
 - `corpus_fold`: the corpus's own speaker fold (within-corpus protocols), `split`: its own speaker-independent
-  train/test split (a corpus's valid speakers train here; training carves validation speakers itself).
+  train/test split (a corpus's valid speakers train here; training carves validation speakers itself);
+- `evaluate_only`: the corpus is only ever tested on (`--option evaluate_only=casia`): all its samples are
+  in the test split, and `emo cross-corpus` never trains on it.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
 
 from emocli.core.errors import ConfigError, DatasetError
 from emocli.core.samples import SampleSet
-from emocli.core.types import SHARED_EMOTIONS, LabelMap
+from emocli.core.types import AUGMENTATIONS, SHARED_EMOTIONS, LabelMap
 from emocli.datasets.base import AdapterOptions, DatasetAdapter, DefaultExtractor
 
 # The modality each corpus kind is read for; a corpus belongs to the kind its default extraction reads.
@@ -37,6 +42,14 @@ class CorporaOptions(AdapterOptions):
     shared emotions whose folder is there."""
     kind: Literal["speech", "faces"] = "speech"
     """speech: corpora of recorded speech (audio); faces: corpora of face images or videos (visual)."""
+    evaluate_only: str = ""
+    """Comma-separated corpora that are only ever tested on (a licence that allows no training): their samples
+    are all in the test split and `emo cross-corpus` never trains on them."""
+    members: dict[str, dict[str, Any]] = {}
+    """Options of member corpora: --option members.fer2013.train_part=PublicTest."""
+    augment: int = Field(0, ge=0, le=len(AUGMENTATIONS))
+    """Speech: augmented copies of each sample of a corpus's training speakers (features/audio/augment.py: noise,
+    reverberation, gain, speed, a telephone line), each a transform drawn for the sample; training material only."""
 
 
 def member_names(kind: str) -> list[str]:
@@ -54,6 +67,22 @@ def member_names(kind: str) -> list[str]:
                                          for d in adapter.default_extraction):
             names.append(name)
     return names
+
+
+def augmented_copies(table, copies: int):  # (pandas.DataFrame, int) -> pandas.DataFrame
+    """`copies` augmented rows per training-speaker sample: `<sample_id>#<augmentation>`, the augmentations drawn
+    without repeats for each sample (seeded by its sample_id), in an `augmentation` column."""
+    import hashlib
+
+    import pandas as pd
+
+    originals = table[table["split"] == "train"]
+    rows = []
+    for row in originals.to_dict("records"):
+        seed = int.from_bytes(hashlib.sha256(row["sample_id"].encode()).digest()[:8], "little")
+        for kind in np.random.default_rng(seed).permutation(AUGMENTATIONS)[:copies]:
+            rows.append({**row, "sample_id": f"{row['sample_id']}#{kind}", "augmentation": str(kind)})
+    return pd.DataFrame(rows, columns=[*table.columns, "augmentation"])
 
 
 def member_folder(name: str, home: Path) -> Path:
@@ -117,6 +146,10 @@ class CorporaAdapter(DatasetAdapter):
 
         root = Path(root)
         names = self._names(self.options, root, require_present=True)
+        evaluate_only = {n.strip() for n in self.options.evaluate_only.split(",") if n.strip()}
+        if evaluate_only - set(names):
+            raise ConfigError(f"dataset corpora: evaluate_only names {', '.join(sorted(evaluate_only - set(names)))}, "
+                              f"not among the corpora read ({', '.join(names)})")
         if len(names) < 2:
             found = ", ".join(names) or "none"
             raise DatasetError(f"cross-corpus sets need two corpora or more; found {found} (looked in {root} and "
@@ -129,7 +162,10 @@ class CorporaAdapter(DatasetAdapter):
             if not folder.exists():
                 raise DatasetError(f"corpus {name} is not here: {folder} (set ${'EMO_' + name.upper() + '_ROOT'} or "
                                    f"put it under {root})", path=folder)
-            members = adapter().load(folder)
+            unknown = set(self.options.members) - set(names)
+            if unknown:
+                raise ConfigError(f"dataset corpora: members.{sorted(unknown)[0]}: not one of the corpora ({', '.join(names)})")
+            members = adapter(**self.options.members.get(name, {})).load(folder)
             table = members.table[members.table[column].notna()].copy()
             mapped = table["label"].map(adapter.shared_labels)
             dropped = table.loc[mapped.isna(), "label"].value_counts()
@@ -137,24 +173,34 @@ class CorporaAdapter(DatasetAdapter):
                 notes.append(f"{name}: left out {', '.join(f'{n} {label}' for label, n in dropped.items())} "
                              "(no shared emotion)")
             table = table[mapped.notna()].assign(label=mapped[mapped.notna()])
-            table["sample_id"] = name + "/" + table["sample_id"].astype(str)
+            if table["speaker"].isna().any():  # FER2013 names no one: each image is its own group
+                notes.append(f"{name}: {int(table['speaker'].isna().sum())} samples name no speaker; each is its own "
+                             "group in speaker-independent splits (a person may recur among them)")
+                table["speaker"] = table["speaker"].fillna(table["sample_id"])
             table["speaker"] = name + "/" + table["speaker"].astype(str)
+            table["sample_id"] = name + "/" + table["sample_id"].astype(str)
             if table["dialogue_id"].notna().any():
                 table["dialogue_id"] = name + "/" + table["dialogue_id"].astype(str)
             table["corpus_fold"] = table["fold"]
             table["fold"] = index
             table["split"] = table["split"].where(table["split"] == "test", "train")
             table["corpus"] = name
+            table["evaluate_only"] = name in evaluate_only
+            if name in evaluate_only:
+                table["split"] = "test"
             if "language" not in table:
                 table["language"] = pd.NA
             canonical = [c for c in table.columns if c in members.table.columns[:13]]
-            tables.append(table[canonical + ["corpus", "corpus_fold", "language"]])
+            tables.append(table[canonical + ["corpus", "corpus_fold", "language", "evaluate_only"]])
             notes += [f"{name}: {note}" for note in members.notes]
             protocols[name] = f"fold {index}; {len(table)} samples, {table['speaker'].nunique()} speakers"
         table = pd.concat(tables, ignore_index=True)
+        if self.options.augment:
+            table = pd.concat([table, augmented_copies(table, self.options.augment)], ignore_index=True)
         table["corpus"] = table["corpus"].astype("string")
         table["language"] = table["language"].astype("string")
         table["corpus_fold"] = table["corpus_fold"].astype("Int64")
+        table["evaluate_only"] = table["evaluate_only"].astype(bool)
         return SampleSet(
             dataset=self.name,
             root=root,

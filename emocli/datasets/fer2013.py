@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from emocli.core.errors import DatasetError
 from emocli.core.samples import SampleSet
 from emocli.core.types import LabelMap
-from emocli.datasets.base import DatasetAdapter, DefaultExtractor, Licence
+from emocli.datasets.base import AdapterOptions, DatasetAdapter, DefaultExtractor, Licence
 from emocli.datasets.common import IMAGE_SUFFIXES, count_notes, media_files
 
 # The release's class order (its emotion codes 0..6), named in emo's words.
@@ -59,6 +60,13 @@ def parse_file(path: Path) -> dict | None:
     return {"usage": match["usage"], "label": label, "class_folder": path.parent.name.lower()}
 
 
+class Fer2013Options(AdapterOptions):
+    train_part: Literal["Training", "PublicTest"] = "Training"
+    """The release part that trains (split train): Training (the release's protocol, PublicTest validates), or
+    PublicTest, for heads on top of expression models trained on FER2013 Training, whose outputs on their own
+    training images say little about unseen faces (Training is then not read)."""
+
+
 class Fer2013Adapter(DatasetAdapter):
     name = "fer2013"
     summary = "FER2013 face images: 7 expressions from class folders, Training/PublicTest/PrivateTest from names"
@@ -76,6 +84,7 @@ class Fer2013Adapter(DatasetAdapter):
     )
     default_extraction = (DefaultExtractor(modality="visual", preset="face-mobilenet"),)
     shared_labels = {e: e for e in EMOTIONS}
+    Options = Fer2013Options
 
     def load(self, root: Path) -> SampleSet:
         import pandas as pd
@@ -89,9 +98,14 @@ class Fer2013Adapter(DatasetAdapter):
             if info is None:
                 augmented += 1
                 continue
+            split = USAGE_SPLITS[info["usage"]]
+            if self.options.train_part == "PublicTest":
+                if info["usage"] == "Training":
+                    continue
+                split = "train" if info["usage"] == "PublicTest" else split
             rows.append({
                 "sample_id": f"{info['class_folder']}/{path.stem}",
-                "split": USAGE_SPLITS[info["usage"]],
+                "split": split,
                 "label": info["label"],
                 "video_path": str(path.resolve()),
                 "usage": info["usage"],
@@ -108,7 +122,8 @@ class Fer2013Adapter(DatasetAdapter):
             part = table[table["usage"] == usage]
             if len(part):
                 notes += count_notes(part["label"].value_counts().to_dict(), release, f"{usage} images")
-        absent = [usage for usage in RELEASE_COUNTS if not (table["usage"] == usage).any()]
+        absent = [usage for usage in RELEASE_COUNTS if not (table["usage"] == usage).any()
+                  and not (usage == "Training" and self.options.train_part == "PublicTest")]
         if absent:
             splits = [USAGE_SPLITS[usage] for usage in absent]
             notes.append(f"holds no {' or '.join(absent)} images: split {', '.join(splits)} "

@@ -63,7 +63,8 @@ class Extractor(ABC):
 
     Subclasses set the class attributes and implement `dim`, `extract` (or `extract_batch`),
     and `input_fingerprint`. CPU extractors are run one sample at a time in worker processes;
-    neural encoders set `batch_size > 1` and are run in batches in the main process.
+    neural encoders set `batch_size > 1` and are run in batches in the main process (on a Ray cluster,
+    both run as tasks: emocli.features.ray_runner).
     """
 
     name: ClassVar[str]
@@ -71,6 +72,9 @@ class Extractor(ABC):
     kind: FeatureKind  # a class attribute, or a property where the parameters decide it
     Params: ClassVar[type[ExtractorParams]]
     batch_size: ClassVar[int] = 1
+    # Rebuilt in other processes and on other machines from its class and Params (ExtractorRecipe). False
+    # where its inputs live in the memory of the process that built it: it then runs only there.
+    portable: ClassVar[bool] = True
     libraries: ClassVar[tuple[str, ...]] = ()  # distributions recorded in the provenance
     # Parameters that change where or how fast it runs, not what it outputs: not part of its identity.
     execution_params: ClassVar[frozenset[str]] = frozenset()
@@ -78,6 +82,9 @@ class Extractor(ABC):
     # at their default, so those feature sets keep their names and still match their presets. Their
     # defaults must never change (a stored feature set would then be taken for another configuration).
     later_params: ClassVar[frozenset[str]] = frozenset()
+    # False where the features come from somewhere a new file is not (a table of a dataset's own clips):
+    # `emo predict` then refuses a run that reads them, before loading it.
+    reads_new_media: ClassVar[bool] = True
 
     def __init__(self, params: ExtractorParams | None = None, **overrides: Any):
         values = {**(params.model_dump() if params is not None else {}), **overrides}

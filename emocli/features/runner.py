@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
     from emocli.core.types import Features
     from emocli.features.base import Extractor
+    from emocli.features.ray_runner import RayExecutor
 
 TRACEBACK_LINES = 8  # enough to see the failing call inside the library, short enough for a table cell
 CHUNKS_PER_WORKER = 4  # chunks in flight per worker: keeps workers busy while results stream back
@@ -146,7 +147,7 @@ def extract_batch(extractor: Extractor, samples: Sequence[Mapping[str, Any]]) ->
 
 
 def runs_in_main_process(extractor: Extractor, workers: int) -> bool:
-    return workers == 0 or extractor.batch_size > 1
+    return workers == 0 or extractor.batch_size > 1 or not extractor.portable
 
 
 # --- worker side -------------------------------------------------------------------------------------
@@ -280,7 +281,7 @@ class ExtractionRunner:
             except BrokenProcessPool:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise ExtractionError(
-                    "the worker processes died while starting; run with workers=0 (--workers 0) to see why. "
+                    "the worker processes died while starting; run with --workers 0 to see why. "
                     "Scripts that extract with workers must guard their entry point with "
                     "`if __name__ == '__main__':`"
                 ) from None
@@ -392,13 +393,14 @@ def extract_samples(
     samples: pd.DataFrame,
     workers: int = 0,
     progress: Progress | None = None,
+    executor: RayExecutor | None = None,
 ) -> dict[str, list[Features | SampleFailure]]:
     """Extract every sample of a table with every extractor, without a store.
 
     `samples` is a canonical sample table (see emocli.datasets.base). Returns, per feature set name, one
     result per row in table order: the Features, or the SampleFailure that says why there are none.
     `workers=0` (the default) suits a handful of files, where starting worker processes costs more than
-    it saves.
+    it saves; `executor` runs the extraction on a Ray cluster instead.
     """
     from emocli.features.presets import feature_set_label, preset_of
 
@@ -406,7 +408,9 @@ def extract_samples(
     outputs: list[list[Features | SampleFailure | None]] = [[None] * len(records) for _, records in jobs]
     tasks = [progress.add_task(feature_set_label(e.feature_set_name, preset_of(e.name, e.identity_params())),
                                total=len(records)) if progress else None for e, records in jobs]
-    with ExtractionRunner(extractors, workers) as runner:
+    announce = progress.console.print if progress is not None and not progress.disable else None
+    runner = ExtractionRunner(extractors, workers) if executor is None else executor.runner(announce)
+    with runner:
         for job, index, result in runner.run_jobs(jobs):
             outputs[job][index] = result
             if progress is not None:

@@ -6,6 +6,9 @@ many samples it brought, and the adapter's `SampleSet.describe()` of it; each ro
 brought it (the `_addition` column, which `FeatureStore.samples()` leaves out). A sample_id that the
 index holds with other values (another label, another file) is an error naming the samples and the
 values, never a silent overwrite: the features stored for that id were made from what the index says.
+The one exception is the protocol of the same source edited: re-reading the folder or manifest that
+brought a sample with another `split` or `fold` (a split column added to a manifest) revises those
+columns, which no extractor reads, and records the revision (`revisions` in the dataset description).
 
 The store's label map is the union: the classes of the first addition in their order, then classes that
 later additions bring, in theirs, so class indices of runs trained on the store stay valid.
@@ -14,7 +17,7 @@ later additions bring, in theirs, so class indices of runs trained on the store 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -26,6 +29,8 @@ from emocli.core.samples import SAMPLE_COLUMNS, SampleSet
 
 ADDITION_COLUMN = "_addition"
 CONFLICTS_SHOWN = 5
+# What a source may revise about its own samples: the protocol, which no extractor reads.
+REVISABLE = ("split", "fold")
 
 
 @dataclass
@@ -35,6 +40,7 @@ class SampleIndex:
     table: pd.DataFrame
     dataset: dict[str, Any]  # SampleSet.describe() of the first addition, with the union's labels and counts
     additions: list[dict[str, Any]]  # {"time", "n_added", "dataset": describe()}
+    revised: dict[str, int] = field(default_factory=dict)  # the last `add`'s revisions: column -> samples
 
     @classmethod
     def first(cls, table: pd.DataFrame, described: dict[str, Any], when: str | None = None) -> SampleIndex:
@@ -56,16 +62,31 @@ class SampleIndex:
         new = table.drop(columns=ADDITION_COLUMN, errors="ignore")
         held_ids = set(self.table["sample_id"].tolist())
         shared = pd.Series([sample_id in held_ids for sample_id in new["sample_id"].tolist()], index=new.index)
-        _check_agreement(self.table, new[shared], source)
+        same_source = [i for i, a in enumerate(self.additions) if a.get("dataset", {}).get("root") == described.get("root")]
+        revisions = _check_agreement(self.table, new[shared], source, same_source)
+        self.revised = self._revise(revisions, when)
         added = new[~shared].assign(**{ADDITION_COLUMN: len(self.additions)})
         if added.empty and labels == self.dataset.get("labels"):
-            return 0
+            return sum(self.revised.values())
         if not added.empty:
             self.table = _concat(self.table, added)
             self.additions.append(_addition(described, len(added), when))
         self.dataset = {**self.dataset, "labels": labels, "n_samples": int(len(self.table))}
         self.dataset["protocols"] = {**described.get("protocols", {}), **self.dataset.get("protocols", {})}
-        return len(added)
+        return len(added) + sum(self.revised.values())
+
+    def _revise(self, revisions: list[tuple[str, str, Any]], when: str | None) -> dict[str, int]:
+        """Apply (sample_id, column, value) revisions; record them; column -> how many samples."""
+        counts: dict[str, int] = {}
+        if not revisions:
+            return counts
+        position = {sample_id: i for i, sample_id in enumerate(self.table["sample_id"].tolist())}
+        for sample_id, column, value in revisions:
+            self.table.loc[self.table.index[position[sample_id]], column] = pd.NA if value is None else value
+            counts[column] = counts.get(column, 0) + 1
+        record = {"time": when or datetime.now(timezone.utc).isoformat(timespec="seconds"), "samples": counts}
+        self.dataset = {**self.dataset, "revisions": [*self.dataset.get("revisions", []), record]}
+        return counts
 
     def metadata(self) -> dict[str, str]:
         return {"dataset": json.dumps(self.dataset, sort_keys=True), "additions": json.dumps(self.additions)}
@@ -106,19 +127,26 @@ def _cells(column: pd.Series) -> np.ndarray:
     return cells
 
 
-def _check_agreement(held: pd.DataFrame, new: pd.DataFrame, source: str) -> None:
-    """Rows of `new` whose sample_id the index holds must hold the same values in every shared column."""
+def _check_agreement(held: pd.DataFrame, new: pd.DataFrame, source: str,
+                     same_source: list[int]) -> list[tuple[str, str, Any]]:
+    """Rows of `new` whose sample_id the index holds must hold the same values in every shared column, but
+    for REVISABLE columns of rows that an addition in `same_source` brought: those differences are returned
+    as (sample_id, column, new value) revisions."""
     if new.empty:
-        return
+        return []
     columns = [c for c in new.columns if c in held.columns and c != "sample_id"]
-    ours = held.set_index("sample_id").loc[new["sample_id"], columns]
+    ours = held.set_index("sample_id").loc[new["sample_id"], columns + [ADDITION_COLUMN]]
+    revisable = np.isin(ours[ADDITION_COLUMN].to_numpy(), same_source)
+    ids = new["sample_id"].tolist()
     first_difference: dict[int, str] = {}  # row of `new` -> its first column that differs
+    revisions: list[tuple[str, str, Any]] = []
     for column in columns:
         mine, theirs = _cells(ours[column]), _cells(new[column])
         for row in np.flatnonzero(mine != theirs):  # None == None; numbers compare by value
-            if row not in first_difference:
+            if column in REVISABLE and revisable[row]:
+                revisions.append((ids[row], column, theirs[row]))
+            elif row not in first_difference:
                 first_difference[int(row)] = f"{column}: {_show(mine[row])} in the store, {_show(theirs[row])} now"
-    ids = new["sample_id"].tolist()
     conflicts = [f"{ids[row]} ({difference})" for row, difference in sorted(first_difference.items())]
     if conflicts:
         shown = "; ".join(conflicts[:CONFLICTS_SHOWN])
@@ -129,6 +157,7 @@ def _check_agreement(held: pd.DataFrame, new: pd.DataFrame, source: str) -> None
             "samples.parquet to index the dataset anew (stored features are kept and reused)",
             path=source,
         )
+    return revisions
 
 
 def _show(value: Any) -> str:

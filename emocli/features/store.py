@@ -64,6 +64,8 @@ from emocli.features.sample_index import ADDITION_COLUMN, SampleIndex
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from emocli.features.ray_runner import RayExecutor
+
 logger = logging.getLogger(__name__)
 
 STORE_FORMAT = "1"
@@ -180,13 +182,18 @@ class ExtractionReport:
     store: Path
     feature_sets: list[FeatureSetReport]
     shard: Shard | None = None
+    revised: dict[str, int] = field(default_factory=dict)  # index columns the dataset revised: column -> samples
 
     @property
     def n_failed(self) -> int:
         return sum(r.failed + r.known_failures for r in self.feature_sets)
 
     def summary(self) -> str:
-        return "\n".join(f"{r.label}: {r.summary()}" for r in self.feature_sets)
+        return "\n".join([*(f"{r.label}: {r.summary()}" for r in self.feature_sets), *self.revision_notes()])
+
+    def revision_notes(self) -> list[str]:
+        return [f"{column} of {n} samples revised in the index from the dataset (runs trained before read the "
+                "old values)" for column, n in self.revised.items()]
 
 
 # --- precomputed features as an extractor ------------------------------------------------------------
@@ -194,7 +201,8 @@ class ExtractionReport:
 class PrecomputedExtractor(Extractor):
     """Serves features a dataset ships (SampleSet.precomputed) through the store's ordinary write path."""
 
-    batch_size = 1024  # runs in the main process: the values are already in memory
+    batch_size = 1024
+    portable = False  # runs in the main process: the values are already in its memory
 
     class Params(ExtractorParams):
         name: str
@@ -737,13 +745,15 @@ class FeatureStore:
         retry_failures: bool = False,
         progress: bool | Progress = True,
         commit_rows: int = COMMIT_ROWS,
+        executor: RayExecutor | None = None,
     ) -> ExtractionReport:
         """Extract what is missing or stale for `sample_set` with `extractors` (plus the dataset's own
         precomputed features); commit rows in chunks; report what was extracted, cached and failed.
 
         `shard` ("K/N") restricts the run to a deterministic slice of the samples; `limit` to the first
         `limit` samples of that slice. samples.parquet always holds the whole dataset, and the samples of
-        earlier sample sets extracted into this store (see `additions`).
+        earlier sample sets extracted into this store (see `additions`). `executor`: a Ray cluster to
+        extract on instead of `workers` local processes; this process still writes every commit.
         """
         shard = Shard.parse(shard) if isinstance(shard, str) else shard
         everything = list(extractors) + [PrecomputedExtractor(p) for p in sample_set.precomputed]
@@ -754,11 +764,14 @@ class FeatureStore:
         selected = select_samples(sample_set.table, shard, limit)
 
         with self._writer():
-            self._write_samples(sample_set)
+            revised = self._write_samples(sample_set)
             plans = [self._plan(extractor, sample_set, selected, retry_failures) for extractor in everything]
             display = progress if not isinstance(progress, bool) else progress_bar(progress)
-            with display, hub_progress_bars(progress is not False), \
-                    ExtractionRunner([p.extractor for p in plans if p.todo], workers) as runner:
+            if executor is None:
+                runner = ExtractionRunner([p.extractor for p in plans if p.todo], workers)
+            else:
+                runner = executor.runner(None if progress is False else display.console.print)
+            with display, hub_progress_bars(progress is not False), runner:
                 for plan in plans:
                     plan.start(display, commit_rows)
                 for job, index, result in runner.run_jobs([(p.extractor, [record for _, record in p.todo]) for p in plans]):
@@ -767,18 +780,19 @@ class FeatureStore:
                     plan.finish()
             for plan in plans:  # also what a killed run left uncompacted (compact returns at once otherwise)
                 self.compact(plan.extractor.feature_set_name)
-        return ExtractionReport(self.path, [p.report for p in plans], shard)
+        return ExtractionReport(self.path, [p.report for p in plans], shard, revised)
 
-    def _write_samples(self, sample_set: SampleSet) -> None:
-        """Add `sample_set` to the sample index (see emocli.features.sample_index)."""
+    def _write_samples(self, sample_set: SampleSet) -> dict[str, int]:
+        """Add `sample_set` to the sample index (see emocli.features.sample_index); the columns it revised."""
         path = self.path / SAMPLES_FILE
         if path.is_file():
             index = self._sample_index()
             if not index.add(sample_set.table, sample_set.describe(), source=str(self.path)):
-                return
+                return {}
         else:
             index = SampleIndex.of(sample_set)
         self._write_index(index)
+        return index.revised
 
     def _write_index(self, index: SampleIndex) -> None:
         metadata = {f"{META}{key}": value for key, value in index.metadata().items()}

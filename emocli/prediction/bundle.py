@@ -37,11 +37,14 @@ from emocli.prediction.predictor import (
     Predictor,
     TimedText,
 )
+from emocli.prediction.sources import PredictFailure, Source
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
     from rich.progress import Progress
+
+    from emocli.features.ray_runner import RayExecutor
 
 BUNDLE = "bundle.json"
 UNCERTAIN = "uncertain"  # the label of a segment whose combined top probability is below `uncertain_below`
@@ -57,6 +60,12 @@ class HeadSpec(BaseModel):
     # Calibration (prediction/calibration.py), fitted on held-out predictions by `emo bundle --held-out`: the
     # head's shared probabilities p become softmax(log p / temperature).
     temperature: float = Field(1.0, gt=0)
+    # Another head this one stands in for where it reads a segment: a head trained on speaker-standardised
+    # features (normalize = "speaker") replaces the plain one for recordings long enough to standardise.
+    replaces: str | None = None
+    # modality -> the extraction preset the head reads new media with, instead of the one it was trained on (the
+    # same extractor, kind and width): a face head trained on face crops reads the faces found in a video.
+    extractors: dict[str, str] = {}
 
 
 class BundleSpec(BaseModel):
@@ -90,6 +99,8 @@ class BundleSpec(BaseModel):
     def _check(self) -> BundleSpec:
         for name, head in self.heads.items():
             check_name(name, "head", ValueError)  # a head's name names its unit folder
+            if head.replaces is not None and (head.replaces not in self.heads or head.replaces == name):
+                raise ValueError(f"head {name!r} replaces {head.replaces!r}, which is not another head of the bundle")
             unknown = set(head.mapping.values()) - set(self.labels)
             if unknown:
                 raise ValueError(f"head {name!r} maps to classes the bundle does not have: {sorted(unknown)}")
@@ -135,16 +146,24 @@ class BundlePredictor:
     probabilities (`prob_<label>`) and, per head, its own label and probabilities (`<head>_label`,
     `<head>_prob_<class>`)."""
 
-    def __init__(self, folder: str | Path, device: str = "auto", workers: int = 0):
+    def __init__(self, folder: str | Path, device: str = "auto", workers: int = 0, executor: RayExecutor | None = None):
         from emocli.features.audio.transcribe import Transcriber
+        from emocli.prediction.predictor import check_new_media_inputs, version_warning
+        from emocli.runs.inference import TrainedUnit
+        from emocli.runs.layout import FEATURE_SPEC
 
         self.folder = Path(folder)
         self.spec = read_bundle(self.folder)
+        for head in self.spec.heads.values():  # before anything loads
+            unit = self.folder / head.unit
+            inputs = {m: spec for m, spec in TrainedUnit.read(unit).inputs.items() if m not in head.extractors}
+            check_new_media_inputs(inputs, unit / FEATURE_SPEC)
         self.transcriber = Transcriber(self.spec.transcriber, device=device)
         self.heads = []
         for name, head in self.spec.heads.items():
             unit = inside(self.folder, head.unit, f"heads.{name}.unit", self.folder / BUNDLE)
-            predictor = Predictor(unit, device=device, workers=workers, transcriber=self.transcriber)
+            predictor = Predictor(unit, device=device, workers=workers, transcriber=self.transcriber,
+                                  executor=executor, extractors=head.extractors)
             missing = set(predictor.label_map.names) - set(head.mapping)
             if missing:
                 raise ConfigError(f"head {name!r} has classes its mapping lacks: {sorted(missing)}",
@@ -153,7 +172,11 @@ class BundlePredictor:
         self.model_name = self.spec.name
         self.label_names = tuple(self.spec.labels)
         self.note = f"model: {self.spec.name} ({', '.join(h.name for h in self.heads)} heads; {self.folder})"
-        self.warnings = [w for h in self.heads for w in h.predictor.warnings]
+        changes: dict[str, list[str]] = {}  # one warning for the heads' library release changes together
+        for h in self.heads:
+            for change, users in h.predictor.release_changes.items():
+                changes.setdefault(change, []).extend(f"{h.name} head's {user}" for user in users)
+        self.warnings = [w for h in self.heads for w in h.predictor.spec_warnings] + version_warning(changes)
 
     def predict(
         self,
@@ -167,18 +190,22 @@ class BundlePredictor:
         import numpy as np
         import pandas as pd
 
+        from emocli.prediction.sources import collect_sources
+
         # Transcripts once for every head, so that every head predicts the same segments.
-        transcripts = self._transcripts(inputs, text, allow_outside)
+        sources, _ = collect_sources(inputs, text, allow_outside=allow_outside)
+        transcripts = self._transcripts(sources)
         results = {h.name: h.predictor.predict(inputs, text=text, window_s=window_s, progress=progress,
                                                transcripts=transcripts, allow_outside=allow_outside)
                    for h in self.heads}
         abstained = {name for name, timed in transcripts.items() if timed.handling == ABSTAINED}
         keys = ["input", "segment"]
+        # What a segment is (its times, text and where that came from): from whichever head predicted it.
+        described = ["start_s", "end_s", "text", "text_source"]
         table: pd.DataFrame | None = None
-        stacked, failures = [], []
+        stacked = []
         for head in self.heads:
             result = results[head.name]
-            failures += [f for f in result.failures if not _reads_nothing(f)]
             part = result.table.copy()
             if head.predictor.needs("text") and abstained:  # the text heads do not read what they cannot
                 keep = ~part["input"].isin(abstained).to_numpy()
@@ -194,11 +221,16 @@ class BundlePredictor:
                 table = renamed
             else:
                 extra = [c for c in own.values() if c in renamed.columns]
-                table = table.merge(renamed[keys + extra], on=keys, how="outer")
+                table = table.merge(renamed[keys + described + extra], on=keys, how="outer", suffixes=("", "_other"))
+                for column in described:
+                    other = table.pop(f"{column}_other")
+                    table[column] = table[column].where(table[column].notna(), other)
+        failures, notes = self._failures(results, table, {s.name for s in sources if s.media is None})
+        durations = {name: d for result in results.values() for name, d in result.durations.items()}
         if table is None or table.empty:
             empty = pd.DataFrame(columns=["input", "segment", "start_s", "end_s", "text", "text_source"])
             return PredictionResult(empty, failures, self.label_names, "single_label", None, self.folder,
-                                    self.model_name)
+                                    self.model_name, notes, durations)
         index = {key: i for i, key in enumerate(zip(table["input"], table["segment"]))}
         parts = []
         for head, (part, shared) in zip(self.heads, stacked):
@@ -207,6 +239,7 @@ class BundlePredictor:
             present = np.array([not (set(f) & ABSENT_FLAGS) if isinstance(f, list) else True for f in flags], dtype=bool)
             probs = tempered(shared, self.spec.heads[head.name].temperature)
             parts.append((head.name, rows[present], probs[present]))
+        parts = self._replaced(parts)
         combined, counts = self._combine(parts, len(table))
         labels = [self.label_names[i] for i in combined.argmax(axis=1)]
         if self.spec.uncertain_below is not None:
@@ -221,18 +254,47 @@ class BundlePredictor:
         table = table.drop(columns=flag_columns)
         for k, name in enumerate(self.label_names):
             table[PROBABILITY_PREFIX + name] = combined[:, k]
-        return PredictionResult(table, failures, self.label_names, "single_label", None, self.folder, self.model_name)
+        return PredictionResult(table, failures, self.label_names, "single_label", None, self.folder, self.model_name,
+                                notes, durations)
 
-    def _transcripts(self, inputs: Sequence[str | Path], text: str | None,
-                     allow_outside: bool = False) -> dict[str, TimedText]:
+    def _failures(self, results: dict[str, PredictionResult], table: pd.DataFrame | None,
+                  text_inputs: set[str]) -> tuple[list[PredictFailure], list[PredictFailure]]:
+        """One failure per input (or segment) that no head predicted, with a head's reason (a text head's "no
+        text here" only when no other head says more); a head's failure on what another head predicted is a
+        note, unless it is what a bundle expects: a text head on silence, a media head on a text input."""
+        predicted = set(zip(table["input"], table["segment"])) if table is not None else set()
+        predicted_inputs = {name for name, _ in predicted}
+        reported = [(head, f) for head in self.heads for f in results[head.name].failures]
+        reported.sort(key=lambda pair: _reads_nothing(pair[1]))  # a stable sort: heads' order otherwise
+        failures: list[PredictFailure] = []
+        notes: list[PredictFailure] = []
+        seen: set[tuple[str, int | None]] = set()
+        for head, failure in reported:
+            if self.spec.heads[head.name].replaces and _too_short_to_adapt(failure):
+                continue  # the head it replaces reads that recording
+            covered = (failure.input in predicted_inputs if failure.segment is None
+                       else (failure.input, failure.segment) in predicted)
+            if covered:
+                expected = _reads_nothing(failure) or (failure.input in text_inputs and not head.predictor.needs("text"))
+                if not expected:
+                    notes.append(PredictFailure(failure.input, f"{head.name} head: {failure.message}", failure.segment))
+                continue
+            if (failure.input, None) in seen or (failure.input, failure.segment) in seen:
+                continue  # one line per input: another head failed it already
+            seen.add((failure.input, failure.segment))
+            failures.append(failure)
+        for head in self.heads:
+            notes += [n for n in results[head.name].notes if n not in notes]
+        return failures, notes
+
+    def _transcripts(self, sources: Sequence[Source]) -> dict[str, TimedText]:
         """input name -> its text as timed segments, one for every medium, so that every head predicts the
         same segments: subtitle cues as they are; an untimed text (--text, a .txt beside the medium) as
         one segment over the whole medium; otherwise the transcribed speech (none for silence), translated
         by Whisper where its language is not one the text heads read (or left to the other heads)."""
         from emocli.prediction.segments import read_transcript
-        from emocli.prediction.sources import collect_sources, probe_media
+        from emocli.prediction.sources import probe_media
 
-        sources, _ = collect_sources(inputs, text, allow_outside=allow_outside)
         transcripts = {}
         for source in sources:
             if source.media is None or source.segments is not None:
@@ -263,6 +325,21 @@ class BundlePredictor:
             return heard.cues, f"{name} ({language}; the text heads read {', '.join(self.spec.text_languages)})", ABSTAINED
         translated = self.transcriber.with_task("translate", language).transcribe(medium)
         return translated.cues, f"{name} ({language}, translated to en)", TRANSLATED
+
+    def _replaced(self, parts: list[tuple[str, np.ndarray, np.ndarray]]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """Each head's rows less those a head that replaces it reads."""
+        import numpy as np
+
+        taken: dict[str, np.ndarray] = {}
+        for name, rows, _ in parts:
+            replaced = self.spec.heads[name].replaces
+            if replaced is not None:
+                taken[replaced] = np.union1d(taken.get(replaced, rows[:0]), rows)
+        out = []
+        for name, rows, probs in parts:
+            keep = ~np.isin(rows, taken.get(name, rows[:0]))
+            out.append((name, rows[keep], probs[keep]))
+        return out
 
     def _combine(self, parts: list[tuple[str, np.ndarray, np.ndarray]], n: int) -> tuple[np.ndarray, np.ndarray]:
         """[n, C] combined probabilities of the heads (name, rows, probabilities) that read each row, weighed
@@ -298,6 +375,12 @@ class BundlePredictor:
         for k, name in enumerate(classes):
             shared[:, self.label_names.index(mapping[name])] += probs[:, k]
         return shared
+
+
+def _too_short_to_adapt(failure: Any) -> bool:
+    """A speaker-standardised head's "this recording is too short for its own statistics": the head it replaces
+    predicts the recording instead."""
+    return "standardises each recording by its own statistics" in failure.message
 
 
 def _reads_nothing(failure: Any) -> bool:

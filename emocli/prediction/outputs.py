@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,10 +19,14 @@ from emocli.core.io import check_writable, write_text, write_with
 from emocli.core.paths import check_not_input
 from emocli.prediction.predictor import PROBABILITY_PREFIX, PredictionResult
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 OUTPUT_FORMATS = {".csv": "csv", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
 PLOT_FORMATS = (".png", ".pdf", ".svg")
 MAX_PLOTTED_INPUTS = 10
 LIST_SEPARATOR = ";"  # multi-label labels and flags in CSV, as in manifests
+FLAG_HATCH = "///"  # a flagged segment in the timeline
 
 
 def output_format(path: str | Path) -> str:
@@ -79,18 +84,26 @@ def write_predictions(result: PredictionResult, path: str | Path) -> Path:
 
 
 def plot_timeline(result: PredictionResult, path: str | Path) -> Path:
-    """One panel per input (the first ten): a class x time heat map of the probabilities, each segment drawn
-    over its own span, so time no segment covers stays blank; above it a band with the predicted label of
-    each segment (multi-label: the most probable one above the threshold, else "none"). Segments without
-    times (a text's lines) are placed by their number."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
+    """The timeline of `timeline_figure`, written to `path` (.png, .pdf or .svg)."""
     path = Path(path)
     fmt = plot_format(path)
     if result.table.empty:
         raise EmoError("nothing to plot: no input was predicted", path=path)
+    figure = timeline_figure(result)
+    return write_with(path, lambda temporary: figure.savefig(temporary, dpi=110, format=fmt))
+
+
+def timeline_figure(result: PredictionResult) -> Figure:
+    """One panel per input (the first ten): a class x time heat map of the probabilities, each segment drawn
+    over its own span, so time no segment covers stays blank, along the whole medium; above it a band with
+    the predicted label of each segment (multi-label: the most probable one above the threshold, else
+    "none"). A flagged segment (no speech, no face, silence: its prediction rests on nothing) is hatched
+    grey in both, its band naming the flag instead of a label. Segments without times (a text's lines) are
+    placed by their number."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
     names = list(dict.fromkeys(result.table["input"]))[:MAX_PLOTTED_INPUTS]
     classes = list(result.classes)
     figure = Figure(figsize=(10, 0.9 + (0.32 * len(classes) + 1.0) * len(names)), layout="constrained")
@@ -103,33 +116,46 @@ def plot_timeline(result: PredictionResult, path: str | Path) -> Path:
         starts = part["start_s"].to_numpy(float) if timed else np.arange(len(part), dtype=float)
         ends = part["end_s"].to_numpy(float) if timed else starts + 1.0
         probs = part[[PROBABILITY_PREFIX + c for c in classes]].to_numpy(float)
+        flags = [list(f) if isinstance(f, (list, tuple, np.ndarray)) else [] for f in part["flags"]] \
+            if "flags" in part else [[] for _ in range(len(part))]
+        duration = result.durations.get(name) if timed else None
+        first, last = min(0.0, starts.min()) if timed else starts.min(), max(ends.max(), duration or 0.0)
         band, heat = panel.subplots(2, 1, sharex=True, height_ratios=(1, max(2, len(classes))))
         image = None
         for start, end, column in zip(starts, ends, probs):
             image = heat.pcolormesh([start, end], np.arange(len(classes) + 1), column[:, None], cmap="magma",
                                     vmin=0.0, vmax=1.0, shading="flat")
-        for start, end, column in zip(starts, ends, probs):
+        for start, end, column, flagged in zip(starts, ends, probs, flags):
             k = _shown_class(column, result.threshold)
-            band.axvspan(start, end, color=palette[k] if k is not None else "lightgrey", linewidth=0)
-            if (end - start) >= 0.08 * (ends.max() - starts.min()):
-                band.text((start + end) / 2, 0.5, classes[k] if k is not None else "none", ha="center",
-                          va="center", fontsize=7, clip_on=True)
+            if flagged:
+                band.axvspan(start, end, facecolor="lightgrey", hatch=FLAG_HATCH, edgecolor="grey", linewidth=0)
+                heat.axvspan(start, end, facecolor=(0.83, 0.83, 0.83, 0.6), hatch=FLAG_HATCH, edgecolor="grey",
+                             linewidth=0)
+                shown = ", ".join(flag.split(":")[-1] for flag in flagged)
+            else:
+                band.axvspan(start, end, color=palette[k] if k is not None else "lightgrey", linewidth=0)
+                shown = classes[k] if k is not None else "none"
+            if (end - start) >= 0.08 * (last - first):
+                band.text((start + end) / 2, 0.5, shown, ha="center", va="center", fontsize=7, clip_on=True)
         band.set_yticks([])
         band.set_ylabel("label", rotation=0, ha="right", va="center", fontsize=8)
         band.set_title(Path(name).name if len(name) > 60 else name, fontsize=9, loc="left")
         heat.set_yticks(np.arange(len(classes)) + 0.5, labels=classes, fontsize=8)
         heat.invert_yaxis()  # the first class on top, as the legend and the table list them
-        heat.set_xlim(starts.min(), ends.max())
+        heat.set_xlim(first, last)
         heat.set_xlabel("time (s)" if timed else "segment")
         if not timed:  # one tick per segment, at its middle
             heat.set_xticks(starts + 0.5, labels=[str(i) for i in range(len(starts))])
         panel.colorbar(image, ax=[band, heat], label="probability", shrink=0.9)
     legend = [Patch(color=palette[k], label=c) for k, c in enumerate(classes)]
+    if result.flagged:
+        legend.append(Patch(facecolor="lightgrey", hatch=FLAG_HATCH, edgecolor="grey",
+                            label="flagged: no speech, face or sound to rest on"))
     hidden = len(dict.fromkeys(result.table["input"])) - len(names)
     title = f"{result.model_name}: " + (f"first {len(names)} inputs ({hidden} more not shown)" if hidden else "emotions over time")
     figure.suptitle(title, fontsize=10)
-    figure.legend(handles=legend, loc="outside lower center", ncols=min(len(classes), 8), fontsize=8, frameon=False)
-    return write_with(path, lambda temporary: figure.savefig(temporary, dpi=110, format=fmt))
+    figure.legend(handles=legend, loc="outside lower center", ncols=min(len(legend), 8), fontsize=8, frameon=False)
+    return figure
 
 
 def _colour(k: int) -> tuple[float, float, float, float]:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from emocli.data.inputs import InputSpec
     from emocli.data.tables import EmotionData
     from emocli.features.base import Extractor
+    from emocli.features.ray_runner import RayExecutor
     from emocli.prediction.bundle import BundlePredictor
 
 PROBABILITY_PREFIX = "prob_"
@@ -42,9 +43,37 @@ NO_SPEECH = "no_speech"  # an extractor's own finding (Whisper): the level check
 SILENCE_DBFS = -60.0
 
 
-def rebuild_extractor(spec: InputSpec, device: str = "auto") -> tuple[Extractor, list[str]]:
-    """The extractor a feature set was made with, from its recorded spec; and warnings where this
-    environment differs from the one that extracted the training features (library versions, ...)."""
+def check_new_media_inputs(inputs: Mapping[str, InputSpec], where: Path) -> None:
+    """ConfigError when a run reads features that a new file cannot have (a dataset's shipped features, a
+    table of the dataset's own clips such as OpenFace action units): said before anything loads, with the
+    modalities that new media do give, to train on instead."""
+    from emocli.features import extractor_class
+
+    unusable = {}
+    for modality, spec in inputs.items():
+        name = spec.extractor_spec.get("extractor", spec.extractor)
+        if name.startswith("precomputed-"):
+            unusable[modality] = f"{name}, shipped with the dataset"
+            continue
+        try:
+            reads_new_media = extractor_class(name).reads_new_media
+        except ConfigError as error:  # an unknown name: looked up in the registry only, never imported
+            raise ConfigError(f"inputs.{modality}: {error.problem}", path=where) from None
+        if not reads_new_media:
+            unusable[modality] = f"{name}, rows of a table of the dataset's own clips"
+    if not unusable:
+        return
+    described = "; ".join(f"{modality} ({what})" for modality, what in unusable.items())
+    usable = [m for m in inputs if m not in unusable]
+    remedy = (f"train on the others to predict on new media (--modalities {','.join(usable)})" if usable
+              else "train on features extracted from the media (emo extract)")
+    raise ConfigError(f"the run reads features a new file cannot have: {described}; {remedy}", path=where)
+
+
+def rebuild_extractor(spec: InputSpec, device: str = "auto") -> tuple[Extractor, list[str], list[str]]:
+    """The extractor a feature set was made with, from its recorded spec; the library releases that differ
+    from those that extracted the training features ("transformers 5.24.0 -> 6.0.1", see
+    `release_changes`); and warnings of other differences from the recorded spec."""
     from emocli.features import extractor_class
 
     recorded = spec.extractor_spec
@@ -65,22 +94,53 @@ def rebuild_extractor(spec: InputSpec, device: str = "auto") -> tuple[Extractor,
             f"{name} rebuilt from the run gives {extractor.kind} [{extractor.dim}] features, but the model was "
             f"trained on {spec.kind} [{spec.dim}]"
         )
-    warnings = []
     now = extractor.spec()
-    then, here = recorded.get("versions", {}), now.get("versions", {})
-    changed = [f"{lib} {then.get(lib, 'absent')} -> {here.get(lib, 'absent')}"
-               for lib in sorted(set(then) | set(here)) if then.get(lib) != here.get(lib)]
-    if changed:
-        warnings.append(
-            f"{spec.modality} extractor {name}: library versions differ from extraction ({', '.join(changed)}); "
-            "predictions may differ slightly from evaluation"
-        )
+    changes = release_changes(recorded.get("versions", {}), now.get("versions", {}))
     others = [key for key in sorted(set(now) | set(recorded)) if key not in ("versions", "dim", "params")
               and now.get(key) != recorded.get(key)]
-    if others:
-        warnings.append(f"{spec.modality} extractor {name}: {', '.join(others)} differ(s) from the recorded spec")
-    return extractor, warnings
+    warnings = [f"{spec.modality} extractor {name}: {', '.join(others)} differ(s) from the recorded spec"] if others else []
+    return extractor, changes, warnings
 
+
+def release_changes(then: Mapping[str, str], here: Mapping[str, str]) -> list[str]:
+    """The libraries whose release (major.minor) differs between two version records, as "lib then -> now".
+
+    Patch releases (5.24.0 -> 5.24.1) are left out: they fix bugs within a release, and a fresh install
+    differs from a recording in several of them, so warning of each buried the changes that can move a
+    prediction (a new release of the encoder's library or of torch)."""
+    from packaging.version import InvalidVersion, Version
+
+    def release(version: str | None) -> tuple[int, ...] | str | None:
+        try:
+            return Version(version).release[:2] if version else None
+        except InvalidVersion:
+            return version
+
+    return [f"{lib} {then.get(lib, 'absent')} -> {here.get(lib, 'absent')}"
+            for lib in sorted(set(then) | set(here)) if release(then.get(lib)) != release(here.get(lib))]
+
+
+def version_warning(changes: Mapping[str, Sequence[str]]) -> list[str]:
+    """One warning for all the release changes of a model's extractors ({change: [extractor, ...]})."""
+    if not changes:
+        return []
+    listed = ", ".join(f"{change} ({', '.join(users)})" for change, users in changes.items())
+    return [f"library releases differ from those that extracted the training features: {listed}; predictions "
+            "may differ slightly from evaluation"]
+
+
+def substitute_extractor(spec: InputSpec, preset: str, device: str = "auto") -> Extractor:
+    """The extractor of `preset` in place of the recorded one: the same extractor giving the same kind and width."""
+    from emocli.features.presets import build_extractor
+
+    extractor = build_extractor(preset)
+    recorded = spec.extractor_spec.get("extractor", spec.extractor)
+    if extractor.name != recorded or extractor.kind != spec.kind or extractor.dim != spec.dim:
+        raise ConfigError(f"{spec.modality}: preset {preset!r} gives {extractor.name} {extractor.kind} [{extractor.dim}] "
+                          f"features; the unit was trained on {recorded} {spec.kind} [{spec.dim}]")
+    if device != "auto" and "device" in type(extractor).Params.model_fields:
+        extractor = build_extractor(preset, device=device)
+    return extractor
 
 
 @dataclass
@@ -93,6 +153,7 @@ class PredictionResult:
     unit: Path
     model_name: str
     notes: list[PredictFailure] = field(default_factory=list)  # predicted, but not quite as asked
+    durations: dict[str, float] = field(default_factory=dict)  # input -> its medium's length (s), where known
 
     @property
     def flagged(self) -> int:
@@ -151,9 +212,13 @@ class Predictor:
     text came from (`text_source`)."""
 
     def __init__(self, run: str | Path, device: str = "auto", workers: int = 0, revision: str | None = None,
-                 transcriber: SpeechRecogniser | None = None):
+                 transcriber: SpeechRecogniser | None = None, executor: RayExecutor | None = None,
+                 extractors: Mapping[str, str] | None = None):
         """`run`: a run folder or unit, a shipped pretrained model's name, or a hub id (owner/name, at
-        `revision`)."""
+        `revision`). `executor`: a Ray cluster to extract the inputs' features on (None: `workers` here).
+        `extractors`: modality -> an extraction preset to read new media with instead of the one the unit was
+        trained on, of the same extractor, kind and width (a face head trained on face crops reads the faces a
+        detector finds in a video: the same expression models' outputs)."""
         from emocli.runs.hub import resolve
         from emocli.runs.inference import TrainedUnit, choose_unit
         from emocli.runs.layout import FEATURE_SPEC
@@ -163,27 +228,39 @@ class Predictor:
         self.model_name = trained.model_name
         self.label_map = trained.label_map
         self.inputs = trained.inputs
+        check_new_media_inputs({m: spec for m, spec in self.inputs.items() if m not in (extractors or {})},
+                               self.unit / FEATURE_SPEC)  # before the weights and encoders load
         self.loaded = trained.load(device)
         self.threshold = self.loaded.threshold
         self.workers = workers
+        self.executor = executor
         self.device = device
         self.transcriber = transcriber
         self._given: dict[str, TimedText] = {}  # this predict call's given transcripts
+        self._durations: dict[str, float] = {}  # this predict call's media lengths
         self.extractors: dict[str, Extractor] = {}
-        self.warnings: list[str] = []
+        self.spec_warnings: list[str] = []  # an extractor's recorded spec differs otherwise
         self.notes: list[PredictFailure] = []  # this predict call's inputs predicted not quite as asked
+        # library release changes -> the extractors they concern ("audio whisper"): one warning for the model
+        self.release_changes: dict[str, list[str]] = {}
         for modality, spec in self.inputs.items():
             try:
-                self.extractors[modality], warnings = rebuild_extractor(spec, device)
+                if modality in (extractors or {}):
+                    self.extractors[modality] = substitute_extractor(spec, extractors[modality], device)
+                    continue
+                self.extractors[modality], changes, warnings = rebuild_extractor(spec, device)
             except ConfigError as error:
                 if error.path is not None:
                     raise
                 raise ConfigError(f"inputs.{modality}: {error.problem}", path=self.unit / FEATURE_SPEC) from None
-            self.warnings.extend(warnings)
+            for change in changes:
+                self.release_changes.setdefault(change, []).append(f"{modality} {spec.extractor}")
+            self.spec_warnings.extend(warnings)
+        self.warnings = self.spec_warnings + version_warning(self.release_changes)
 
     @classmethod
     def from_pretrained(cls, model: str | Path | None = None, *, revision: str | None = None, device: str = "auto",
-                        workers: int = 0) -> Predictor | BundlePredictor:
+                        workers: int = 0, executor: RayExecutor | None = None) -> Predictor | BundlePredictor:
         """A model ready to predict, by name as Hugging Face's `from_pretrained`: a shipped pretrained model
         (default: emo-default), a run folder or unit, or a hub id (owner/name, at `revision`). A bundle of
         heads (such as emo-default) loads as a BundlePredictor, which predicts the same way."""
@@ -192,8 +269,8 @@ class Predictor:
 
         folder = resolve(model or DEFAULT_MODEL, revision)
         if is_bundle(folder):
-            return BundlePredictor(folder, device=device, workers=workers)
-        return cls(folder, device=device, workers=workers)
+            return BundlePredictor(folder, device=device, workers=workers, executor=executor)
+        return cls(folder, device=device, workers=workers, executor=executor)
 
     def needs(self, modality: str) -> bool:
         return modality in self.inputs
@@ -214,6 +291,8 @@ class Predictor:
         info = None
         if source.media is not None:
             info = self._check_media(source)
+            if info.duration_s:
+                self._durations[source.name] = info.duration_s
         else:
             for modality in ("audio", "visual"):
                 if self.needs(modality):
@@ -338,6 +417,7 @@ class Predictor:
         if not MIN_WINDOW_S <= window_s <= MAX_WINDOW_S:  # also NaN
             raise ConfigError(f"the window must be from {MIN_WINDOW_S:g} to {MAX_WINDOW_S:g} seconds, not {window_s}")
         self.notes = []
+        self._durations = {}
         self._given = dict(transcripts or {})
         sources, failures = collect_sources(inputs, text, allow_outside=allow_outside)
         rows, shown, text_flags = [], [], []
@@ -367,7 +447,8 @@ class Predictor:
             return self._result(pd.DataFrame(columns=columns), np.zeros((0, len(self.label_map.names))), failures)
 
         samples = normalize_table(pd.DataFrame(rows), source="predict")
-        extracted = extract_samples(list(self.extractors.values()), samples, workers=self.workers, progress=progress)
+        extracted = extract_samples(list(self.extractors.values()), samples, workers=self.workers, progress=progress,
+                                    executor=self.executor)
         ok = np.ones(len(samples), dtype=bool)
         for extractor in self.extractors.values():
             for i, result in enumerate(extracted[extractor.feature_set_name]):
@@ -382,8 +463,17 @@ class Predictor:
                          for i in keep]
         if not len(keep):
             return self._result(info, np.zeros((0, len(self.label_map.names))), failures)
-        data = self._data(samples.iloc[keep].reset_index(drop=True),
-                          {m: [extracted[e.feature_set_name][i].values for i in keep] for m, e in self.extractors.items()})
+        data, adapted = self._data(samples.iloc[keep].reset_index(drop=True),
+                                   {m: [extracted[e.feature_set_name][i].values for i in keep]
+                                    for m, e in self.extractors.items()})
+        if not adapted.all():  # a speaker-standardised model, and a recording too short for its statistics
+            need = self.loaded.train.speaker_min_samples
+            for name in info.loc[~adapted, "input"].unique():
+                failures.append(PredictFailure(name, f"the model standardises each recording by its own statistics and "
+                                                     f"needs {need} segments of it; this one has "
+                                                     f"{int((info['input'] == name).sum())}"))
+            info = info[adapted].reset_index(drop=True)
+            data = data.subset(np.flatnonzero(adapted))
         return self._result(info, self._probabilities(data), failures)
 
     def _flags(self, features: dict[str, Features], sample: pd.Series) -> list[str]:
@@ -394,7 +484,7 @@ class Predictor:
             flags.append(f"audio:{SILENT}")
         return sorted(flags)
 
-    def _data(self, samples: pd.DataFrame, features: dict[str, list[np.ndarray]]) -> EmotionData:
+    def _data(self, samples: pd.DataFrame, features: dict[str, list[np.ndarray]]) -> tuple[EmotionData, np.ndarray]:
         import numpy as np
 
         from emocli.data.tables import EmotionData
@@ -402,7 +492,7 @@ class Predictor:
         # The collator carries targets for losses; unlabelled samples get zeros, which nothing reads here.
         shape = (len(samples),) if self.label_map.task == "single_label" else (len(samples), len(self.label_map.names))
         targets = np.zeros(shape, dtype=np.int64 if self.label_map.task == "single_label" else np.float32)
-        return self.loaded.standardize(EmotionData(samples, features, targets, self.label_map, self.inputs))
+        return self.loaded.standardize_adapted(EmotionData(samples, features, targets, self.label_map, self.inputs))
 
     def _probabilities(self, data: EmotionData) -> np.ndarray:
         """[N, C] in the rows' order, through the one scoring path evaluation takes (the run's eval batch
@@ -426,7 +516,7 @@ class Predictor:
             table[PROBABILITY_PREFIX + name] = probs[:, k].astype(np.float64)
         threshold = self.threshold if self.label_map.task == "multi_label" else None
         return PredictionResult(table, failures, tuple(names), self.label_map.task, threshold, self.unit, self.model_name,
-                                list(self.notes))
+                                list(self.notes), dict(self._durations))
 
 
 def _message(error: EmoError, input_name: str) -> str:

@@ -111,8 +111,10 @@ class TrainConfig(Strict):
     seeds: list[int] = Field(default_factory=lambda: [1])
     folds: list[int] | Literal["all"] | None = None  # None: the dataset's split column
 
-    # Per-feature z-score fitted on each unit's training rows (normalize.py); "none" feeds the store's values.
-    normalize: Annotated[Literal["standard", "none"], BeforeValidator(none_word)] = "standard"
+    # Per-feature z-score fitted on each unit's training rows (normalize.py); "none" feeds the store's values;
+    # "speaker" standardises each speaker (a predicted recording) by its own statistics first, then as "standard".
+    normalize: Annotated[Literal["standard", "none", "speaker"], BeforeValidator(none_word)] = "standard"
+    speaker_min_samples: int = Field(20, ge=2)  # normalize = "speaker": samples a speaker needs to be standardised
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     deterministic: bool = True
 

@@ -40,7 +40,8 @@ def pretrained_names() -> list[str]:
 
 
 def is_hub_id(name: str) -> bool:
-    """"owner/name": a hub repository (a local path of that form is taken as a path when it exists)."""
+    """"owner/name": a hub repository (`resolve` takes a local path of that form as a path when it, or its
+    first folder, exists)."""
     parts = name.split("/")
     return len(parts) == 2 and all(parts) and not name.startswith((".", "~"))
 
@@ -53,11 +54,24 @@ def resolve(model: str | Path, revision: str | None = None) -> Path:
     name = str(model)
     if name in pretrained_names():
         return pretrained_folder(name)
-    if is_hub_id(name):
+    if is_hub_id(name) and not Path(name.split("/")[0]).is_dir():
         _check_repo_id(name)
         return _download(name, revision)
+    if len(path.parts) > 1:  # a path (runs/mmer-x where runs/ is a folder here, a/b/c, ./x): not the hub's
+        raise ConfigError(f"no such run folder{_nearest(path)}", path=path)
     shipped = ", ".join(pretrained_names()) or "none installed"
     raise ConfigError(f"{name!r} is neither a folder, nor a pretrained model ({shipped}), nor a hub id (owner/name)")
+
+
+def _nearest(path: Path) -> str:
+    """", did you mean runs/mmer-ravdess-...?" for the folders beside a mistyped one with the closest names."""
+    import difflib
+
+    if not path.parent.is_dir():
+        return f" ({path.parent} does not exist either)"
+    beside = [p.name for p in path.parent.iterdir() if p.is_dir()]
+    close = difflib.get_close_matches(path.name, beside, n=3, cutoff=0.5)
+    return f" (did you mean {' or '.join(str(path.parent / c) for c in close)}?)" if close else ""
 
 
 def _download(repo_id: str, revision: str | None) -> Path:

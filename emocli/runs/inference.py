@@ -25,7 +25,7 @@ from emocli.core.errors import ConfigError, EmoError
 from emocli.core.types import FeatureKind, LabelMap, Modality, Task, real_utterances
 from emocli.data.batches import eval_loader
 from emocli.data.inputs import InputSpec
-from emocli.data.normalize import Standardizer
+from emocli.data.normalize import Standardizer, group_keys, standardize_groups
 from emocli.data.tables import EmotionData
 from emocli.runs import layout
 from emocli.runs.config import TrainConfig
@@ -276,7 +276,7 @@ class TrainedUnit:
     def standardizer(self) -> Standardizer | None:
         """The feature standardisation it was trained with: None for normalize = "none", and for runs made
         before emo standardised (their config.json has no `normalize`)."""
-        if self.config["train"].get("normalize", "none") != "standard":
+        if self.config["train"].get("normalize", "none") not in ("standard", "speaker"):
             return None
         path = self.path / layout.NORMALIZATION
         standardizer = Standardizer.load(path)
@@ -322,8 +322,18 @@ class LoadedUnit:
         return self.train.threshold if self.train.threshold is not None else self.objective.paper_threshold
 
     def standardize(self, data: EmotionData) -> EmotionData:
-        """The store's (or freshly extracted) features as the model was trained on them."""
-        return self.standardizer.apply(data) if self.standardizer is not None else data
+        """The store's (or freshly extracted) features as the model was trained on them. A unit trained with
+        normalize = "speaker" standardises each speaker (or recording) by its own statistics first: see
+        `adapted` for which samples had enough of them."""
+        return self.standardize_adapted(data)[0]
+
+    def standardize_adapted(self, data: EmotionData) -> tuple[EmotionData, np.ndarray]:
+        """`standardize`, and which samples could be (all, unless normalize = "speaker" left out speakers or
+        recordings with fewer than speaker_min_samples samples)."""
+        adapted = np.ones(len(data), dtype=bool)
+        if self.train.normalize == "speaker":
+            data, adapted = standardize_groups(data, group_keys(data.samples), self.train.speaker_min_samples)
+        return (self.standardizer.apply(data) if self.standardizer is not None else data), adapted
 
     def score(self, data: EmotionData, rows: np.ndarray) -> Predictions:
         """Probabilities and losses of `rows` of already standardised `data`, with the run's eval batch size."""

@@ -40,7 +40,8 @@ import numpy as np
 import pandas as pd
 
 from emocli.core.errors import ConfigError
-from emocli.data.splits import carve
+from emocli.data.normalize import standardize_groups
+from emocli.data.splits import carve, training_only
 from emocli.data.tables import EmotionData
 
 Protocol = Literal["loco", "within", "speakers"]
@@ -76,22 +77,28 @@ def corpora_of(samples: pd.DataFrame, where: str = "store") -> list[str]:
 
 
 def protocol_units(samples: pd.DataFrame, seeds: Sequence[int], protocols: Sequence[Protocol] = PROTOCOLS,
-                   valid_fraction: float = 0.1, corpora: Sequence[str] | None = None) -> list[ProtocolUnit]:
-    """Every split of the protocols for every seed; validation speakers are carved reproducibly by seed."""
+                   valid_fraction: float = 0.1, corpora: Sequence[str] | None = None,
+                   evaluate_only: Sequence[str] = ()) -> list[ProtocolUnit]:
+    """Every split of the protocols for every seed; validation speakers are carved reproducibly by seed. Corpora in
+    `evaluate_only` (a licence that allows no training, say) are tested on and never trained on."""
     names = corpora_of(samples)
-    unknown = sorted(set(corpora or []) - set(names))
-    if unknown:
-        raise ConfigError(f"--corpus: the store has no corpus {unknown[0]!r}; it holds {', '.join(names)}")
+    for option, given in (("--corpus", corpora or []), ("--evaluate-only", evaluate_only)):
+        unknown = sorted(set(given) - set(names))
+        if unknown:
+            raise ConfigError(f"{option}: the store has no corpus {unknown[0]!r}; it holds {', '.join(names)}")
     tested = list(corpora) if corpora else names
     corpus = samples["corpus"].astype(str).to_numpy()
     speakers = samples["speaker"].astype(str)
     folds = samples["corpus_fold"] if "corpus_fold" in samples else pd.Series(pd.NA, index=samples.index)
     rows = np.arange(len(samples))
+    trainable = ~np.isin(corpus, list(evaluate_only))
+    if "evaluate_only" in samples:  # what the corpora dataset was told
+        trainable &= ~samples["evaluate_only"].fillna(False).to_numpy(dtype=bool)
     units = []
     for seed in seeds:
         for name in tested:
             if "loco" in protocols:
-                pool = rows[corpus != name]
+                pool = rows[(corpus != name) & trainable]
                 train, valid = _carve(pool, speakers, valid_fraction, seed)
                 units.append(ProtocolUnit("loco", name, None, seed,
                                           {"train": train, "valid": valid, "test": rows[corpus == name]}))
@@ -104,11 +111,11 @@ def protocol_units(samples: pd.DataFrame, seeds: Sequence[int], protocols: Seque
                     if protocol == "within":
                         pool = rows[(corpus == name) & ~held & folds.notna().to_numpy()]
                     else:
-                        pool = rows[~held]
+                        pool = rows[~held & (trainable | (corpus == name))]
                     train, valid = _carve(pool, speakers, valid_fraction, seed)
                     units.append(ProtocolUnit(protocol, name, part, seed, {"train": train, "valid": valid,
                                                                            "test": rows[held]}))
-    return units
+    return [ProtocolUnit(u.protocol, u.corpus, u.part, u.seed, training_only(samples, u.rows)) for u in units]
 
 
 def _carve(pool: np.ndarray, speakers: pd.Series, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -120,26 +127,10 @@ def _carve(pool: np.ndarray, speakers: pd.Series, fraction: float, seed: int) ->
 
 
 def group_standardize(data: EmotionData, by: str) -> EmotionData:
-    """Each group's (corpus or speaker) features standardised by the group's own mean and deviation: an
-    unsupervised adaptation (no label is read) that removes a corpus's or a speaker's offset."""
-    from dataclasses import replace
-
+    """Each group's (corpus or speaker) features standardised by the group's own statistics (labels unused)."""
     if by == "none":
         return data
-    groups = data.samples[by].astype(str).to_numpy()
-    features = {}
-    for modality, values in data.features.items():
-        pooled = [np.asarray(v, dtype=np.float32) for v in values]
-        out = list(pooled)
-        for group in np.unique(groups):
-            members = np.flatnonzero(groups == group)
-            frames = np.concatenate([pooled[i].reshape(-1, pooled[i].shape[-1]) for i in members])
-            mean, scale = frames.mean(axis=0), frames.std(axis=0)
-            scale[scale == 0] = 1.0
-            for i in members:
-                out[i] = (pooled[i] - mean) / scale
-        features[modality] = out
-    return replace(data, features=features)
+    return standardize_groups(data, data.samples[by].astype(str).to_numpy())[0]
 
 
 def corpus_metrics(y_true: np.ndarray, probs: np.ndarray, names: Sequence[str], trained: np.ndarray) -> dict[str, Any]:
@@ -318,6 +309,7 @@ def cross_corpus(
     seeds: Sequence[int] = (1,),
     protocols: Sequence[Protocol] = PROTOCOLS,
     corpora: Sequence[str] | None = None,
+    evaluate_only: Sequence[str] = (),
     normalize_by: str = "none",
     modalities: list[str] | None = None,
     features: dict[str, str] | None = None,
@@ -350,19 +342,21 @@ def cross_corpus(
             label_map = store_label_map(store)
             inputs = select_inputs(store, LinearReader(), modalities=modalities, choices=features)
             data = group_standardize(load_data(store, inputs, label_map), normalize_by)
-            units = protocol_units(data.samples, seeds, protocols, corpora=corpora)
+            units = protocol_units(data.samples, seeds, protocols, corpora=corpora, evaluate_only=evaluate_only)
             results.append(run_floor(data, units, say))
             results[-1].inputs = {m: spec.feature_set for m, spec in inputs.items()}
         else:
             run = plan(learner, store.path, configs[learner])
             data = group_standardize(run.load_data(), normalize_by)
-            units = protocol_units(data.samples, seeds, protocols, run.config.split.valid_fraction, corpora=corpora)
+            units = protocol_units(data.samples, seeds, protocols, run.config.split.valid_fraction, corpora=corpora,
+                                   evaluate_only=evaluate_only)
             results.append(run_model(run, data, units, out / learner, console, say))
             results[-1].inputs = {m: spec.feature_set for m, spec in run.inputs.items()}
     tested = list(corpora) if corpora else names
     summary = summarize(results, tested)
     report = {
-        "store": str(store.path), "corpora": names, "tested": tested, "seeds": list(seeds),
+        "store": str(store.path), "corpora": names, "tested": tested, "evaluate_only": list(evaluate_only),
+        "seeds": list(seeds),
         "protocols": list(protocols), "normalize_by": normalize_by,
         "inputs": {r.learner: r.inputs for r in results},
         "summary": summary, "units": {r.learner: r.units for r in results},

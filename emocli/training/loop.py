@@ -29,7 +29,7 @@ import torch
 from emocli.core.errors import ConfigError, EmoError
 from emocli.core.io import make_folder, write_text
 from emocli.data.batches import Batch, train_loader
-from emocli.data.normalize import Standardizer
+from emocli.data.normalize import Standardizer, group_keys, standardize_groups
 from emocli.data.splits import make_splits
 from emocli.data.tables import EmotionData
 from emocli.models.blocks.spiking import SpikingModel
@@ -41,7 +41,7 @@ from emocli.runs.inference import score_rows
 from emocli.runs.results import fold_label
 from emocli.training.distributed import Distributed, seed_everything
 from emocli.training.prepare import Plan, card_info
-from emocli.training.progress import epoch_line, progress_bar, report_epoch
+from emocli.training.progress import RunClock, epoch_line, progress_bar, report_epoch
 from emocli.training.schedule import EpochSchedule, build_optimizer
 from emocli.training.steps import STEPS, StepOutput, unwrap
 
@@ -84,11 +84,13 @@ class UnitTrainer:
         callbacks: list[TrainingCallback] | tuple = (),
         splits: dict[str, np.ndarray] | None = None,
         protocol: dict[str, Any] | None = None,
+        clock: RunClock | None = None,
     ):
         """`splits`: train/valid/test row positions given by a protocol of the caller's (emo cross-corpus), instead
         of the dataset's split or `fold`; `protocol` describes them in the unit's config.json."""
         self.given_splits, self.protocol = splits, protocol
         self.plan, self.config, self.ctx = plan, plan.config, ctx
+        self.clock = clock or RunClock(plan.config.epochs)  # the whole run's remaining time
         self.unit, self.seed, self.fold = unit, seed, fold
         self.console, self.callbacks = console, list(callbacks)
         self.raw_data = data  # the store's values: the test scoring standardises them itself
@@ -112,7 +114,12 @@ class UnitTrainer:
             self.config = balanced_class_weights(self.config, self.data, self.splits["train"])
         # No validation split (e.g. --set split.valid_fraction=0) leaves nothing to select on: keep the last epoch.
         self.select_last = not len(self.splits[self.selection.split])
-        standardizer = Standardizer.fit(self.data, self.splits["train"]) if cfg.normalize == "standard" else None
+        if cfg.normalize == "speaker":
+            self.data, adapted = standardize_groups(self.data, group_keys(self.data.samples), cfg.speaker_min_samples)
+            self.splits = {part: rows[adapted[rows]] for part, rows in self.splits.items()}
+            if not len(self.splits["test"]):
+                raise ConfigError(f"{self.label}: no test speaker has {cfg.speaker_min_samples} samples to standardise")
+        standardizer = Standardizer.fit(self.data, self.splits["train"]) if cfg.normalize != "none" else None
         if ctx.main:
             self.write_unit_files(standardizer)
         if standardizer is not None:
@@ -319,7 +326,9 @@ class UnitTrainer:
                     "rng": rng,
                 },
             )
-            report_epoch(self.console, self.unit, epoch_line(record, self.eval_splits, selection.metric, cfg.epochs))
+            run_left = self.clock.remaining(record["seconds"], epoch)
+            line = epoch_line(record, self.eval_splits, selection.metric, cfg.epochs, self.label, run_left)
+            report_epoch(self.console, self.unit, line)
         ctx.barrier()
         if ctx.main:
             for callback in self.callbacks:

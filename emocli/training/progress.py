@@ -4,6 +4,7 @@ one line per epoch, printed and appended to the unit's train.log whether or not 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,15 +58,45 @@ def print_setup(console: Any, plan: Plan, data: EmotionData, root: Path) -> None
     console.print(f"run directory: {root}", markup=False)
 
 
-def epoch_line(record: dict[str, Any], splits: list[str], metric: str, epochs: int) -> str:
-    parts = [f"epoch {record['epoch']}/{epochs}", f"lr {record['lr']:.2e}", f"train loss {record['train']['loss']:.4f}"]
+@dataclass
+class RunClock:
+    """The whole run's remaining time, from the epochs this process has timed so far: the current unit's
+    epochs left and `epochs` for each unit still to come (early stopping can only shorten it)."""
+
+    epochs: int  # per unit
+    units_after: int = 0  # units still to train after the current one
+    timed: list[float] = field(default_factory=list)  # seconds of each epoch trained so far
+
+    def remaining(self, epoch_seconds: float, epoch: int) -> float:
+        self.timed.append(epoch_seconds)
+        mean = sum(self.timed) / len(self.timed)
+        return mean * (self.epochs - epoch + self.units_after * self.epochs)
+
+
+def duration(seconds: float) -> str:
+    """"42s", "7m05s", "1h12m": a remaining time, to the precision it deserves."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def epoch_line(record: dict[str, Any], splits: list[str], metric: str, epochs: int, unit: str = "",
+               run_left_s: float | None = None) -> str:
+    """One epoch as a log line: which unit (seed and fold) it belongs to, losses, the selection metric, the
+    epoch's time and the whole run's remaining time."""
+    parts = [f"{unit} epoch {record['epoch']}/{epochs}".strip(), f"lr {record['lr']:.2e}",
+             f"train loss {record['train']['loss']:.4f}"]
     for split in splits:
         values = record[split]
         parts.append(f"{split} loss {values['loss']:.4f}")
         if metric in values and metric != "loss":
             parts.append(f"{split} {metric} {values[metric]:.4f}")
-    remaining = record["seconds"] * (epochs - record["epoch"])
-    parts.append(f"{record['seconds']:.1f}s ({remaining:.0f}s left)")
+    if run_left_s is None:
+        run_left_s = record["seconds"] * (epochs - record["epoch"])
+    parts.append(f"{record['seconds']:.1f}s (run: ~{duration(run_left_s)} left)")
     return ("* " if record["selected"] else "  ") + " · ".join(parts)
 
 

@@ -2,14 +2,17 @@
 
 Per unit (seed x fold): the resolved configuration and the environment when it starts; per epoch every
 number of its metrics.jsonl record (train / valid / test losses and metrics, the learning rate and, for
-spiking models, the validation firing rate of each spiking layer); the test metrics when it ends.
+spiking models, the validation firing rate of each spiking layer); the test metrics when it ends, and with
+MLflow the unit's plots and its model (the files `emo predict --model` loads) as artifacts.
 
 - tensorboard: event files in `<unit>/tensorboard/` (`tensorboard --logdir runs/`), written with
   torch.utils.tensorboard.
 - mlflow: one MLflow run per unit in the experiment `<model>-<dataset>`, at $MLFLOW_TRACKING_URI when it
-  is set (a tracking server), else in a local store `<runs folder>/mlruns` (`mlflow ui --backend-store-uri
-  runs/mlruns`). MLflow keeps its file store in maintenance mode behind MLFLOW_ALLOW_FILE_STORE; emo sets
-  it for its own local default and for a `file:` URI (or a plain path) the user gives.
+  is set (a tracking server), else in a local store `<runs folder>/mlruns`. MLflow keeps its file store in
+  maintenance mode behind MLFLOW_ALLOW_FILE_STORE; emo sets it for its own local default and for a `file:`
+  URI (or a plain path) the user gives, and the store's viewer needs it too, with the full `mlflow` package
+  (mlflow-skinny has no server): `pip install mlflow` then
+  `MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri runs/mlruns`.
 
 A tracker never costs the training: a server or folder that cannot be used when training starts is one
 line saying what to do, and emo bounds MLflow's retries (MLFLOW_HTTP_REQUEST_MAX_RETRIES 2,
@@ -35,6 +38,10 @@ MLFLOW_DIR = "mlruns"
 # MLflow's own defaults retry a refused connection 7 times with doubling waits (about 4 minutes per call).
 MLFLOW_BOUNDS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+PLOTS = ("learning_curves.png", "confusion_matrix.png")
+# What loading a unit needs (runs.inference.TrainedUnit), with its card and test figures: the model artifact.
+MODEL_FILES = ("config.json", "model.safetensors", "normalization.safetensors", "label_map.json", "feature_spec.json",
+               "test_metrics.json", "README.md")
 
 
 def environment() -> dict[str, str]:
@@ -161,6 +168,10 @@ class MLflowTracker:
         run_id = self.runs.pop(unit)
         final = [Metric(f"test_final/{n}", v, stamp, 0) for n, v in scalars(result["metrics"]).items()]
         self.client.log_batch(run_id, metrics=final)
+        for folder, names in (("plots", PLOTS), ("model", MODEL_FILES)):
+            for name in names:
+                if (unit / name).is_file():
+                    self.client.log_artifact(run_id, str(unit / name), artifact_path=folder)
         self.client.set_terminated(run_id)
 
 

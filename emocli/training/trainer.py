@@ -25,7 +25,7 @@ from emocli.training import tracking
 from emocli.training.distributed import setup_distributed
 from emocli.training.loop import TrainingCallback, UnitTrainer
 from emocli.training.prepare import card_info, choose_root, plan, run_info
-from emocli.training.progress import print_setup
+from emocli.training.progress import RunClock, print_setup
 from emocli.training.tracking import TrackerName
 
 
@@ -97,16 +97,19 @@ def train_run(
                 if not (root / layout.RUN_INFO).is_file():
                     layout.write_json(root / layout.RUN_INFO, run_info(run, command))
                 print_setup(console, run, data, root)
-            for seed in cfg.seeds:
-                for fold in run.folds:
-                    unit = layout.unit_dir(root, seed, fold)
-                    if (unit / layout.TEST_METRICS).is_file():
-                        if ctx.main:
-                            (unit / layout.CHECKPOINT).unlink(missing_ok=True)  # killed just after finishing
-                            console.print(f"seed={seed} fold={fold_label(fold)}: finished before, kept ({unit})",
-                                          markup=False)
-                        continue
-                    UnitTrainer(run, data, ctx, unit, seed, fold, console, callbacks).fit()
+            units = [(seed, fold) for seed in cfg.seeds for fold in run.folds]
+            to_train = [(s, f) for s, f in units if not (layout.unit_dir(root, s, f) / layout.TEST_METRICS).is_file()]
+            clock = RunClock(cfg.epochs)
+            for seed, fold in units:
+                unit = layout.unit_dir(root, seed, fold)
+                if (seed, fold) not in to_train:
+                    if ctx.main:
+                        (unit / layout.CHECKPOINT).unlink(missing_ok=True)  # killed just after finishing
+                        console.print(f"seed={seed} fold={fold_label(fold)}: finished before, kept ({unit})",
+                                      markup=False)
+                    continue
+                clock.units_after = len(to_train) - to_train.index((seed, fold)) - 1
+                UnitTrainer(run, data, ctx, unit, seed, fold, console, callbacks, clock=clock).fit()
         except Exception:
             # A run that failed before anything trained (a setting that does not fit the data, a full disk)
             # leaves no half folder behind; one with trained epochs stays, and the same command resumes it.

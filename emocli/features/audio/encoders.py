@@ -27,7 +27,7 @@ from pydantic import Field
 
 from emocli.core.errors import ConfigError, ExtractionError
 from emocli.core.types import FeatureKind, Features
-from emocli.features.audio.io import audio_input_fingerprint, load_audio, sample_audio_path, sample_segment
+from emocli.features.audio.io import audio_input_fingerprint, read_sample_audio, sample_audio_path, sample_segment
 from emocli.features.base import Extractor, ExtractorParams
 
 # The energy test: 25-ms frames every 10 ms; a frame is active when its RMS level reaches both the
@@ -196,7 +196,7 @@ class SpeechEncoderExtractor(Extractor):
             if end_s is None or end_s > stop:
                 end_s = stop
                 flags.append("cropped")  # withdrawn below when the file ends before the limit anyway
-        signal, _ = load_audio(path, sample_rate=self.sample_rate, start_s=start_s, end_s=end_s)
+        signal, _ = read_sample_audio(sample, sample_rate=self.sample_rate, start_s=start_s, end_s=end_s)
         if "cropped" in flags and len(signal) < round(limit * self.sample_rate):
             flags.remove("cropped")
         if len(signal) < self.min_samples:

@@ -302,7 +302,26 @@ def segment_fingerprint(path: Path, sample: Mapping[str, Any], medium: str) -> s
 
 
 def audio_input_fingerprint(sample: Mapping[str, Any]) -> str:
-    return segment_fingerprint(sample_audio_path(sample), sample, "audio")
+    augmentation = sample.get("augmentation")
+    suffix = "" if _missing(augmentation) else f"|{augmentation}"
+    return segment_fingerprint(sample_audio_path(sample), sample, "audio") + suffix
+
+
+def read_sample_audio(sample: Mapping[str, Any], sample_rate: int | None = None, mono: bool = True,
+                      start_s: float | None = None, end_s: float | None = None) -> tuple[np.ndarray, int]:
+    """A sample's audio (its segment, or [start_s, end_s) when given) as `load_audio` reads it, through the
+    sample's `augmentation` where it names one (augment.py): what every audio extractor reads."""
+    if start_s is None and end_s is None:
+        start_s, end_s = sample_segment(sample)
+    signal, rate = load_audio(sample_audio_path(sample), sample_rate=sample_rate, mono=mono, start_s=start_s, end_s=end_s)
+    augmentation = sample.get("augmentation")
+    if _missing(augmentation) or augmentation is None:
+        return signal, rate
+    from emocli.features.audio.augment import augment
+
+    if signal.ndim == 2:
+        return np.stack([augment(channel, rate, str(augmentation), str(sample.get("sample_id"))) for channel in signal]), rate
+    return augment(signal, rate, str(augmentation), str(sample.get("sample_id"))), rate
 
 
 def _missing(value: Any) -> bool:

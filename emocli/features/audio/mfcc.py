@@ -24,8 +24,7 @@ from emocli.core.types import Features
 from emocli.features.audio.io import (
     AUDIO_IO_LIBRARIES,
     audio_input_fingerprint,
-    load_audio,
-    sample_audio_path,
+    read_sample_audio,
     sample_segment,
 )
 from emocli.features.base import Extractor, ExtractorParams
@@ -92,9 +91,7 @@ class MfccExtractor(Extractor):
         end_s = start_s + p.duration_s if p.duration_s is not None else None
         if segment_end is not None:
             end_s = segment_end if end_s is None else min(end_s, segment_end)
-        signal, rate = load_audio(
-            sample_audio_path(sample), sample_rate=p.sample_rate, start_s=start_s, end_s=end_s
-        )
+        signal, rate = read_sample_audio(sample, sample_rate=p.sample_rate, start_s=start_s, end_s=end_s)
         if p.pad_to_duration:
             length = round(p.duration_s * rate)
             signal = np.pad(signal[:length], (0, max(length - len(signal), 0)))

@@ -20,9 +20,8 @@ from emocli.core.types import FeatureKind, Features
 from emocli.features.audio.io import (
     AUDIO_IO_LIBRARIES,
     audio_input_fingerprint,
-    load_audio,
+    read_sample_audio,
     sample_audio_path,
-    sample_segment,
 )
 from emocli.features.base import Extractor, ExtractorParams
 
@@ -114,10 +113,7 @@ class OpenSmileExtractor(Extractor):
 
     def extract(self, sample: Mapping[str, Any]) -> Features:
         path = sample_audio_path(sample)
-        start_s, end_s = sample_segment(sample)
-        signal, rate = load_audio(
-            path, sample_rate=self.params.sample_rate, mono=self.params.mono, start_s=start_s, end_s=end_s
-        )
+        signal, rate = read_sample_audio(sample, sample_rate=self.params.sample_rate, mono=self.params.mono)
         if signal.ndim == 2:
             signal = signal[0]
         with warnings.catch_warnings():

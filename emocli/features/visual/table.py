@@ -35,6 +35,7 @@ class ClipTableExtractor(Extractor):
     kind = "vector"
     Params = ClipTableParams
     params: ClipTableParams
+    reads_new_media = False  # a new video has no row in the table
 
     def __init__(self, params: ClipTableParams | None = None, **overrides: Any):
         super().__init__(params, **overrides)
