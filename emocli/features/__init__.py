@@ -26,6 +26,7 @@ EXTRACTORS: dict[str, str] = {
     "clip-table": "emocli.features.visual.table:ClipTableExtractor",
     "frames": "emocli.features.visual.frames:FrameFeatureExtractor",
     "clips": "emocli.features.visual.clips:ClipExtractor",
+    "face-expression": "emocli.features.visual.face_expression:FaceExpressionExtractor",
 }
 
 
