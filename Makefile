@@ -76,6 +76,7 @@ bench: install-dev
 	$(PY) benchmarks/download.py
 	$(PY) benchmarks/harden_runs.py
 	$(PY) benchmarks/harden_data.py --meld $(SHARED)/meld
+	EMO_SHARED_DATA=$(SHARED) $(PY) benchmarks/harden_corpus.py
 	$(PY) benchmarks/report.py
 
 # emo's default model: its two heads retrained from their recipes on one thread (the same weights on the
@@ -85,7 +86,7 @@ PRETRAINED_WORK ?= pretrained-work
 pretrained: install
 	OMP_NUM_THREADS=1 $(EMO) run pipelines/emo-default-audio.toml --root $(SHARED)/ravdess --out $(PRETRAINED_WORK)
 	OMP_NUM_THREADS=1 $(EMO) run pipelines/emo-default-text.toml --root $(SHARED)/meld --out $(PRETRAINED_WORK)
-	$(EMO) bundle pipelines/emo-default.json --out emocli/pretrained/emo-default \
+	$(EMO) bundle pipelines/emo-default.json --out emocli/pretrained/emo-default --overwrite \
 	    --head audio=$(PRETRAINED_WORK)/runs/mmer-ravdess-emo-default --head text=$(PRETRAINED_WORK)/runs/mmer-meld-emo-default
 
 # `make pipeline-ravdess-cfnsr` runs `emo run pipelines/ravdess-cfnsr.toml` (docs/PIPELINES.md);

@@ -1,7 +1,8 @@
 """What the data-hardening checks cost: the sample index's agreement check when a dataset is extracted
 again, the NaN/inf check of feature tables (every commit, every merge, every training load), reading a
-pickled research file as plain data against unpickling it fully, the store's writer lock, and the WAV
-header read that catches truncated files.
+pickled research file as plain data against unpickling it fully, the store's writer lock, the WAV
+header read that catches truncated files, the bounded reader of untrusted JSON (regular file, size and
+depth checks) against plain json.loads, and confining a manifest's media to its folder.
 
 Each figure is the median of --repeats timings (wall clock, one process, one thread).
 
@@ -137,6 +138,49 @@ def header_read(folder: Path, repeats: int) -> dict:
     return {"per_file_us": round(1e6 * seconds, 1)}
 
 
+def bounded_reads(folder: Path, repeats: int) -> dict:
+    """core.io.read_json (stat, non-blocking open, size and depth checks) against json.loads(read_text())
+    on a run's config.json and on a 2,000-epoch metrics log (layout.read_jsonl against a plain loop)."""
+    import json
+
+    from emocli.core.io import read_json
+    from emocli.runs import layout
+
+    config = REPO / "emocli" / "pretrained" / "emo-default" / "audio" / "config.json"
+    loops = 1000
+    plain = median_seconds(lambda: [json.loads(config.read_text(encoding="utf-8")) for _ in range(loops)], repeats)
+    bounded = median_seconds(lambda: [read_json(config, dict) for _ in range(loops)], repeats)
+    log = folder / "metrics.jsonl"
+    record = {"epoch": 1, "lr": 1e-3, "seconds": 1.5, "train": {"loss": 0.5, "accuracy": 0.7},
+              "valid": {"loss": 0.6, "accuracy": 0.6, "weighted_f1": 0.58}, "selected": True}
+    log.write_text("".join(json.dumps({**record, "epoch": k}) + "\n" for k in range(2000)))
+    plain_log = median_seconds(lambda: [json.loads(line) for line in log.read_text().splitlines()], repeats)
+    bounded_log = median_seconds(lambda: layout.read_jsonl(log), repeats)
+    return {
+        "config_json_bytes": config.stat().st_size,
+        "config_json_plain_us": round(1e6 * plain / loops, 1),
+        "config_json_bounded_us": round(1e6 * bounded / loops, 1),
+        "metrics_log_2000_lines_plain_ms": round(1000 * plain_log, 2),
+        "metrics_log_2000_lines_bounded_ms": round(1000 * bounded_log, 2),
+    }
+
+
+def manifest_confinement(folder: Path, repeats: int) -> dict:
+    """A 10,000-row CSV manifest loaded with its media confined to its folder (each path resolved) and
+    with allow_outside=true (no check); check_media off, so only the confinement differs."""
+    from emocli.datasets.manifest import ManifestAdapter
+
+    media = folder / "media"
+    media.mkdir()
+    rows = 10_000
+    manifest = folder / "manifest.csv"
+    manifest.write_text("audio,label\n" + "".join(f"media/clip{k:05d}.wav,{'ab'[k % 2]}\n" for k in range(rows)))
+    free = median_seconds(lambda: ManifestAdapter(check_media=False, allow_outside=True).load(manifest), repeats)
+    confined = median_seconds(lambda: ManifestAdapter(check_media=False).load(manifest), repeats)
+    return {"rows": rows, "allow_outside_s": round(free, 3), "confined_s": round(confined, 3),
+            "per_row_us": round(1e6 * (confined - free) / rows, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meld", type=Path, default=REPO.parent / "shared" / "data" / "meld")
@@ -150,6 +194,9 @@ def main() -> None:
             "pickled_file": pickled_file(folder, args.repeats),
             "writer_lock": writer_lock(folder, args.repeats),
             "wav_header_read": header_read(folder, args.repeats),
+            "bounded_reads": bounded_reads(folder, args.repeats),
+            "manifest_confinement": manifest_confinement(folder, args.repeats),
+            "load_average_1min": round(os.getloadavg()[0], 2),
         }
     for name, values in figures.items():
         print(f"{name}: {values}")

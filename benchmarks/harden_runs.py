@@ -6,7 +6,10 @@ library calls they replace, and predict's silence check against the extraction i
   weights:    `layout.save_weights` (safetensors into a temporary, then a rename) against
               `safetensors.torch.save_model(model, path)`;
   silence:    `predictor.is_silent` on a 4-second segment (a wav, and the aac track of an mp4) against
-              eGeMAPS functionals of the same segment (what an audio run extracts anyway); median of --repeats.
+              eGeMAPS functionals of the same segment (what an audio run extracts anyway); median of --repeats;
+  size check: counting a model's parameters on torch's meta device (what loading a unit now does before
+              it builds the model, to refuse a configuration its weights cannot fill) against building the
+              model for real, for each registry model's reference configuration; median of --repeats.
 
 Writes benchmarks/results/harden_runs.json.
 
@@ -85,6 +88,23 @@ def silence(folder: Path, repeats: int) -> dict:
     return figures
 
 
+def size_check(repeats: int) -> dict:
+    from emocli.models.base import count_parameters_of
+    from emocli.models.registry import get_model, model_names
+
+    figures = {}
+    for name in model_names():
+        entry = get_model(name)
+        for reference in entry.references:
+            config = entry.config(reference).for_inference()
+            meta = median_seconds(lambda: count_parameters_of(entry.model_class, config), repeats)
+            built = median_seconds(lambda: entry.build(config), repeats)
+            figures[f"{name}/{reference}"] = {"parameters": count_parameters_of(entry.model_class, config),
+                                              "meta_count_s": round(meta, 4), "build_s": round(built, 4),
+                                              "meta_over_build": round(meta / built, 2)}
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megabytes", type=int, default=100, help="size of the checkpoint's tensors")
@@ -93,7 +113,8 @@ def main() -> None:
     import os
 
     with tempfile.TemporaryDirectory() as work:
-        figures = {**writes(Path(work), args.megabytes, args.repeats), **silence(Path(work), args.repeats)}
+        figures = {**writes(Path(work), args.megabytes, args.repeats), **silence(Path(work), args.repeats),
+                   "size_check": size_check(args.repeats)}
     figures["load_average_1min"] = round(os.getloadavg()[0], 2)
     for key, value in figures.items():
         print(f"{key:36s} {value}")

@@ -78,7 +78,9 @@ app.add_typer(store_cmd.app, name="store")
 def main() -> None:
     """`emo`: errors of input, configuration or the file system are one line on stderr and exit code 2."""
     from emocli.core.errors import EmoError
+    from emocli.core.terminal import tolerate_encoding
 
+    tolerate_encoding()  # LANG=C or a pipe: a transcript's accents become '?' rather than a traceback
     try:
         app()
     except EmoError as error:
@@ -92,6 +94,9 @@ def _fail(message: str) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    # escaped: a path or a library's message may hold brackets ("[Errno 28]", "seed=[1]") rich would parse
-    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    from emocli.core.terminal import shown
+
+    # escaped: a path or a library's message may hold brackets ("[Errno 28]", "seed=[1]") rich would parse;
+    # shown: a file's name or content may hold escape sequences the terminal would obey
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(shown(message))}", highlight=False, soft_wrap=True)
     sys.exit(2)

@@ -43,7 +43,6 @@ from __future__ import annotations
 import os
 import re
 import time
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,6 +52,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from emocli.core.errors import ConfigError, DatasetError
+from emocli.core.io import read_toml
 from emocli.datasets.home import root_variable
 
 STAGES = ("extract", "train", "evaluate", "predict")
@@ -142,12 +142,7 @@ class Recipe(_Section):
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate a recipe; errors name the file and the key."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError("recipe not found", path=path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"not valid TOML: {error}", path=path) from None
+    data = read_toml(path, error=ConfigError, missing="recipe not found")
     try:
         return Recipe.model_validate(data)
     except ValidationError as error:

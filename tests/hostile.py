@@ -5,15 +5,28 @@ few milliseconds from generated signals (nothing is downloaded or read from real
     write_wav(path, signal, rate, ...)    any rate, channels [channels, n] and PCM/float subtype
     cut_data(source, target, keep)        a WAV/AIFF whose header promises more than its data holds
     crafted_pickle(path, marker, ...)     a torch.save or plain pickle that creates `marker` when unpickled
+    marker_pickle(marker)                 bare pickle bytes that create `marker` when unpickled
+
+and the way each case is judged:
+
+    emo(monkeypatch, capsys, *args)       `emo ARGS` through its entry point, in this process: exit code, out, err
+    assert_one_line_error(outcome, ...)   exit code 2, no traceback, one `error:` line naming the file and causes
+    tree(folder)                          every entry under a folder (kind, size, content hash, link target), to
+                                          compare before and after a case: nothing written, deleted or replaced
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import pickle
 import struct
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 RATE = 16000
@@ -96,3 +109,63 @@ def crafted_pickle(path: Path, marker: Path, kind: str = "torch", around: dict |
         with open(path, "wb") as handle:
             pickle.dump(data, handle, protocol=pickle.HIGHEST_PROTOCOL)
     return path
+
+
+def marker_pickle(marker: Path) -> bytes:
+    """A pickle that creates `marker` when unpickled: what any loader that runs pickled code would do."""
+    return pickle.dumps({"weights": _Payload(marker)})
+
+
+# ------------------------------------------------------------------------------------- judging a case
+
+
+@dataclass
+class Outcome:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def errors(self) -> list[str]:
+        return [line for line in self.err.splitlines() if line.startswith("error:")]
+
+
+def emo(monkeypatch, capsys, *args) -> Outcome:
+    """`emo ARGS` through the installed entry point, in this process."""
+    from emocli.cli import main
+
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", ["emo", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    return Outcome(exit_info.value.code or 0, out, err)
+
+
+def assert_one_line_error(outcome: Outcome, path: Path | str | None, *causes: str) -> str:
+    """Exit code 2, no traceback, and exactly one error line, naming `path` and every cause."""
+    assert outcome.code == 2, outcome
+    assert "Traceback" not in outcome.err + outcome.out
+    (line,) = outcome.errors
+    for part in (*(() if path is None else (str(path),)), *causes):
+        assert part in " ".join(line.split()), (part, line)  # rich may wrap a long path: compare without breaks
+    return line
+
+
+def tree(folder: Path) -> dict[str, tuple]:
+    """Every entry under `folder` (links not followed): a file's size and sha256, a link's target, a folder
+    or other kind as such; compare two snapshots to show that a case wrote, deleted or replaced nothing."""
+    entries = {}
+    for parent, folders, files in os.walk(folder):
+        for name in folders + files:
+            path = Path(parent) / name
+            key = str(path.relative_to(folder))
+            if path.is_symlink():
+                entries[key] = ("link", os.readlink(path))
+            elif path.is_file():
+                entries[key] = ("file", path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest())
+            elif path.is_dir():
+                entries[key] = ("folder",)
+            else:
+                entries[key] = ("other", path.stat().st_mode)
+    return entries

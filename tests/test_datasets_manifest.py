@@ -47,7 +47,9 @@ def test_csv_manifest(media):
         ',,only text,"angry",test,,,,,,,tense\n'
         f"{outside},,,happy,,,,,,,,\n",
     )
-    samples = load_dataset("manifest", path)
+    with pytest.raises(DatasetError, match=r"row 4: audio .*e\.wav lies outside the manifest's folder"):
+        load_dataset("manifest", path)  # a file elsewhere is read only when the user says so
+    samples = load_dataset("manifest", path, allow_outside=True)
     table = samples.table
     assert list(table["sample_id"]) == ["a", "c", "row3", "e"]
     assert samples.labels.names == ("angry", "happy", "sad") and samples.labels.task == "single_label"

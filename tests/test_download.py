@@ -434,17 +434,23 @@ def test_extract_meld_as_written(meld_root, tmp_path, monkeypatch):
 
 def test_the_headline_commands_extract_meld_from_the_data_home_then_train_smile(meld_root, tmp_path, monkeypatch):
     """`emo extract --dataset meld` then `emo train smile`, as the README writes them, with the data home
-    ($EMO_DATA) holding a copy of MELD's annotations, cut to the first 60 utterances of each split."""
+    ($EMO_DATA) holding a copy of MELD's annotations, cut to the first 60 utterances of each split: the user's
+    own copy (a file of theirs beside the CSVs), read as it is, with a word on each file that is not the
+    published one (a copy cut short without such a file is refused: test_hostile_models.py)."""
     copy = tmp_path / "home" / "meld"
     copy.mkdir(parents=True)
     for csv in ("train_sent_emo.csv", "dev_sent_emo.csv", "test_sent_emo.csv"):
         pd.read_csv(meld_root / csv).head(60).to_csv(copy / csv, index=False)
+    (copy / "NOTES.txt").write_text("the first 60 utterances of each split, for a quick test\n")
     monkeypatch.setenv("EMO_DATA", str(tmp_path / "home"))
     monkeypatch.delenv("EMO_MELD_ROOT", raising=False)
     monkeypatch.chdir(tmp_path)
     extracted = runner.invoke(app, ["extract", "--dataset", "meld", "--quiet"])
     assert extracted.exit_code == 0, extracted.output
     assert "$EMO_DATA" in extracted.output
+    said = " ".join(extracted.output.split())
+    assert "train_sent_emo.csv is" in said and "where the published file has 1,119,290" in said
+    assert "it is read as it is" in said and "60 utterances where the official file has 9,989" in said
     trained = runner.invoke(app, ["train", "smile", "--set", "epochs=2", "--set", "batch_size=16"])
     assert trained.exit_code == 0, trained.output
     assert "stores/meld (the one store under stores/ that smile can read)" in trained.output

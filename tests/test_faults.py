@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_hostile_runs import assert_one_line_error, emo
+from hostile import assert_one_line_error, emo
 from test_training_data import make_store
 
 from emocli.runs import layout
@@ -156,7 +156,9 @@ def disk_faults():
 
             def failing_open(path, mode="r", *args, **kwargs):
                 handle = open(path, mode, *args, **kwargs)
-                if Path(path).name == kind and "r" not in mode and _fail_once(calls, kind, when):
+                name = Path(path).name  # a temporary is .NAME.<writer>.tmp
+                named = name == kind or kind.endswith(".tmp") and name.startswith(kind[:-3]) and name.endswith(".tmp")
+                if named and "r" not in mode and _fail_once(calls, kind, when):
                     handle.write('{"epoch": 9, "torn')
                     handle.close()
                     raise error

@@ -16,7 +16,6 @@ import os
 import pickle
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +23,9 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import torch
-from test_predict import RATE, SMALL_CFNSR, make_tone_store, tone
+from hostile import assert_one_line_error, emo, marker_pickle
+from test_predict import RATE, SMALL_CFNSR, tone
 
-from emocli.cli import main
 from emocli.core import io
 from emocli.core.errors import EmoError
 from emocli.runs import layout
@@ -35,65 +34,14 @@ TRAIN = ["--folds", "0", "--seeds", "1", "--modalities", "audio", "--name", "bas
          *[arg for setting in [*SMALL_CFNSR, "epochs=2"] for arg in ("--set", setting)]]
 
 
-@dataclass
-class Outcome:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def errors(self) -> list[str]:
-        return [line for line in self.err.splitlines() if line.startswith("error:")]
-
-
-def emo(monkeypatch, capsys, *args) -> Outcome:
-    """`emo ARGS` through the installed entry point, in this process."""
-    capsys.readouterr()
-    monkeypatch.setattr(sys, "argv", ["emo", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out, err = capsys.readouterr()
-    return Outcome(exit_info.value.code or 0, out, err)
-
-
-def assert_one_line_error(outcome: Outcome, path: Path | str, *causes: str) -> str:
-    """Exit code 2, no traceback, and exactly one error line, naming `path` and every cause."""
-    assert outcome.code == 2, outcome
-    assert "Traceback" not in outcome.err + outcome.out
-    (line,) = outcome.errors
-    for part in (str(path), *causes):
-        assert part in line, (part, line)
-    return line
-
-
-def marker_pickle(marker: Path) -> bytes:
-    """A pickle that creates `marker` when unpickled: what any loader that runs pickled code would do."""
-
-    class Plant:
-        def __reduce__(self):
-            return open, (str(marker), "w")
-
-    data = pickle.dumps({"weights": Plant()})
-    return data
-
-
 # ------------------------------------------------------------------------------------------- fixtures
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory) -> dict[str, Path]:
-    """A finished run (trained by the same `emo train` arguments the resume cases use) and some media."""
-    from emocli.training.config import resolve_config
-    from emocli.training.trainer import train_run
-
-    data = tmp_path_factory.mktemp("hostile")
-    store = make_tone_store(data / "tones", n=24)
-    out = data / "runs"
-    config = resolve_config("cfnsr", overrides=[*SMALL_CFNSR, "epochs=2"], seeds=[1], folds=[0], modalities=["audio"])
-    root = train_run("cfnsr", store.path, config, out=out, name="base").root
-    wav = data / "tone.wav"
-    sf.write(wav, tone("high", 1.0, seed=5), RATE)
-    return {"store": store.path, "root": root, "unit": layout.unit_dir(root, 1, 0), "wav": wav}
+def base(hostile_run) -> dict[str, Path]:
+    """A finished run (trained by the same `emo train` arguments the resume cases use) and some media
+    (conftest.py's hostile_run, trained once per test process)."""
+    return hostile_run
 
 
 @pytest.fixture
@@ -444,7 +392,8 @@ def test_a_failing_trial_of_a_search_keeps_the_finished_ones_and_no_half_folder(
 
 def test_a_manifest_with_a_missing_file_predicts_its_other_rows(base, tmp_path, monkeypatch, capsys):
     manifest = tmp_path / "todo.csv"
-    manifest.write_text(f"sample_id,audio\nthere,{base['wav']}\ngone,{tmp_path / 'gone.wav'}\n")
+    wav = shutil.copy(base["wav"], tmp_path / "tone.wav")  # media inside the manifest's folder (see --allow-outside)
+    manifest.write_text(f"sample_id,audio\nthere,{wav}\ngone,{tmp_path / 'gone.wav'}\n")
     out = tmp_path / "out.csv"
     outcome = emo(monkeypatch, capsys, "predict", base["unit"], manifest, "-o", out, "--quiet")
     assert outcome.code == 1, outcome

@@ -146,7 +146,8 @@ def test_extract_transcribes_samples_without_text_once(tmp_path, clips, monkeypa
                   "text": ["", "a given text"]}).to_csv(manifest, index=False)
     store = tmp_path / "store"
     command = ["extract", "--dataset", "manifest", "--root", str(manifest), "--audio", "mfcc", "--transcribe",
-               "--transcriber", "whisper-tiny.en", "--out", str(store), "-q", "--workers", "0"]
+               "--transcriber", "whisper-tiny.en", "--out", str(store), "-q", "--workers", "0",
+               "--option", "allow_outside=true"]  # the clips lie elsewhere (the shared data)
     result = CliRunner().invoke(app, command)
     assert result.exit_code == 0, result.output
     samples = pd.read_parquet(store / "samples.parquet")

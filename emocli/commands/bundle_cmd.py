@@ -10,7 +10,10 @@ import typer
 def bundle(
     spec: Path = typer.Argument(..., help="The bundle spec: name, shared labels, each head's class mapping (JSON)."),
     heads: list[str] = typer.Option(..., "--head", help="HEAD=RUN: the trained run (or unit) of one head. Repeatable."),
-    out: Path = typer.Option(..., "--out", "-o", help="The bundle folder to write (replaced when it exists)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The bundle folder to write: new or empty (see --overwrite)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing --out folder (never the folder of the spec or of a head's run)."
+    ),
     held_out: list[str] = typer.Option([], "--held-out", help="HEAD=PREDICTIONS.parquet: a head's held-out "
                                        "predictions (`emo evaluate --split valid`, `emo cross-corpus`); given for "
                                        "every head, the heads are calibrated and their product weighed on them."),
@@ -35,5 +38,5 @@ def bundle(
         return given
 
     folder = assemble(spec, pairs(heads, "--head", "RUN"), out, held_out=pairs(held_out, "--held-out", "FILE"),
-                      cross_corpus=pairs(cross_corpus, "--cross-corpus", "FOLDER"))
+                      cross_corpus=pairs(cross_corpus, "--cross-corpus", "FOLDER"), overwrite=overwrite)
     Console(stderr=True).print(f"bundle: {folder}", highlight=False, soft_wrap=True)

@@ -106,7 +106,7 @@ def _download(adapter, location, all_files: bool, quiet: bool) -> None:
 
 
 def _details(adapter, location, console) -> None:
-    from emocli.datasets.download import describe_size, foreign_entries, gated_message, missing_files
+    from emocli.datasets.download import describe_size, foreign_entries, gated_message, mismatch, missing_files
 
     def say(text: str) -> None:
         console.print(text, highlight=False, soft_wrap=True)
@@ -127,7 +127,9 @@ def _details(adapter, location, console) -> None:
     for name, option in adapter.Options.model_fields.items():  # --option NAME=VALUE of emo extract
         say(f"option {name} (default {option.default!r}): {' '.join((option.description or '').split())}")
     for f in adapter.remote_files:
-        in_place = "in place" if (folder / f.installed_name).exists() else "not in place"
+        problem = mismatch(f, folder)  # a copy cut short is never "in place"
+        in_place = f"not in place: it {problem}" if problem else "in place" if (folder / f.installed_name).exists() \
+            else "not in place"
         say(f"file: {f.name}, {describe_size(f)}{' (optional)' if f.optional else ''}, {in_place}: {f.description}")
         say(f"  from {f.url}")
         if f.checksum is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 import emocli
+from emocli.commands.options import between
 
 # Written into the demo folder, so that a later `emo demo` only ever deletes a folder it made itself.
 MARKER = ".emo-demo"
@@ -28,7 +29,8 @@ def demo(
         False, "--keep", help="Reuse what an earlier demo left in --out (cached features, finished run) "
         "instead of starting afresh."
     ),
-    clips: int = typer.Option(24, "--clips", min=8, help="Clips per emotion (4 emotions, 8 speakers; speaker 8 is the test set)."),
+    clips: int = typer.Option(24, "--clips", callback=between(8, 1000),
+                              help="Clips per emotion, from 8 to 1000 (4 emotions, 8 speakers; speaker 8 is the test set)."),
 ) -> None:
     """Predict the emotions of an example video with emo's shipped model (a face, and four sentences of
     different emotions spoken by a speech synthesiser), or with --pipeline run extract -> train -> evaluate

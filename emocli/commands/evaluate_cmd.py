@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from emocli.commands.options import between
 from emocli.core.types import SPLITS
 
 # CLI choices (typer lists them and refuses others); tests check they are the configuration's own.
@@ -23,7 +24,8 @@ def evaluate(
     split: Split = typer.Option("test", "--split", help="The unit's own split to score (splits.json)."),
     features: Path | None = typer.Option(None, "--features", "-f", help="Feature store (default: the one trained on)."),
     threshold: float | None = typer.Option(
-        None, "--threshold", help="Multi-label decision threshold (default: the run's, i.e. SMILE 0.35, MMER 0.5)."
+        None, "--threshold", callback=between(0, 1),
+        help="Multi-label decision threshold, from 0 to 1 (default: the run's, i.e. SMILE 0.35, MMER 0.5).",
     ),
     empty_rule: EmptyRule | None = typer.Option(
         None, "--empty-rule", help="Jaccard of a sample with no true and no predicted label: zero (the papers') or one."

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from emocli.commands.options import between, describe
+
 if TYPE_CHECKING:
     from emocli.features.ray_runner import RayExecutor
 
@@ -18,11 +20,15 @@ ADDRESS = typer.Option(
     None, "--address", help="With --executor ray: the cluster (host:port, ray://host:10001, auto, or local for a new "
     "one here); default: $RAY_ADDRESS, else the cluster started on this machine, else a new local one."
 )
-TASK_CPUS = typer.Option(1.0, "--task-cpus", min=0.001, help="With --executor ray: CPUs per task (its threads).")
+# Finite and within these ranges (commands/options.py: click's own ranges let NaN and infinity through).
+TASK_CPUS = typer.Option(1.0, "--task-cpus", callback=between(0.001, 1024),
+                         help=f"With --executor ray: CPUs per task (its threads; {describe(0.001, 1024)}).")
 TASK_GPUS = typer.Option(
-    0.0, "--task-gpus", min=0.0, help="With --executor ray: GPUs per worker of a batched encoder (batch_size > 1)."
+    0.0, "--task-gpus", callback=between(0, 64),
+    help=f"With --executor ray: GPUs per worker of a batched encoder (batch_size > 1; {describe(0, 64)}).",
 )
-TASK_MEMORY = typer.Option(None, "--task-memory", min=0.001, help="With --executor ray: GiB of memory per task.")
+TASK_MEMORY = typer.Option(None, "--task-memory", callback=between(0.001, 2**20),
+                           help=f"With --executor ray: GiB of memory per task ({describe(0.001, 2**20)}).")
 
 
 def executor_choice(

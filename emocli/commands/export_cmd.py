@@ -7,6 +7,11 @@ from pathlib import Path
 
 import typer
 
+from emocli.commands.options import between
+
+# Ten minutes of 20-ms frames: the example tensors of the export are allocated at this length.
+MAX_FRAMES = 30_000
+
 
 class ExportFormat(str, Enum):
     onnx = "onnx"
@@ -16,8 +21,11 @@ def export(
     run: Path = typer.Argument(..., help="A run directory (its best unit by validation) or one seed=S/fold=K unit."),
     output: Path | None = typer.Option(None, "--output", "-o", help="The .onnx file (default: <unit>/model.onnx)."),
     format: ExportFormat = typer.Option(ExportFormat.onnx, "--format", help="Export format."),
-    tolerance: float = typer.Option(1e-4, "--tolerance", help="Largest allowed difference from emo's probabilities."),
-    frames: int = typer.Option(200, "--frames", min=1, help="Frame axis of sequence inputs in the graph (pad and mask shorter ones)."),
+    tolerance: float = typer.Option(1e-4, "--tolerance", callback=between(0, 1, low_open=True),
+                                    help="Largest allowed difference from emo's probabilities (more than 0, at most 1)."),
+    frames: int = typer.Option(200, "--frames", callback=between(1, MAX_FRAMES),
+                               help=f"Frame axis of sequence inputs in the graph, from 1 to {MAX_FRAMES} (pad and "
+                               "mask shorter ones)."),
 ) -> None:
     """Export a trained model for other runtimes. The graph takes the features the run's extractors make (its
     standardisation included) and returns probabilities; a .json beside it describes inputs and classes.

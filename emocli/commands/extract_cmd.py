@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from emocli.commands.executor_options import ADDRESS, EXECUTOR, TASK_CPUS, TASK_GPUS, TASK_MEMORY, executor_choice
+from emocli.commands.options import MAX_WORKERS, between
 
 
 def extract(
@@ -31,9 +32,9 @@ def extract(
     download: bool = typer.Option(
         True, "--download/--no-download", help="Download a public dataset that is missing (saying what and how big)."
     ),
-    workers: int = typer.Option(
-        2, "--workers", "-j", min=0, help="Worker processes for CPU extractors; 0: in-process (--executor local)."
-    ),
+    workers: int = typer.Option(2, "--workers", "-j", callback=between(0, MAX_WORKERS),
+                                help=f"Worker processes for CPU extractors; 0: in-process (--executor local; at most "
+                                f"{MAX_WORKERS})."),
     executor: str = EXECUTOR,
     address: str | None = ADDRESS,
     task_cpus: float = TASK_CPUS,
@@ -108,7 +109,10 @@ def _show_presets(preset: str | None) -> None:
 
 def _print_report(report, sample_set, console) -> None:
     import pandas as pd
+    from rich.markup import escape
     from rich.table import Table
+
+    from emocli.core.terminal import shown
 
     table = Table(title=f"{report.store}" + (f" (shard {report.shard})" if report.shard else ""))
     for column in ("feature set", "extracted", "cached", "failed", "seconds"):
@@ -129,7 +133,7 @@ def _print_report(report, sample_set, console) -> None:
 
     for fs in report.feature_sets:
         for failure in fs.failures[:3]:
-            console.print(f"[red]failed[/] {failure}", highlight=False, soft_wrap=True)
+            console.print(f"[red]failed[/] {escape(shown(failure))}", highlight=False, soft_wrap=True)
         if len(fs.failures) > 3:
             console.print(f"... {len(fs.failures) - 3} more failures of {fs.label}", highlight=False)
     if report.n_failed:

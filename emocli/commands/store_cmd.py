@@ -17,8 +17,10 @@ def info(
 ) -> None:
     """List a store's feature sets, or show how one was made."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
+    from emocli.core.terminal import shown
     from emocli.features.presets import feature_set_label, preset_of
     from emocli.features.store import FeatureStore
 
@@ -37,6 +39,8 @@ def info(
         label = feature_set_label(fs.name, preset_of(fs.extractor, fs.spec["extractor"].get("params", {}), root))
         table.add_row(label, fs.kind, str(fs.dim), str(fs.n_rows), str(fs.n_failures))
     console.print(table)
+    for problem in feature_store.unreadable():  # a stray folder does not hide the others
+        Console(stderr=True).print(f"[yellow]skipped:[/] {escape(shown(problem))}", highlight=False, soft_wrap=True)
 
 
 @app.command("failures")
@@ -47,16 +51,21 @@ def failures(
 ) -> None:
     """List the samples whose extraction failed, with the file and the error."""
     from rich.console import Console
+    from rich.markup import escape
 
+    from emocli.core.terminal import shown
     from emocli.features.store import FeatureStore
 
     console = Console()
     table = FeatureStore(store).failures(name)
     for row in table.itertuples():
-        where = f" ({row.path})" if isinstance(row.path, str) else ""
-        console.print(f"[bold]{row.sample_id}[/]{where}: {row.error_type}: {row.message}", highlight=False, soft_wrap=True)
+        # a sample id, a path or a library's message is data: shown, never obeyed (markup, escape sequences)
+        where = f" ({shown(row.path)})" if isinstance(row.path, str) else ""
+        cause = f"{where}: {shown(row.error_type)}: {shown(row.message)}"
+        console.print(f"[bold]{escape(shown(row.sample_id))}[/]{escape(cause)}", highlight=False, soft_wrap=True)
         if traceback:
-            console.print(row.traceback, highlight=False, markup=False)
+            console.print("\n".join(shown(part) for part in str(row.traceback).splitlines()), highlight=False,
+                          markup=False)
     console.print(f"{len(table)} failures", highlight=False)
 
 

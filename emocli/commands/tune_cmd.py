@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from emocli.commands.options import between
 from emocli.commands.train_cmd import ModelName, Tracker, config_fields
 
 
@@ -17,7 +18,8 @@ def tune(
     ),
     preset: str | None = typer.Option(None, "--preset", "-p", help="Training recipe every trial starts from."),
     overrides: list[str] = typer.Option([], "--set", help="Overrides every trial shares, dotted: epochs=30."),
-    trials: int | None = typer.Option(None, "--trials", help="Train only this many trials, drawn from the grid."),
+    trials: int | None = typer.Option(None, "--trials", callback=between(1, None),
+                                      help="Train only this many trials (at least 1), drawn from the grid."),
     sample_seed: int = typer.Option(0, "--sample-seed", help="Seed of the --trials draw."),
     seeds: str | None = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 1,2,3 (default: the preset's)."),
     folds: str | None = typer.Option(None, "--folds", help="'all' or comma-separated folds (default: the dataset's split)."),

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from emocli.core.errors import ConfigError
+from emocli.core.io import MAX_DEPTH, check_depth, read_text, read_toml
 
 UNSET_WORDS = ("none", "null")
 
@@ -33,9 +34,12 @@ def parse_value(text: str) -> Any:
     if text.strip().lower() in UNSET_WORDS:
         return None
     try:
-        return tomllib.loads(f"value = {text}")["value"]
+        value = tomllib.loads(f"value = {text}")["value"]
     except tomllib.TOMLDecodeError:
         return text
+    except RecursionError:
+        raise ConfigError(f"{text[:40]!r}...: nested more than {MAX_DEPTH} levels deep") from None
+    return check_depth(value, None, ConfigError, where=f"{text[:40]!r}: ")
 
 
 def none_word(value: Any) -> Any:
@@ -103,12 +107,7 @@ def preset_source(kind: str, choice: str) -> tuple[str, str]:
     """(TOML text, where it came from) of a named preset or a preset file."""
     if is_preset_path(choice):
         path = Path(choice).expanduser()
-        if not path.is_file():
-            raise ConfigError("preset file not found", path=path)
-        try:
-            return path.read_text(encoding="utf-8"), str(path)
-        except (OSError, UnicodeDecodeError) as error:
-            raise ConfigError(f"cannot read the preset ({error})", path=path) from None
+        return read_text(path, error=ConfigError, missing="preset file not found"), str(path)
     resource = preset_folder(kind) / f"{choice}.toml"
     if not resource.is_file():
         names = preset_names(kind)
@@ -123,10 +122,7 @@ def load_preset(kind: str, choice: str, _seen: tuple[str, ...] = ()) -> tuple[di
     if choice in _seen:
         raise ConfigError(f"presets extend each other in a loop: {' -> '.join((*_seen, choice))}")
     text, source = preset_source(kind, choice)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"not valid TOML: {error}", path=source) from None
+    data = read_toml(text=text, where=source, error=ConfigError)
     parent = data.pop("extends", None)
     if parent is None:
         return data, source

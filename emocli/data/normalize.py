@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from emocli.core.errors import EmoError
-from emocli.core.io import write_with
+from emocli.core.io import regular_file, write_with
 from emocli.data.tables import EmotionData
 
 FIT_CHUNK = 256  # samples per partial_fit call: sequence stores need not be concatenated whole
@@ -116,8 +116,7 @@ class Standardizer:
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
-        if not path.is_file():
-            raise EmoError("missing feature standardisation file of a run trained with normalize = 'standard'", path=path)
+        regular_file(path, missing="missing feature standardisation file of a run trained with normalize = 'standard'")
         try:
             tensors = load_file(str(path))
         except (SafetensorError, OSError) as error:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from emocli.core.errors import DatasetError
 from emocli.core.lazy import import_object
+from emocli.core.paths import resolved
 
 # name -> "module:Class"; the single list `emo datasets`, `emo extract --dataset` and the tests use.
 ADAPTERS: dict[str, str] = {
@@ -38,4 +39,7 @@ def adapter_class(name: str):
 def load_dataset(name: str, root: str | Path, **options):
     """Load dataset `name` from `root` with adapter options; returns a SampleSet."""
     adapter = adapter_class(name)(**options)
-    return adapter.load(Path(root).expanduser().resolve())
+    folder = resolved(Path(root).expanduser())
+    if folder is None:
+        raise DatasetError("is a symbolic link that loops", path=root)
+    return adapter.load(folder)

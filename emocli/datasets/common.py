@@ -4,6 +4,7 @@ speakers, and saying where a copy differs from the release.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections import Counter
@@ -22,7 +23,20 @@ def media_files(root: Path, suffixes: Sequence[str]) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [Path(folder) / name for name in sorted(files)
                   if not name.startswith(".") and name.lower().endswith(tuple(suffixes))]
-    return found
+    return without_loops(found)
+
+
+def without_loops(paths: Sequence[Path]) -> list[Path]:
+    """`paths` less the symbolic links that loop (resolving them would raise), each named in a warning."""
+    from emocli.core.paths import resolved
+
+    kept = []
+    for path in paths:
+        if path.is_symlink() and resolved(path) is None:
+            logging.getLogger(__name__).warning("%s: a symbolic link that loops; skipped", path)
+            continue
+        kept.append(path)
+    return kept
 
 
 def folds_of(groups: Sequence[Sequence[str]]) -> dict[str, int]:

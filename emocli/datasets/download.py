@@ -72,6 +72,38 @@ def missing_files(files: Iterable[RemoteFile], folder: Path, include_optional: b
     ]  # fmt: skip
 
 
+# Files up to this size are hashed whenever a dataset is located (MELD's CSVs: 1.5 MB, a few milliseconds);
+# larger ones are checked by their size alone there (their checksum was checked when downloaded).
+HASHED_IN_PLACE = 64 * 2**20
+
+
+def mismatch(file: RemoteFile, folder: Path) -> str | None:
+    """Why `file`, present in `folder` under its name, is not the published file: another size (a copy cut
+    short), another checksum, not a regular file. None when it matches, is absent, or was unpacked (the
+    archive is gone; its folder is checked by the adapter)."""
+    import stat
+
+    if file.unpack != "none":
+        return None
+    path = folder / file.installed_name
+    try:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, RuntimeError) as error:
+        return f"cannot be read ({getattr(error, 'strerror', None) or error})"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file"
+    if file.size is not None and info.st_size != file.size:
+        return f"is {info.st_size:,} bytes where the published file has {file.size:,} (a copy cut short, or another version)"
+    if file.checksum is not None and info.st_size <= HASHED_IN_PLACE:
+        with open(path, "rb") as handle:
+            digest = hashlib.file_digest(handle, file.checksum.algorithm).hexdigest()
+        if digest != file.checksum.value.lower():
+            return f"has {file.checksum.algorithm} {digest[:16]}..., not the published file's {file.checksum.value[:16]}..."
+    return None
+
+
 def foreign_entries(files: Iterable[RemoteFile], folder: Path) -> list[str]:
     """Entries of `folder` that no download put there: the user's own copy of the data, in its own
     layout, which emo reads as it is and never downloads into. Hidden entries do not count."""
@@ -346,7 +378,18 @@ def ensure_available(
         return folder
     required = [f for f in adapter.remote_files if not f.optional]
     missing = missing_files(required, folder)
-    if foreign_entries(adapter.remote_files, folder) or (required and not missing):
+    own = bool(foreign_entries(adapter.remote_files, folder))
+    for file in required:
+        problem = mismatch(file, folder)
+        if problem is None:
+            continue
+        if not own:  # a folder emo fills: the file is not in place, and is never read as if it were
+            raise DatasetError(f"{problem}; delete it and run again to download the published file, or copy it "
+                               "whole", path=folder / file.installed_name)
+        if console is not None:  # the user's own copy is read as it is, but not without a word
+            console.print(f"[yellow]warning:[/] {folder / file.installed_name} {problem}; it is read as it is",
+                          highlight=False, soft_wrap=True)
+    if own or (required and not missing):
         return folder
     if not required:
         raise DatasetError(not_found_message(adapter, location), path=folder)

@@ -19,6 +19,7 @@ from emocli.core.errors import DatasetError
 from emocli.core.samples import SampleSet
 from emocli.core.types import LabelMap
 from emocli.datasets.base import AdapterOptions, DatasetAdapter, DefaultExtractor, Licence, RemoteFile
+from emocli.datasets.common import without_loops
 
 EMOTION_CODES = {"N": "neutral", "F": "happy", "T": "sad", "W": "angry", "A": "fearful", "E": "disgust", "L": "bored"}
 EMOTIONS = tuple(EMOTION_CODES.values())
@@ -74,7 +75,7 @@ def _audio_files(root: Path) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [Path(folder) / name for name in files
                   if not name.startswith(".") and name.lower().endswith(AUDIO_SUFFIXES)]
-    return sorted(found, key=lambda p: p.name)
+    return sorted(without_loops(found), key=lambda p: p.name)
 
 
 class EmodbAdapter(DatasetAdapter):

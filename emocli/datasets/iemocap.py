@@ -25,6 +25,7 @@ from typing import Literal
 from pydantic import field_validator
 
 from emocli.core.errors import DatasetError
+from emocli.core.paths import resolved
 from emocli.core.samples import SampleSet
 from emocli.core.types import LabelMap
 from emocli.datasets.base import AdapterOptions, DatasetAdapter, DefaultExtractor, GatedAccess, Licence
@@ -70,6 +71,12 @@ class IemocapOptions(AdapterOptions):
     @classmethod
     def _classes_as_text(cls, value):
         return str(value) if isinstance(value, int) else value
+
+
+def _real(path: Path) -> str | None:
+    """The file's resolved path; None (absent) for a link that loops."""
+    real = resolved(path)
+    return str(real) if real is not None else None
 
 
 def _read_text(path: Path) -> list[str]:
@@ -222,12 +229,12 @@ class IemocapAdapter(DatasetAdapter):
                     key=lambda u: (u["start_s"], u["end_s"], u["utterance"]),
                 )
                 dialog_video = folder / "dialog" / "avi" / "DivX" / f"{dialog}.avi"
-                dialog_video = str(dialog_video.resolve()) if dialog_video.name in videos else None
+                dialog_video = _real(dialog_video) if dialog_video.name in videos else None
                 dialog_wav = folder / "dialog" / "wav" / f"{dialog}.wav"
-                dialog_wav = str(dialog_wav.resolve()) if dialog_wav.name in dialog_wavs else None
+                dialog_wav = _real(dialog_wav) if dialog_wav.name in dialog_wavs else None
                 for position, u in enumerate(kept):
                     wav = f"{u['utterance']}.wav"
-                    sentence_wav = str((wav_folder / wav).resolve()) if wav in wavs else None
+                    sentence_wav = _real(wav_folder / wav) if wav in wavs else None
                     if self.options.media == "dialog" and (dialog_wav or dialog_video):
                         media = {
                             "audio_path": dialog_wav or dialog_video,

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from emocli.core.errors import DatasetError
+from emocli.core.io import MAX_DEPTH, TEXT_LIMIT, check_depth, nesting_depth, read_bytes
+from emocli.core.paths import resolved
 from emocli.core.samples import SampleSet
 from emocli.core.types import LabelMap
 from emocli.datasets.base import AdapterOptions, DatasetAdapter, DefaultExtractor
@@ -56,6 +58,9 @@ class ManifestOptions(AdapterOptions):
     """False: label/labels may be absent or empty (data to predict on)."""
     check_media: bool = True
     """Report media files that do not exist."""
+    allow_outside: bool = False
+    """Let rows name media outside the manifest's folder (after following links). Refused by default: a
+    manifest someone else wrote could otherwise make emo open any file on the machine."""
     max_problems: int = 20
     """How many problems one error message lists (all are counted)."""
 
@@ -64,6 +69,7 @@ class _Problems:
     def __init__(self, path: Path, jsonl: bool, limit: int):
         self.path, self.jsonl, self.limit = path, jsonl, max(1, limit)
         self.items: list[tuple[str, str]] = []  # (where, problem)
+        self.remedies: dict[str, None] = {}  # said once, after the problems
 
     def add(self, row: int, line: int, problem: str) -> None:
         where = f"{row} (line {line})" if self.jsonl else f"{row}"
@@ -72,19 +78,17 @@ class _Problems:
     def raise_if_any(self) -> None:
         if not self.items:
             return
+        remedies = "".join(f" ({remedy})" for remedy in self.remedies)
         if len(self.items) == 1:
             where, problem = self.items[0]
-            raise DatasetError(problem, path=self.path, row=where)
+            raise DatasetError(problem + remedies, path=self.path, row=where)
         shown = "; ".join(f"row {where}: {problem}" for where, problem in self.items[: self.limit])
         more = f" (first {self.limit} listed)" if len(self.items) > self.limit else ""
-        raise DatasetError(f"{len(self.items)} problems{more}: {shown}", path=self.path)
+        raise DatasetError(f"{len(self.items)} problems{more}: {shown}{remedies}", path=self.path)
 
 
 def _decode(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise DatasetError(f"cannot read the manifest: {error.strerror or error}", path=path) from None
+    data = read_bytes(path, TEXT_LIMIT, DatasetError)  # a regular file of bounded size: no FIFO, no /dev/zero
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise DatasetError("UTF-16 text (it starts with a UTF-16 byte order mark); save the manifest as UTF-8", path=path)
     try:
@@ -144,15 +148,23 @@ def _records_jsonl(text: str, problems: _Problems):
             raise DatasetError(
                 f"malformed JSON at line {error.lineno}: {error.msg}", path=problems.path
             ) from None
+        except RecursionError:
+            raise DatasetError(f"nested more than {MAX_DEPTH} levels deep", path=problems.path) from None
+        check_depth(items, problems.path, DatasetError)
         lines = [(i + 1, item, None) for i, item in enumerate(items)]
     else:
         lines = []
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
-                    lines.append((number, json.loads(line), None))
+                    item = json.loads(line)
+                    deep = nesting_depth(item) > MAX_DEPTH
                 except json.JSONDecodeError as error:
                     lines.append((number, None, f"malformed JSON: {error.msg} (column {error.colno})"))
+                    continue
+                except RecursionError:
+                    item, deep = None, True
+                lines.append((number, None, f"nested more than {MAX_DEPTH} levels deep") if deep else (number, item, None))
     for number, item, error in lines:
         row += 1
         if error is not None:
@@ -241,6 +253,23 @@ def _label_list(value: Any) -> tuple[list[str], str | None]:
     return labels, None
 
 
+def _storable(column: Any) -> Any:
+    """An extra JSONL column as the store's Parquet can hold it: as read when its values share one type; as
+    text (lists and objects as JSON) when they mix kinds, a list in one row and text in the next."""
+    import pyarrow as pa
+
+    try:
+        pa.array(column.tolist(), from_pandas=True)
+        return column
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        text = [None if _missing(v) else json.dumps(v) if isinstance(v, (list, dict)) else str(v) for v in column]
+        return column.__class__(text, index=column.index, dtype="string")
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 class ManifestAdapter(DatasetAdapter):
     name = "manifest"
     summary = "your own data: a CSV/TSV/JSONL manifest of media files or text with labels"
@@ -310,6 +339,18 @@ class ManifestAdapter(DatasetAdapter):
             return spelling.setdefault(label.casefold(), label)
 
         base = path.resolve().parent  # a symlinked manifest's paths are relative to the file it points to
+        folders: dict[str, Path | None] = {}  # each media folder resolved once: rows share a few folders
+
+        def real_path(media: str) -> Path | None:
+            """The media path with links followed (None: they loop)."""
+            folder, name = os.path.split(media)
+            if folder not in folders:
+                folders[folder] = resolved(folder)
+            if folders[folder] is None:
+                return None
+            candidate = folders[folder] / name
+            return resolved(candidate) if os.path.islink(candidate) else candidate
+
         exists: dict[str, bool] = {}
         first_row: dict[str, int] = {}
         rows = []
@@ -326,6 +367,14 @@ class ManifestAdapter(DatasetAdapter):
                     out[f"{column}_path"] = None
                     continue
                 media = os.path.normpath(os.path.join(base, os.path.expanduser(value)))
+                if not options.allow_outside:
+                    target = real_path(media)
+                    if target is None or not target.is_relative_to(base):
+                        problem(f"{column} {value} lies outside the manifest's folder")
+                        problems.remedies[f"emo reads only media inside {base} unless told otherwise: emo predict "
+                                          "--allow-outside, emo extract --option allow_outside=true"] = None
+                        out[f"{column}_path"] = media
+                        continue
                 if options.check_media:
                     if media not in exists:
                         exists[media] = os.path.isfile(media)
@@ -411,8 +460,8 @@ class ManifestAdapter(DatasetAdapter):
         ]
         table = pd.DataFrame(rows)
         for column in table.columns:
-            if column not in KNOWN and column not in ("audio_path", "video_path") and fmt != "jsonl":
-                table[column] = table[column].astype("string")
+            if column not in KNOWN and column not in ("audio_path", "video_path"):
+                table[column] = table[column].astype("string") if fmt != "jsonl" else _storable(table[column])
         protocols = {}
         if table["split"].notna().any():
             protocols["split"] = "the manifest's split column"

@@ -235,6 +235,10 @@ def _meld_csv(name: str, size: int, sha256: str) -> RemoteFile:
     )
 
 
+# Utterances of the official annotation CSVs (the files of MELD_COMMIT).
+OFFICIAL_ROWS = {"train": 9_989, "valid": 1_109, "test": 2_610}
+
+
 class MeldAdapter(DatasetAdapter):
     name = "meld"
     summary = "MELD conversations (Friends): 7 emotions per utterance, text + utterance videos"
@@ -283,6 +287,10 @@ class MeldAdapter(DatasetAdapter):
                 raise DatasetError(f"video_dirs names split {split!r}, which is not read", path=root)
         notes: list[str] = []
         tables = [_read_split(root / SPLIT_FILES[split], split) for split in splits]
+        for split, part in zip(splits, tables):
+            if len(part) != OFFICIAL_ROWS[split]:  # a copy cut short at a line end still parses
+                notes.append(f"{SPLIT_FILES[split]}: {len(part):,} utterances where the official file has "
+                             f"{OFFICIAL_ROWS[split]:,} (a partial copy, or another version)")
         table = pd.concat(tables, ignore_index=True)
         order = {s: i for i, s in enumerate(("train", "valid", "test"))}
         table["_split_order"] = table["split"].map(order)

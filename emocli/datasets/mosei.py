@@ -20,7 +20,6 @@ Two layouts, either or both under the root (option `layout` picks one; "auto" pr
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Literal
@@ -29,7 +28,8 @@ import numpy as np
 from pydantic import Field
 
 from emocli.core.errors import DatasetError
-from emocli.core.io import file_fingerprint
+from emocli.core.io import file_fingerprint, read_json
+from emocli.core.paths import resolved
 from emocli.core.samples import PrecomputedFeatures, SampleSet
 from emocli.core.types import Features, LabelMap
 from emocli.datasets.base import (
@@ -275,10 +275,7 @@ def load_aligned(path: Path, allow_pickle: bool = False):
 
 
 def _read_folds(path: Path) -> dict[str, str]:
-    try:
-        folds = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DatasetError(f"not a readable JSON file: {error}", path=path) from None
+    folds = read_json(path, dict, error=DatasetError)  # a regular file, bounded in size and depth
     missing = [k for k in FOLD_KEYS if k not in folds]
     if missing:
         raise DatasetError(f"missing fold(s) {', '.join(missing)}", path=path)
@@ -660,9 +657,10 @@ class MoseiAdapter(DatasetAdapter):
             wanted = set(table["video_id"])
             videos, audios = {}, {}
             for path in _walk(folder, (".mp4", ".wav")):
-                if path.stem in wanted:
+                real = resolved(path)  # None: a link that loops, read as absent
+                if path.stem in wanted and real is not None:
                     target = videos if path.suffix.lower() == ".mp4" else audios
-                    target.setdefault(path.stem, str(path.resolve()))
+                    target.setdefault(path.stem, str(real))
             table["video_path"] = pd.array([videos.get(v) for v in table["video_id"]], dtype="string")
             table["audio_path"] = pd.array(
                 [audios.get(v, videos.get(v)) for v in table["video_id"]], dtype="string"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from emocli.core.errors import DatasetError
+from emocli.core.paths import resolved
 from emocli.core.samples import SampleSet
 from emocli.core.types import LabelMap
 from emocli.datasets.base import (
@@ -129,6 +130,7 @@ class RavdessAdapter(DatasetAdapter):
         ]
 
         clips: dict[str, dict] = {}
+        notes: list[str] = []
         for path in _media_files(root):
             info = parse_name(path)
             if info["modality"] == "video" or info["vocal channel"] not in channels:
@@ -142,13 +144,17 @@ class RavdessAdapter(DatasetAdapter):
                 role = "av_audio"  # the audio track of an AV clip saved on its own
             else:
                 raise DatasetError("an audio-only (03) RAVDESS file must be .wav or .flac", path=path)
+            target = resolved(path)
+            if target is None:  # a link that loops: listed, and the scan goes on
+                notes.append(f"{path}: a symbolic link that loops; skipped")
+                continue
             sample_id = "-".join(info["fields"][1:])
             clip = clips.setdefault(sample_id, {"info": info})
             if role in clip:
                 raise DatasetError(
                     f"two files for clip {sample_id}: {clip[role]} and {path}; keep one", path=path
                 )
-            clip[role] = path.resolve()
+            clip[role] = target
 
         if not clips:
             raise DatasetError(
@@ -201,4 +207,5 @@ class RavdessAdapter(DatasetAdapter):
                 "actors 21-24 are never held out (fold NA)",
             },
             options=self.options.model_dump(mode="json"),
+            notes=notes,
         )

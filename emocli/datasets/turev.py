@@ -19,7 +19,7 @@ from emocli.core.errors import DatasetError
 from emocli.core.samples import SampleSet
 from emocli.core.types import LabelMap
 from emocli.datasets.base import DatasetAdapter, DefaultExtractor, Licence
-from emocli.datasets.common import AUDIO_SUFFIXES, count_notes, folds_of
+from emocli.datasets.common import AUDIO_SUFFIXES, count_notes, folds_of, without_loops
 
 EMOTION_CODES = {"sk": "calm", "mt": "happy", "hl": "sad", "kz": "angry"}
 EMOTIONS = tuple(EMOTION_CODES.values())
@@ -73,7 +73,7 @@ class TurevAdapter(DatasetAdapter):
         fold_of = folds_of(FOLDS)
         rows, seen = [], {}
         for folder in class_folders:
-            for path in sorted(folder.iterdir()):
+            for path in without_loops(sorted(folder.iterdir())):
                 if path.name.startswith(".") or not path.name.lower().endswith(AUDIO_SUFFIXES):
                     continue
                 info = parse_name(path)

@@ -52,6 +52,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from emocli.core.errors import ConfigError, EmoError
+from emocli.core.io import read_json
+from emocli.core.paths import check_name
 from emocli.core.samples import SAMPLE_COLUMNS, PrecomputedFeatures, SampleSet, normalize_table
 from emocli.core.types import Features
 from emocli.features.base import Extractor, ExtractorParams
@@ -439,10 +441,12 @@ def _read_spec(directory: Path) -> dict[str, Any]:
     spec would describe (kind, dim, parameters) other features than the parts hold."""
     path = directory / SPEC_FILE
     try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
+        spec = read_json(path, dict)  # a regular file of bounded size and depth
         extractor = spec["extractor"]
         modality, name, kind, dim = extractor["modality"], extractor["extractor"], extractor["kind"], int(extractor["dim"])
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+    except EmoError as error:
+        raise EmoError(f"unreadable feature set spec ({error.problem})", path=path) from None
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
         raise EmoError(f"unreadable feature set spec ({type(error).__name__}: {error})", path=path) from None
     if directory.name != f"{modality}__{name}__{_spec_fingerprint(extractor)}" or kind not in ("vector", "sequence", "clip") or dim < 1:
         raise EmoError(
@@ -516,9 +520,28 @@ class FeatureStore:
         owner = index.table.groupby(ADDITION_COLUMN)["sample_id"].agg(list)
         return [{**addition, "sample_ids": owner.get(i, [])} for i, addition in enumerate(index.additions)]
 
-    def feature_sets(self) -> list[FeatureSetInfo]:
-        """Every feature set of the store, sorted by name."""
-        return [self.info(spec.parent.name) for spec in sorted(self.path.glob(f"*/{SPEC_FILE}"))]
+    def feature_sets(self, strict: bool = False) -> list[FeatureSetInfo]:
+        """Every feature set of the store, sorted by name. A folder whose spec.json cannot be read (a stray
+        copy, an edit) is left out, and listed by `unreadable()`; with `strict` it is an error."""
+        found = []
+        for spec in sorted(self.path.glob(f"*/{SPEC_FILE}")):
+            if not strict:
+                try:
+                    _read_spec(spec.parent)
+                except EmoError:
+                    continue
+            found.append(self.info(spec.parent.name))
+        return found
+
+    def unreadable(self) -> list[str]:
+        """Why each folder that looks like a feature set (it holds a spec.json) is not read as one."""
+        problems = []
+        for spec in sorted(self.path.glob(f"*/{SPEC_FILE}")):
+            try:
+                _read_spec(spec.parent)
+            except EmoError as error:
+                problems.append(str(error))
+        return problems
 
     def find(self, modality: str | None = None, extractor: str | None = None) -> list[FeatureSetInfo]:
         return [
@@ -615,9 +638,10 @@ class FeatureStore:
         return table.drop(columns="part").sort_values("sample_id").reset_index(drop=True)
 
     def _feature_set_dir(self, name: str) -> Path:
+        check_name(name, "feature set", EmoError)  # a name, never a path out of the store
         directory = self.path / name
         if not (directory / SPEC_FILE).is_file():
-            known = ", ".join(d.name for d in sorted(self.path.glob(f"*/{SPEC_FILE}"))) or "none"
+            known = ", ".join(d.parent.name for d in sorted(self.path.glob(f"*/{SPEC_FILE}"))) or "none"
             raise EmoError(f"no feature set {name!r} (feature sets: {known})", path=self.path)
         return directory
 
@@ -657,6 +681,10 @@ class FeatureStore:
             return
         from filelock import FileLock, Timeout
 
+        if self.path.is_dir() and not self._made_by_emo():
+            # A user's folder: a store's writer would add its files there and clear its hidden *.tmp files.
+            raise EmoError("holds files but is not a feature store; give a new or empty folder (emo writes a store "
+                           "only there, or into a store it made)", path=self.path)
         _make_dirs(self.path)
         lock_path = self.path / LOCK_FILE
         try:  # a read-only store fails here with its cause, instead of filelock retrying forever
@@ -682,6 +710,16 @@ class FeatureStore:
         finally:
             self._held.depth = 0
             lock.release()
+
+    def _made_by_emo(self) -> bool:
+        """An empty folder, or one holding a store's own files (its index, lock, transcripts or a feature set)."""
+        from emocli.features.audio.transcribe import TRANSCRIPTS  # written before the first feature set
+
+        if any((self.path / name).exists() for name in (SAMPLES_FILE, LOCK_FILE, TRANSCRIPTS)):
+            return True
+        if next(self.path.glob(f"*/{SPEC_FILE}"), None) is not None:
+            return True
+        return next(self.path.iterdir(), None) is None
 
     def _holder(self) -> str:
         try:
@@ -848,7 +886,7 @@ class FeatureStore:
                 changed |= bool(index.add(rows, described, source=str(source.path), when=addition.get("time")))
         else:
             index, changed = theirs, True
-        infos = source.feature_sets()
+        infos = source.feature_sets(strict=True)  # a shard's unreadable feature set is not merged away silently
         for info in infos:  # check everything before copying anything
             table = source.read(info.name)
             bad = nonfinite_samples(table)

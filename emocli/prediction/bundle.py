@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from emocli.core.errors import ConfigError, EmoError
+from emocli.core.paths import check_name, inside
 from emocli.core.types import Cue
 from emocli.prediction.calibration import EPSILON, combination_key, tempered
 from emocli.prediction.predictor import (
@@ -72,8 +73,8 @@ class BundleSpec(BaseModel):
 
     name: str
     description: str = ""
-    labels: list[str]
-    heads: dict[str, HeadSpec]
+    labels: list[str] = Field(min_length=1)
+    heads: dict[str, HeadSpec] = Field(min_length=1)  # a bundle without heads would "predict" nothing
     # How the heads that read a segment are combined: "mean", the weighted mean of their probabilities; "product",
     # the weighted logarithmic pool p ∝ Π p_h^w_h (calibration.py). A head whose input the segment lacks (no
     # face, no speech, silence: ABSENT_FLAGS) takes no part.
@@ -97,6 +98,7 @@ class BundleSpec(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> BundleSpec:
         for name, head in self.heads.items():
+            check_name(name, "head", ValueError)  # a head's name names its unit folder
             if head.replaces is not None and (head.replaces not in self.heads or head.replaces == name):
                 raise ValueError(f"head {name!r} replaces {head.replaces!r}, which is not another head of the bundle")
             unknown = set(head.mapping.values()) - set(self.labels)
@@ -106,15 +108,30 @@ class BundleSpec(BaseModel):
 
 
 def is_bundle(folder: str | Path) -> bool:
-    return (Path(folder) / BUNDLE).is_file()
+    path = Path(folder) / BUNDLE
+    return path.is_symlink() or path.exists() and not path.is_dir()  # a pipe too: read_bundle refuses it
 
 
 def read_bundle(folder: str | Path) -> BundleSpec:
+    """bundle.json, as data: a regular file of bounded size, each head's unit a folder inside the bundle."""
+    from emocli.core.io import read_json
+
     path = Path(folder) / BUNDLE
+    raw = read_json(path, dict, error=ConfigError)
     try:
-        return BundleSpec.model_validate_json(path.read_text(encoding="utf-8"))
-    except (OSError, ValidationError, ValueError) as error:
-        raise ConfigError(f"not a model bundle ({str(error).splitlines()[0]})", path=path) from None
+        spec = BundleSpec.model_validate(raw)
+    except (ValidationError, ValueError) as error:
+        raise ConfigError(f"not a model bundle ({_problems(error)})", path=path) from None
+    for name, head in spec.heads.items():
+        inside(folder, head.unit, f"heads.{name}.unit", path)  # not ../elsewhere, not /absolute, not a link out
+    return spec
+
+
+def _problems(error: Exception) -> str:
+    """A validation error as 'field: problem; ...' on one line."""
+    if isinstance(error, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in error.errors())
+    return " ".join(str(error).split())
 
 
 @dataclass
@@ -144,7 +161,8 @@ class BundlePredictor:
         self.transcriber = Transcriber(self.spec.transcriber, device=device)
         self.heads = []
         for name, head in self.spec.heads.items():
-            predictor = Predictor(self.folder / head.unit, device=device, workers=workers, transcriber=self.transcriber,
+            unit = inside(self.folder, head.unit, f"heads.{name}.unit", self.folder / BUNDLE)
+            predictor = Predictor(unit, device=device, workers=workers, transcriber=self.transcriber,
                                   executor=executor, extractors=head.extractors)
             missing = set(predictor.label_map.names) - set(head.mapping)
             if missing:
@@ -167,6 +185,7 @@ class BundlePredictor:
         text: str | None = None,
         window_s: float = 4.0,
         progress: Progress | None = None,
+        allow_outside: bool = False,
     ) -> PredictionResult:
         import numpy as np
         import pandas as pd
@@ -174,10 +193,10 @@ class BundlePredictor:
         from emocli.prediction.sources import collect_sources
 
         # Transcripts once for every head, so that every head predicts the same segments.
-        sources, _ = collect_sources(inputs, text)
+        sources, _ = collect_sources(inputs, text, allow_outside=allow_outside)
         transcripts = self._transcripts(sources)
         results = {h.name: h.predictor.predict(inputs, text=text, window_s=window_s, progress=progress,
-                                               transcripts=transcripts)
+                                               transcripts=transcripts, allow_outside=allow_outside)
                    for h in self.heads}
         abstained = {name for name, timed in transcripts.items() if timed.handling == ABSTAINED}
         keys = ["input", "segment"]
@@ -402,30 +421,43 @@ def read_held_out(path: Path, mapping: dict[str, str], labels: Sequence[str]):  
 
 
 def assemble(spec_path: str | Path, heads: dict[str, str | Path], out: str | Path, *,
-             held_out: dict[str, Path] | None = None, cross_corpus: dict[str, Path] | None = None) -> Path:
+             held_out: dict[str, Path] | None = None, cross_corpus: dict[str, Path] | None = None,
+             overwrite: bool = False) -> Path:
     """A bundle folder from a bundle spec (bundle.json without units: name, labels, heads' mappings,
     transcriber) and one trained unit per head; writes `out`/bundle.json, a unit folder per head and a
     README card naming each head's training data, test figures, licence and weights' sha256.
 
     `held_out`: each head's held-out predictions (read_held_out): the heads are calibrated and their product
     weighed on them (calibration.calibrate), and the card reports how. `cross_corpus`: a head's `emo cross-corpus`
-    folder, whose table (results.md) the card shows."""
+    folder, whose table (results.md) the card shows.
+
+    `out` must be new or empty, or `overwrite` given; it is never the folder of the spec or a head's run
+    (nor holds or lies in one). It is written beside itself and renamed into place when complete."""
     import hashlib
-    import json
     import shutil
 
-    from emocli.core.io import write_text
+    from emocli.core.io import read_json, replace_folder, write_text
+    from emocli.core.paths import check_output_folder
     from emocli.runs import layout
     from emocli.runs.inference import TrainedUnit, choose_unit
 
     spec_path, out = Path(spec_path), Path(out)
-    raw = json.loads(spec_path.read_text(encoding="utf-8"))
-    unknown = set(heads) ^ set(raw.get("heads", {}))
+    for name in heads:
+        check_name(name, "--head")
+    check_output_folder(out, overwrite=overwrite, inputs=[spec_path, *heads.values()])
+    raw = read_json(spec_path, dict, error=ConfigError)
+    given = raw.get("heads", {})
+    if not isinstance(given, dict) or not all(isinstance(h, dict) for h in given.values()):
+        raise ConfigError("heads: expected an object of head name -> {mapping}", path=spec_path)
+    unknown = set(heads) ^ set(given)
     if unknown:
         raise ConfigError(f"heads given and heads of the spec differ: {sorted(unknown)}", path=spec_path)
-    for name in raw["heads"]:
-        raw["heads"][name]["unit"] = name
-    spec = BundleSpec.model_validate(raw)
+    for name in given:
+        given[name]["unit"] = name
+    try:
+        spec = BundleSpec.model_validate(raw)
+    except (ValidationError, ValueError) as error:
+        raise ConfigError(f"not a bundle spec ({_problems(error)})", path=spec_path) from None
     if held_out:
         spec = calibrated(spec, held_out, spec_path)
     rows, hashes = [], []
@@ -479,9 +511,7 @@ def assemble(spec_path: str | Path, heads: dict[str, str | Path], out: str | Pat
         if text:
             card += f"\n## {title}\n\n{text}\n"
     write_text(staging / "README.md", card)
-    shutil.rmtree(out, ignore_errors=True)
-    staging.rename(out)
-    return out
+    return replace_folder(staging, out)
 
 
 def calibrated(spec: BundleSpec, held_out: dict[str, Path], where: Path) -> BundleSpec:

@@ -8,6 +8,7 @@ starts (format, folder, permission), so a bad `--output` costs no extraction.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from emocli.core.errors import ConfigError, EmoError
 from emocli.core.io import check_writable, write_text, write_with
+from emocli.core.paths import check_not_input
 from emocli.prediction.predictor import PROBABILITY_PREFIX, PredictionResult
 
 if TYPE_CHECKING:
@@ -42,14 +44,18 @@ def plot_format(path: str | Path) -> str:
     return path.suffix.lower()[1:]
 
 
-def check_outputs(output: str | Path | None = None, plot: str | Path | None = None) -> None:
-    """Before any work: the formats are known and the files can be created where they are asked for."""
+def check_outputs(output: str | Path | None = None, plot: str | Path | None = None,
+                  inputs: Sequence[str | Path] = ()) -> None:
+    """Before any work: the formats are known, the files can be created where they are asked for, and
+    neither is one of the inputs (`emo predict m.csv -o m.csv` would overwrite the manifest)."""
     if output is not None:
         check_writable(output)
         output_format(output)
+        check_not_input(output, inputs, "--output")
     if plot is not None:
         check_writable(plot)
         plot_format(plot)
+        check_not_input(plot, inputs, "--plot")
 
 
 def write_predictions(result: PredictionResult, path: str | Path) -> Path:

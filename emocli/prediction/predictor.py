@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from emocli.core.errors import ConfigError, EmoError, ExtractionError
 from emocli.core.types import Cue
 from emocli.features.runner import SampleFailure
-from emocli.prediction.segments import SUBTITLE_SUFFIXES, clip_cues, read_transcript, windows
+from emocli.prediction.segments import (
+    MAX_WINDOW_S,
+    MIN_WINDOW_S,
+    SUBTITLE_SUFFIXES,
+    clip_cues,
+    overlaps,
+    read_transcript,
+    windows,
+)
 from emocli.prediction.sources import MediaInfo, PredictFailure, Segment, Source, collect_sources, probe_media
 
 if TYPE_CHECKING:
@@ -328,21 +336,36 @@ class Predictor:
         costs its cues (the medium is cut into windows, with a note) rather than the input."""
         path = source.transcript_path
         if source.media is None or self.needs("text"):
-            return read_transcript(path)
+            return self._noted(source, read_transcript(path))
         if path.suffix.lower() not in SUBTITLE_SUFFIXES:
             return None  # an untimed transcript neither segments the medium nor feeds the model
         try:
-            return read_transcript(path)
+            return self._noted(source, read_transcript(path))
         except EmoError as error:
             self.notes.append(PredictFailure(source.name, f"{error}; its subtitles are not used, the medium is "
                                                           "cut into --window segments"))
             return None
 
+    def _noted(self, source: Source, cues: list[Cue]) -> list[Cue]:
+        """A transcript's cues, with a note when some overlap."""
+        self.notes.extend(PredictFailure(source.name, f"{source.transcript_path}: {note}") for note in overlaps(cues))
+        return cues
+
     def _check_media(self, source: Source) -> MediaInfo:
         info = probe_media(source.media)
         if source.audio is not None and source.video is not None:
             audio = probe_media(source.audio)
-            info = MediaInfo(audio.duration_s or info.duration_s, audio.has_audio, info.has_video)
+            info = MediaInfo(audio.duration_s or info.duration_s, audio.has_audio, info.has_video,
+                             audio.audio_s, info.video_s)
+        needed = [s for m, s in (("audio", info.audio_s), ("visual", info.video_s)) if self.needs(m)]
+        if info.duration_s is not None and needed and all(needed) and min(needed) < info.duration_s - 0.5:
+            # Streams of different lengths (a dubbed audio track cut short): the segments cover what every
+            # stream the run reads holds; the rest is named, not predicted as a failure per segment.
+            end = min(needed)
+            self.notes.append(PredictFailure(source.name, f"the streams differ in length ({info.describe_streams()}); "
+                                             f"only the first {end:.1f} s, which every stream the model reads "
+                                             f"covers, are predicted"))
+            info = MediaInfo(end, info.has_audio, info.has_video, info.audio_s, info.video_s)
         if self.needs("audio") and not info.has_audio:
             raise ExtractionError(
                 f"has no audio track; the run needs audio ({self.inputs['audio'].extractor}): give a video with "
@@ -381,20 +404,22 @@ class Predictor:
         window_s: float = 4.0,
         progress: Progress | None = None,
         transcripts: Mapping[str, TimedText] | None = None,
+        allow_outside: bool = False,
     ) -> PredictionResult:
-        """`transcripts`: input name -> its text as timed segments, used instead of what the input has."""
+        """`transcripts`: input name -> its text as timed segments, used instead of what the input has.
+        `allow_outside`: a manifest may name media outside its own folder."""
         import numpy as np
         import pandas as pd
 
         from emocli.core.samples import normalize_table
         from emocli.features.runner import extract_samples
 
-        if window_s <= 0:
-            raise ConfigError(f"the window must be positive, not {window_s}")
+        if not MIN_WINDOW_S <= window_s <= MAX_WINDOW_S:  # also NaN
+            raise ConfigError(f"the window must be from {MIN_WINDOW_S:g} to {MAX_WINDOW_S:g} seconds, not {window_s}")
         self.notes = []
         self._durations = {}
         self._given = dict(transcripts or {})
-        sources, failures = collect_sources(inputs, text)
+        sources, failures = collect_sources(inputs, text, allow_outside=allow_outside)
         rows, shown, text_flags = [], [], []
         for number, source in enumerate(sources):
             try:

@@ -8,11 +8,13 @@ Parsing errors name the file and the line, so a transcript can be fixed where it
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from emocli.core.errors import DatasetError
+from emocli.core.io import TEXT_LIMIT, read_bytes
 from emocli.core.types import Cue
 
 # A reader of our own rather than `srt` (https://github.com/cdown/srt) or webvtt-py: one short parser reads
@@ -28,6 +30,10 @@ TRANSCRIPT_SUFFIXES = (*SUBTITLE_SUFFIXES, ".txt")
 _TIME = r"(?:(\d+):)?(\d{1,2}):(\d{1,2})[,.](\d{1,3})"
 _TIMING = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}(?:\s+.*)?$")  # VTT cue settings may follow the end
 _TAG = re.compile(r"<[^>]*>|\{\\[^}]*\}")  # HTML-like styling (<i>, <c.loud>, <v Bob>) and SSA overrides
+# Segments shorter than this say nothing (and a tiny --window over a long file would make millions); an
+# hour is longer than any model here reads as one segment.
+MIN_WINDOW_S = 0.1
+MAX_WINDOW_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -43,10 +49,7 @@ def _seconds(hours: str | None, minutes: str, seconds: str, fraction: str) -> fl
 
 
 def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise DatasetError(f"cannot read the transcript: {error.strerror or error}", path=path) from None
+    data = read_bytes(path, TEXT_LIMIT, DatasetError)  # a regular file of bounded size: no FIFO, no /dev/zero
     try:
         return data.decode("utf-8-sig")  # a BOM is common in files saved by subtitle editors
     except UnicodeDecodeError as error:
@@ -89,7 +92,8 @@ def _parse_block(block: list[tuple[int, str]], path: str | Path, first: bool) ->
     start, end = _seconds(*match.groups()[:4]), _seconds(*match.groups()[4:])
     if end <= start:
         raise DatasetError(f"line {number}: the cue ends ({end:.3f} s) before it starts ({start:.3f} s)", path=path)
-    words = " ".join(_TAG.sub("", text).strip() for _, text in block[timing + 1 :])
+    # Styling tags go, then entities are decoded ("&amp;" is "&", "&lt;i&gt;" is text, not a tag).
+    words = " ".join(html.unescape(_TAG.sub("", text)).strip() for _, text in block[timing + 1 :])
     return Cue(start, end, " ".join(words.split()))
 
 
@@ -104,6 +108,18 @@ def read_transcript(path: str | Path) -> list[Cue]:
     if not cues:
         raise DatasetError("the transcript holds no text", path=path)
     return cues
+
+
+def overlaps(cues: list[Cue]) -> list[str]:
+    """Notes on timed cues that overlap (two speakers at once, or a file's timing errors): each is still
+    predicted over its own span, so a segment of speech may be read twice."""
+    timed = sorted((c for c in cues if c.start_s is not None and c.end_s is not None), key=lambda c: c.start_s)
+    found = [(a, b) for a, b in zip(timed, timed[1:]) if b.start_s < a.end_s]
+    if not found:
+        return []
+    first, second = found[0]
+    return [f"{len(found)} pair(s) of cues overlap (first: {first.start_s:.3f}-{first.end_s:.3f} s and "
+            f"{second.start_s:.3f}-{second.end_s:.3f} s); each cue is predicted over its own span"]
 
 
 def sidecar_transcript(media: str | Path) -> Path | None:
@@ -124,8 +140,8 @@ def windows(duration_s: float, window_s: float) -> list[Window]:
     to say anything (the last window is then up to 1.5 windows long). Media no longer than 1.5 windows
     is therefore a single segment.
     """
-    if window_s <= 0:
-        raise ValueError("the window must be positive")
+    if not MIN_WINDOW_S <= window_s <= MAX_WINDOW_S:  # also NaN
+        raise ValueError(f"the window must be from {MIN_WINDOW_S} to {MAX_WINDOW_S} seconds, not {window_s}")
     if duration_s <= 0:
         return []
     count = max(1, int(duration_s // window_s))

@@ -24,6 +24,13 @@ class MediaInfo:
     duration_s: float | None  # None: the container does not say
     has_audio: bool
     has_video: bool
+    audio_s: float | None = None  # each stream's own length, where the container gives it
+    video_s: float | None = None
+
+    def describe_streams(self) -> str:
+        """'audio 3.0 s, video 6.0 s'."""
+        return ", ".join(f"{name} {length:.1f} s" for name, length in (("audio", self.audio_s), ("video", self.video_s))
+                         if length is not None)
 
 
 def probe_media(path: str | Path) -> MediaInfo:
@@ -32,7 +39,8 @@ def probe_media(path: str | Path) -> MediaInfo:
 
     path = Path(path)
     if not path.is_file():
-        raise ExtractionError("no such file", path=path)
+        kind = "no such file" if not path.exists() else "not a regular file (a folder, a pipe or a device); not read"
+        raise ExtractionError(kind, path=path)
     if path.stat().st_size == 0:
         raise ExtractionError("file is empty", path=path)
     if path.suffix.lower() in SOUNDFILE_SUFFIXES:
@@ -40,7 +48,7 @@ def probe_media(path: str | Path) -> MediaInfo:
 
         try:
             info = soundfile.info(str(path))
-            return MediaInfo(info.frames / info.samplerate, True, False)
+            return MediaInfo(info.frames / info.samplerate, True, False, info.frames / info.samplerate)
         except (soundfile.SoundFileError, RuntimeError):
             pass  # misnamed or a codec this libsndfile lacks: FFmpeg may read it, as load_audio does
     import av
@@ -48,11 +56,13 @@ def probe_media(path: str | Path) -> MediaInfo:
     try:
         with av.open(str(path)) as container:
             audio, video = container.streams.audio, container.streams.video
+            lengths = {kind: max((float(s.duration * s.time_base) for s in streams if s.duration and s.time_base),
+                                 default=None)
+                       for kind, streams in (("audio", audio), ("video", video))}
             duration = container.duration / 1_000_000 if container.duration else None
             if duration is None:
-                lengths = [float(s.duration * s.time_base) for s in (*audio, *video) if s.duration and s.time_base]
-                duration = max(lengths, default=None)
-            return MediaInfo(duration, bool(audio), bool(video))
+                duration = max((x for x in lengths.values() if x is not None), default=None)
+            return MediaInfo(duration, bool(audio), bool(video), lengths["audio"], lengths["video"])
     except av.FFmpegError as error:  # its str() carries an errno and the path: the reason alone reads better
         raise ExtractionError(f"cannot open as media: {error.strerror or error}", path=path) from None
     except (ValueError, UnicodeDecodeError) as error:
@@ -105,8 +115,10 @@ def media_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
 
 
-def collect_sources(inputs: Iterable[str | Path], text: str | None = None) -> tuple[list[Source], list[PredictFailure]]:
-    """Expand the inputs (files, folders, manifests) into sources; what cannot be read becomes a failure."""
+def collect_sources(inputs: Iterable[str | Path], text: str | None = None, *,
+                    allow_outside: bool = False) -> tuple[list[Source], list[PredictFailure]]:
+    """Expand the inputs (files, folders, manifests) into sources; what cannot be read becomes a failure.
+    A manifest's media must lie in its folder unless `allow_outside`."""
     sources: list[Source] = []
     failures: list[PredictFailure] = []
     inputs = [Path(i) for i in inputs]
@@ -124,7 +136,7 @@ def collect_sources(inputs: Iterable[str | Path], text: str | None = None) -> tu
             failures.append(PredictFailure(str(path), "no such file or folder"))
         elif path.suffix.lower() in MANIFEST_SUFFIXES:
             try:
-                sources.extend(_manifest_sources(path))
+                sources.extend(_manifest_sources(path, allow_outside))
             except EmoError as error:
                 failures.append(PredictFailure(str(path), error.problem if error.path == path else str(error)))
         elif path.suffix.lower() in TRANSCRIPT_SUFFIXES:
@@ -148,13 +160,14 @@ def _media_source(path: Path) -> Source:
     return Source(str(path), **{kind: path}, transcript_path=sidecar_transcript(path))
 
 
-def _manifest_sources(path: Path) -> list[Source]:
+def _manifest_sources(path: Path, allow_outside: bool = False) -> list[Source]:
     """Rows of a manifest: the rows of one dialogue_id form one source (a dialogue), other rows one each."""
     from emocli.datasets.manifest import ManifestAdapter
     from emocli.features.runner import sample_records
 
     # A missing media file fails its own row when it is opened (probe_media), not the whole manifest.
-    table = ManifestAdapter(require_labels=False, check_media=False).load(path).table
+    adapter = ManifestAdapter(require_labels=False, check_media=False, allow_outside=allow_outside)
+    table = adapter.load(path).table
     groups: dict[str, list[dict[str, Any]]] = {}
     for record in sample_records(table):
         key = f"dialogue {record['dialogue_id']}" if record["dialogue_id"] is not None else record["sample_id"]

@@ -25,7 +25,9 @@ from torch import nn
 
 from emocli.core.errors import ConfigError, EmoError
 from emocli.core.io import check_writable, write_text
+from emocli.core.paths import check_not_input
 from emocli.models.blocks.spiking import SpikingModel
+from emocli.runs import layout
 from emocli.runs.inference import LoadedUnit, TrainedUnit
 
 CLIP_FRAMES, CLIP_SIZE = 4, 32
@@ -111,6 +113,8 @@ def export_onnx(
         raise ConfigError("the output of an ONNX export is a .onnx file", path=out)
     check_writable(out)
     check_writable(out.with_suffix(".json"))
+    for written in (out, out.with_suffix(".json")):  # `-o unit/config.onnx` would write its description over config.json
+        check_not_input(written, [Path(unit) / name for name in layout.UNIT_INPUTS], "--output")
     frames = frames or DEFAULT_FRAMES
     generator = torch.Generator().manual_seed(0)
     example, masked = _examples(loaded, 2, frames, generator)

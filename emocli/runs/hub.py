@@ -7,7 +7,9 @@
     push("runs/smile-ravdess-x/seed=1/fold=0", "my-org/emo-smile")
 
 What is downloaded is data: a run folder of JSON and safetensors, read by runs/inference.py like any
-other (nothing in it is imported or unpickled).
+other (nothing in it is imported or unpickled); only those kinds of file are downloaded (DOWNLOADED), so a
+repository's Python files or pickles never reach the disk. A hub that cannot be reached, a refused token or
+an invalid id is one line saying what to do.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ PRETRAINED = "pretrained"  # emocli/pretrained/<name>/: shipped models
 DEFAULT_MODEL = "emo-default"
 # What a pushed run does not need: the resumable state, trackers' logs, temporary files.
 PUSH_IGNORE = [layout.CHECKPOINT, "*.tmp", ".*", "tensorboard/*", "mlruns/*"]
+# What emo reads from a run or a bundle; nothing else of a hub repository is downloaded.
+DOWNLOADED = ["*.json", "*.jsonl", "*.safetensors", "*.md"]
 
 
 def pretrained_folder(name: str) -> Path:
@@ -51,6 +55,7 @@ def resolve(model: str | Path, revision: str | None = None) -> Path:
     if name in pretrained_names():
         return pretrained_folder(name)
     if is_hub_id(name) and not Path(name.split("/")[0]).is_dir():
+        _check_repo_id(name)
         return _download(name, revision)
     if len(path.parts) > 1:  # a path (runs/mmer-x where runs/ is a folder here, a/b/c, ./x): not the hub's
         raise ConfigError(f"no such run folder{_nearest(path)}", path=path)
@@ -79,7 +84,7 @@ def _download(repo_id: str, revision: str | None) -> Path:
     )
 
     try:
-        return Path(snapshot_download(repo_id, revision=revision, repo_type="model"))
+        return Path(snapshot_download(repo_id, revision=revision, repo_type="model", allow_patterns=DOWNLOADED))
     except LocalEntryNotFoundError:
         raise EmoError(
             f"{repo_id}{'@' + revision if revision else ''} is not in the hub cache and the hub cannot be reached "
@@ -89,6 +94,36 @@ def _download(repo_id: str, revision: str | None) -> Path:
         raise EmoError(f"{repo_id}: {str(error).splitlines()[0]}") from None
     except HfHubHTTPError as error:
         raise EmoError(f"{repo_id}: the hub answered {str(error).splitlines()[0]}") from None
+    except (OSError, ValueError) as error:  # the hub's client's network errors, a revision it refuses
+        raise _hub_error(error, repo_id, "download") from None
+
+
+def _check_repo_id(repo_id: str) -> None:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ConfigError(f"{repo_id!r} is not a valid hub repository id ({' '.join(str(error).split())})") from None
+
+
+def _hub_error(error: BaseException, repo_id: str, action: str) -> EmoError:
+    """One line for a failed hub call: a refused token, the hub's answer, or no connection."""
+    import os
+
+    from huggingface_hub.errors import HfHubHTTPError
+
+    reason = " ".join(str(error).split()) or type(error).__name__
+    reason = reason if len(reason) <= 200 else reason[:200] + "..."
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if status in (401, 403):
+        return EmoError(f"{repo_id}: the hub refused to {action} ({reason}); log in with `hf auth login` or give a "
+                        "token with write access (--token, $HF_TOKEN)")
+    if isinstance(error, HfHubHTTPError):
+        return EmoError(f"{repo_id}: the hub answered {reason}")
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    return EmoError(f"{repo_id}: cannot reach the Hugging Face hub at {endpoint} to {action} ({reason}); check the "
+                    "connection (or $HF_ENDPOINT) and run the same command again; nothing was changed on the hub")
 
 
 def push(run: str | Path, repo_id: str, *, revision: str | None = None, private: bool = False,
@@ -102,10 +137,16 @@ def push(run: str | Path, repo_id: str, *, revision: str | None = None, private:
         raise ConfigError("has no README.md model card (a finished unit or run writes one)", path=folder)
     if not is_hub_id(repo_id):
         raise ConfigError(f"{repo_id!r} is not a hub repository id (owner/name)")
-    api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-    commit = api.upload_folder(
-        repo_id=repo_id, folder_path=str(folder), repo_type="model", revision=revision,
-        ignore_patterns=PUSH_IGNORE, commit_message=message or f"emo push {folder.name}",
-    )
+    _check_repo_id(repo_id)
+    try:
+        api = HfApi(token=token)
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        commit = api.upload_folder(
+            repo_id=repo_id, folder_path=str(folder), repo_type="model", revision=revision,
+            ignore_patterns=PUSH_IGNORE, commit_message=message or f"emo push {folder.name}",
+        )
+    except EmoError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the hub client's network, HTTP and token errors, in one line
+        raise _hub_error(error, repo_id, "push") from None
     return commit.commit_url

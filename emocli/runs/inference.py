@@ -116,8 +116,14 @@ class UnitConfigFile(_RunFile):
     store: str | None = None  # the feature store trained on
 
 
+# Sizes a run's JSON may state before anything is built: far above any model or feature here (clip inputs
+# of 224-pixel frames are 150,528 wide; 6,373 ComParE functionals), far below what would exhaust memory.
+MAX_SIZE = 2**22
+MAX_CLASSES = 10_000
+
+
 class LabelMapFile(_RunFile):
-    names: list[str] = Field(min_length=1)
+    names: list[str] = Field(min_length=1, max_length=MAX_CLASSES)
     task: Task
 
     @field_validator("names")
@@ -133,7 +139,7 @@ class InputSpecFile(_RunFile):
     feature_set: str
     extractor: str
     kind: FeatureKind
-    dim: int = Field(gt=0)
+    dim: int = Field(gt=0, le=MAX_SIZE)
     extractor_spec: dict[str, Any]
 
 
@@ -215,11 +221,17 @@ class TrainedUnit:
         return (self.path / layout.TEST_METRICS).is_file()
 
     def build_model(self) -> EmotionModel:
-        """The model of config.json with the best weights, in eval mode."""
+        """The model of config.json with the best weights, in eval mode. Its sizes are checked before
+        anything is allocated: against the label map, a bound, and the bytes its weights file holds."""
         entry = self.entry
+        self._check_sizes()
         try:
-            model = entry.build(entry.config(**self.config["model"]).for_inference())
+            config = entry.config(**self.config["model"]).for_inference()
+            self._check_parameters(entry, config)
+            model = entry.build(config)
         except (TypeError, ValueError, ConfigError) as error:
+            if isinstance(error, ConfigError) and error.path is not None:
+                raise
             raise ConfigError(f"cannot rebuild {entry.name} from its configuration: {error}",
                               path=self.path / layout.CONFIG) from None
         missing = set(self.feature_spec["inputs"]) - set(model.config.modalities)
@@ -233,6 +245,33 @@ class TrainedUnit:
             )
         layout.load_weights(model, self.path / layout.WEIGHTS)
         return model.eval()
+
+    def _check_sizes(self) -> None:
+        """config.json's numbers, before they reach an allocator: its class count is the label map's, and no
+        size exceeds MAX_SIZE."""
+        model = self.config["model"]
+        classes = model.get("num_classes") if isinstance(model, dict) else None
+        names = self.label_map_json["names"]
+        if isinstance(classes, int) and not isinstance(classes, bool) and classes != len(names):
+            raise ConfigError(f"the model has {classes} classes but label_map.json names {len(names)}",
+                              path=self.path / layout.LABEL_MAP)
+        numbers = _integers(model)
+        if numbers and max(numbers) > MAX_SIZE:
+            raise ConfigError(f"model: a size of {max(numbers):,}, larger than any model emo builds (at most "
+                              f"{MAX_SIZE:,}); not a configuration emo wrote", path=self.path / layout.CONFIG)
+
+    def _check_parameters(self, entry: ModelEntry, config: Any) -> None:
+        """The model config.json describes, counted on torch's meta device (nothing allocated), must fit in
+        its weights file: as many values as it has parameters (read from the file's header alone)."""
+        from emocli.models.base import count_parameters_of
+
+        held = _stored_values(self.path / layout.WEIGHTS)
+        if held is None:
+            return  # missing or not safetensors: load_weights says which
+        parameters = count_parameters_of(entry.model_class, config)
+        if parameters > held:
+            raise ConfigError(f"weights do not fit the model built from config.json: it has {parameters:,} "
+                              f"parameters, the file holds {held:,} values", path=self.path / layout.WEIGHTS)
 
     def standardizer(self) -> Standardizer | None:
         """The feature standardisation it was trained with: None for normalize = "none", and for runs made
@@ -302,6 +341,36 @@ class LoadedUnit:
             self.model, self.objective, data, rows, conversation=self.unit.conversation,
             batch_size=self.train.eval_batch_size, device=self.device, parties=self.model.config.speaker_parties,
         )
+
+
+def _stored_values(path: Path) -> int | None:
+    """How many values a safetensors file holds, from its header; None when it is not one."""
+    import math
+    import stat
+
+    from safetensors import safe_open
+
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return None  # a pipe would block safetensors' open: load_weights refuses it unopened
+        with safe_open(str(path), framework="pt") as weights:
+            return sum(math.prod(weights.get_slice(key).get_shape()) for key in weights.keys())
+    except Exception:  # missing, truncated, a pickle: load_weights names the problem
+        return None
+
+
+def _integers(data: Any) -> list[int]:
+    """Every integer in nested JSON data (booleans aside), without recursion."""
+    found, stack = [], [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            found.append(abs(value))
+    return found
 
 
 def choose_unit(run: str | Path) -> tuple[Path, str]:

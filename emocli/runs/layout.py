@@ -22,6 +22,7 @@ plain containers only, loaded with weights_only=True (no pickled code ever runs)
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from emocli.core import io
 from emocli.core.errors import ConfigError, EmoError
 from emocli.core.io import append_text, atomic_open, write_text, write_with
 
@@ -44,6 +46,9 @@ TEST_METRICS = "test_metrics.json"
 RUN_INFO = "run.json"
 RESULTS_CSV = "results.csv"
 RESULTS_JSON = "results.json"
+CARD = "README.md"
+# What reading a unit back reads: an output (an ONNX export, its description) never replaces one of them.
+UNIT_INPUTS = (WEIGHTS, NORMALIZATION, CONFIG, LABEL_MAP, FEATURE_SPEC, SPLITS, METRICS, TEST_METRICS, CARD)
 
 
 def unit_dir(root: Path, seed: int, fold: int | None) -> Path:
@@ -61,8 +66,9 @@ def parse_unit(path: Path) -> tuple[int, int | None]:
 
 
 def units(root: Path) -> list[Path]:
-    """The seed/fold directories of a run root, or the root itself when it is one."""
-    if (root / CONFIG).is_file():
+    """The seed/fold directories of a run root, or the root itself when it is one (its config.json, of any
+    kind: reading it says what is wrong with one that is not a regular file)."""
+    if os.path.lexists(root / CONFIG) and not (root / CONFIG).is_dir():
         return [root]
     found = sorted(p.parent for p in root.glob(f"seed=*/fold=*/{CONFIG}"))
     if not found:
@@ -92,26 +98,9 @@ def _json_default(value: Any) -> Any:
 
 
 def read_json(path: Path, expect: type = object) -> Any:
-    """A JSON file of a run; EmoError naming it when it is missing, unreadable, not JSON, or (with
-    `expect`, e.g. dict) not that kind of value."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EmoError("missing file of a run directory", path=path) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise EmoError(f"cannot read ({getattr(error, 'strerror', None) or error})", path=path) from None
-    except json.JSONDecodeError as error:
-        raise EmoError(f"not valid JSON ({error})", path=path) from None
-    if not isinstance(data, expect):
-        raise EmoError(f"expected a JSON {_json_kind(expect)}, found {_json_kind(type(data), article=True)}", path=path)
-    return data
-
-
-def _json_kind(kind: type, article: bool = False) -> str:
-    name = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}.get(kind)
-    if name is None:
-        return "null" if kind is type(None) else "value"
-    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}" if article else name
+    """A JSON file of a run; EmoError naming it when it is missing, unreadable, not a regular file, larger
+    than a run's files are, not JSON, nested too deeply, or (with `expect`, e.g. dict) not that kind of value."""
+    return io.read_json(path, expect, missing="missing file of a run directory")
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
@@ -120,17 +109,18 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The records of a JSON-lines log; a last line cut short (a process killed while appending) is skipped."""
-    if not path.is_file():
+    if not path.exists():
         return []
     records = []
-    lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    data = io.read_bytes(path, io.JSON_LIMIT)
+    lines = [line for line in data.decode("utf-8", errors="replace").splitlines() if line.strip()]
     for number, line in enumerate(lines, start=1):
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as error:
+            records.append(io.parse_json(line, path, where=f"line {number}: "))
+        except EmoError:
             if number == len(lines):
                 break
-            raise EmoError(f"line {number} is not valid JSON ({error})", path=path) from None
+            raise
     return records
 
 
@@ -156,8 +146,7 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
     from safetensors import SafetensorError
     from safetensors.torch import load_model
 
-    if not path.is_file():
-        raise EmoError("no weights (the run has not finished its first epoch)", path=path)
+    io.regular_file(path, missing="no weights (the run has not finished its first epoch)")  # no FIFO, no device
     try:
         missing, unexpected = load_model(model, str(path), strict=False)
     except (SafetensorError, OSError) as error:  # truncated, not safetensors at all, unreadable

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from emocli.core.errors import ConfigError
+from emocli.core.paths import check_name
 from emocli.data.inputs import InputSpec, select_inputs, store_label_map
 from emocli.data.splits import dataset_folds
 from emocli.data.tables import EmotionData, load_data
@@ -118,10 +119,13 @@ def plan(model_name: str, store_path: str | Path, config: TrainConfig) -> Plan:
 
 
 def choose_root(out: Path, plan: Plan, name: str | None) -> Path:
-    """The run's directory: `--name`, else the latest run of the same configuration, else a new one."""
+    """The run's directory: `--name`, else the latest run of the same configuration, else a new one. The
+    name and the dataset's (read from the store) are names, never paths: the run stays inside `out`."""
+    check_name(plan.dataset, f"the dataset name of {plan.store_path}")
     stem = f"{plan.entry.name}-{plan.dataset}"
     fingerprint = plan.fingerprint()
     if name is not None:
+        check_name(name, "--name")
         root = out / f"{stem}-{name}"
         info = root / layout.RUN_INFO
         if info.is_file() and layout.read_json(info).get("fingerprint") != fingerprint:

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from emocli.core.errors import ConfigError
 from emocli.core.io import check_writable, write_with
+from emocli.core.paths import check_name
 from emocli.runs import layout
 from emocli.runs.config import TrainConfig
 
@@ -122,6 +123,7 @@ def tune(
     for _, config in configs:
         if config.protocol != "standard":
             raise ConfigError("tuning ranks trials on the validation split: use --protocol standard")
+    check_name(name, "--name")  # the search's folder, tune-NAME, stays inside --out
     check_writable(out / f"tune-{name}", folder=True)
 
     trials, selection = [], None

@@ -31,7 +31,13 @@ from emocli.features.audio.encoders import (
     torch_device,
 )
 from emocli.features.audio.io import AUDIO_IO_LIBRARIES
-from emocli.features.checkpoints import checkpoint_identity, load_failure, resolve_checkpoint
+from emocli.features.checkpoints import (
+    NO_REMOTE_CODE,
+    check_config,
+    checkpoint_identity,
+    load_failure,
+    resolve_checkpoint,
+)
 
 
 class HfAudioParams(SpeechEncoderParams):
@@ -61,7 +67,8 @@ class HfAudioExtractor(SpeechEncoderExtractor):
 
     def _load(self, from_pretrained, **kwargs: Any):
         try:
-            return from_pretrained(self._location, revision=self.params.revision, **kwargs)
+            # Never the model's own code, and never a question at the terminal about it (checkpoints.py).
+            return from_pretrained(self._location, revision=self.params.revision, **NO_REMOTE_CODE, **kwargs)
         except (OSError, ValueError) as error:
             raise load_failure(error, self.params.model, self._location, self._local, "speech model") from error
 
@@ -70,7 +77,7 @@ class HfAudioExtractor(SpeechEncoderExtractor):
         if self._config is None:
             from transformers import AutoConfig
 
-            config = self._load(AutoConfig.from_pretrained)
+            config = check_config(self._load(AutoConfig.from_pretrained), self.params.model, self._location)
             if not (getattr(config, "conv_kernel", None) and getattr(config, "conv_stride", None)):
                 raise ConfigError(
                     f"{self.params.model} ({config.model_type}) has no convolutional front end over the waveform "

@@ -215,20 +215,32 @@ def _read_pyav(path: Path, start_s: float | None, end_s: float | None) -> tuple[
             declared = _stream_frames(stream, rate)
             start, stop = _segment_frames(rate, start_s, end_s)
             # Convert the sample format only: keeping the stream's layout and rate leaves mixdown and
-            # resampling to load_audio, identical to the soundfile path.
-            resampler = av.AudioResampler(format="fltp")
+            # resampling to load_audio, identical to the soundfile path. A stream whose rate or channels
+            # change part-way (recordings concatenated as they are) has its later parts converted to the
+            # first part's rate and layout, so the samples keep one rate (PyAV's resampler would pass them
+            # through, labelled with the first rate).
+            first = (rate, stream.codec_context.layout.name)
+            key, resampler = first, av.AudioResampler(format="fltp")
             chunks: list[np.ndarray] = []
             decoded = 0
-            for frame in container.decode(stream):
-                for planar in resampler.resample(frame):
+
+            def take(frames) -> None:
+                nonlocal decoded
+                for planar in frames:
                     chunks.append(planar.to_ndarray())
                     decoded += planar.samples
+
+            for frame in container.decode(stream):
+                if (frame.sample_rate, frame.layout.name) != key:
+                    take(resampler.resample(None))  # what the last part's converter still holds, in order
+                    key = (frame.sample_rate, frame.layout.name)
+                    resampler = (av.AudioResampler(format="fltp") if key == first else
+                                 av.AudioResampler(format="fltp", layout=first[1], rate=first[0]))
+                take(resampler.resample(frame))
                 if stop is not None and decoded >= stop:
                     break
             else:  # the whole track was read: take what the resampler still buffers
-                for planar in resampler.resample(None):
-                    chunks.append(planar.to_ndarray())
-                    decoded += planar.samples
+                take(resampler.resample(None))
                 wanted = declared if stop is None or declared is None else min(stop, declared)
                 if wanted is not None and decoded < wanted - max(DURATION_SLACK_S * rate, DURATION_SLACK_FRACTION * wanted):
                     raise _truncated(path, declared, decoded)

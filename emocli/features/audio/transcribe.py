@@ -140,7 +140,7 @@ class Transcriber:
             model = WhisperForConditionalGeneration.from_pretrained(
                 location, revision=self.revision, dtype=torch.float32, use_safetensors=True
             )
-            self._tokenizer = AutoTokenizer.from_pretrained(location, revision=self.revision)
+            self._tokenizer = AutoTokenizer.from_pretrained(location, revision=self.revision, trust_remote_code=False)
         except (OSError, ValueError) as error:
             local = self._offline is not None or self._local
             raise load_failure(error, self.name, location, local, "Whisper model") from error

@@ -32,7 +32,7 @@ from emocli.core.errors import ConfigError, ExtractionError
 from emocli.core.io import text_fingerprint
 from emocli.core.types import Features
 from emocli.features.base import Extractor, ExtractorParams
-from emocli.features.checkpoints import hub_commit, local_model_digest
+from emocli.features.checkpoints import NO_REMOTE_CODE, check_config, check_model_folder, hub_commit, local_model_digest
 from emocli.features.packaged import PackagePart, SplitZipModel, model_folder
 from emocli.features.text.context import (
     dialogue_contexts,
@@ -145,7 +145,7 @@ class TransformerTextExtractor(Extractor):
         if self._config is None:
             from transformers import AutoConfig
 
-            self._config = self._load(AutoConfig.from_pretrained)
+            self._config = check_config(self._load(AutoConfig.from_pretrained), self.params.model, self._location)
         return self._config
 
     @property
@@ -178,7 +178,8 @@ class TransformerTextExtractor(Extractor):
 
     def _load(self, from_pretrained, **kwargs: Any):
         try:
-            return from_pretrained(self._location, revision=self.params.revision, **kwargs)
+            # Never the model's own code, and never a question at the terminal about it (checkpoints.py).
+            return from_pretrained(self._location, revision=self.params.revision, **NO_REMOTE_CODE, **kwargs)
         except (OSError, ValueError) as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             if self._local:
@@ -385,6 +386,7 @@ def resolve_model(name: str) -> tuple[str, bool]:
         return str(directory), True
     path = Path(name).expanduser()
     if path.is_dir():
+        check_model_folder(path, "text model")
         return str(path), True
     # A hub id is "name" or "owner/name"; anything else that looks like a path must exist.
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:

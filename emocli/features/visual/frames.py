@@ -37,7 +37,7 @@ import numpy as np
 from pydantic import Field
 
 from emocli.core.errors import ConfigError
-from emocli.core.io import file_fingerprint
+from emocli.core.io import file_fingerprint, regular_file
 from emocli.core.types import Features
 from emocli.features.audio.io import sample_segment
 from emocli.features.base import Extractor, ExtractorParams
@@ -293,14 +293,31 @@ def _weights_file(weights: str) -> Path | None:
 
 
 def _load_state_dict(model, path: Path) -> None:
+    """A local weights file, as data: safetensors, or a torch file of tensors only (weights_only=True: a
+    pickle that names any other object is refused unopened, and said so in one line)."""
+    import pickle
+    import warnings
+
     import torch
+    from safetensors import SafetensorError
 
-    if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import load_file
+    regular_file(path, ConfigError)  # no FIFO or device
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
 
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_file(str(path))
+        else:
+            with warnings.catch_warnings():  # torch warns about the pickle protocol before refusing it
+                warnings.simplefilter("ignore", UserWarning)
+                state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # a pickle of other objects, or no pickle at all: torch cannot tell which
+        raise ConfigError("is not a file of tensors alone (torch read it without unpickling anything else, and "
+                          "emo never does): give a .safetensors file or a state_dict saved with torch.save",
+                          path=path) from None
+    except (SafetensorError, RuntimeError, EOFError, OSError, ValueError) as error:
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        raise ConfigError(f"not a readable weights file ({reason})", path=path) from None
     if not isinstance(state, dict):
         raise ConfigError("weights file does not hold a state_dict", path=path)
     try:
