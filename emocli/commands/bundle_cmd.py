@@ -18,7 +18,7 @@ def bundle(
                                        "predictions (`emo evaluate --split valid`, `emo cross-corpus`); given for "
                                        "every head, the heads are calibrated and their product weighed on them."),
     cross_corpus: list[str] = typer.Option([], "--cross-corpus", help="HEAD=FOLDER: a head's `emo cross-corpus` "
-                                           "results, shown in the card."),
+                                           "results, shown in the card (repeatable, also for one head)."),
 ) -> None:
     """Combine trained runs into one model: `emo predict --model OUT clip.mp4` runs every head on the same
     segments and combines their probabilities in the shared labels (calibrated and weighed with --held-out). emo's default model is built this way
@@ -37,6 +37,10 @@ def bundle(
             given[name.strip()] = Path(path.strip())
         return given
 
+    tables: dict[str, list[Path]] = {}
+    for pair in cross_corpus:
+        name, folder = next(iter(pairs([pair], "--cross-corpus", "FOLDER").items()))
+        tables.setdefault(name, []).append(folder)
     folder = assemble(spec, pairs(heads, "--head", "RUN"), out, held_out=pairs(held_out, "--held-out", "FILE"),
-                      cross_corpus=pairs(cross_corpus, "--cross-corpus", "FOLDER"), overwrite=overwrite)
+                      cross_corpus=tables, overwrite=overwrite)
     Console(stderr=True).print(f"bundle: {folder}", highlight=False, soft_wrap=True)

@@ -421,7 +421,7 @@ def read_held_out(path: Path, mapping: dict[str, str], labels: Sequence[str]):  
 
 
 def assemble(spec_path: str | Path, heads: dict[str, str | Path], out: str | Path, *,
-             held_out: dict[str, Path] | None = None, cross_corpus: dict[str, Path] | None = None,
+             held_out: dict[str, Path] | None = None, cross_corpus: dict[str, list[Path]] | None = None,
              overwrite: bool = False) -> Path:
     """A bundle folder from a bundle spec (bundle.json without units: name, labels, heads' mappings,
     transcriber) and one trained unit per head; writes `out`/bundle.json, a unit folder per head and a
@@ -429,7 +429,8 @@ def assemble(spec_path: str | Path, heads: dict[str, str | Path], out: str | Pat
 
     `held_out`: each head's held-out predictions (read_held_out): the heads are calibrated and their product
     weighed on them (calibration.calibrate), and the card reports how. `cross_corpus`: a head's `emo cross-corpus`
-    folder, whose table (results.md) the card shows.
+    folders, whose tables (results.md) the card shows. The card lists every corpus each head trained on (from
+    its training split) with that corpus's licence.
 
     `out` must be new or empty, or `overwrite` given; it is never the folder of the spec or a head's run
     (nor holds or lies in one). It is written beside itself and renamed into place when complete."""
@@ -460,7 +461,7 @@ def assemble(spec_path: str | Path, heads: dict[str, str | Path], out: str | Pat
         raise ConfigError(f"not a bundle spec ({_problems(error)})", path=spec_path) from None
     if held_out:
         spec = calibrated(spec, held_out, spec_path)
-    rows, hashes = [], []
+    rows, hashes, sources = [], [], []
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -479,6 +480,7 @@ def assemble(spec_path: str | Path, heads: dict[str, str | Path], out: str | Pat
         features = ", ".join(f"{m}: {s.extractor_spec.get('params', {}).get('model') or s.extractor_spec.get('extractor')}"
                              for m, s in trained.inputs.items())
         config = trained.config
+        sources.append(f"- {name}: " + training_sources(unit, config["dataset"]))
         split = f"fold {config['fold']}" if config["fold"] is not None else "its official splits"
         rows.append(f"| {name} | {trained.model_name} | {config['dataset']}, {split}, seed {config['seed']} | {features} | "
                     f"{metrics.get('accuracy', float('nan')) * 100:.2f} | {metrics.get('weighted_f1', float('nan')) * 100:.2f} | "
@@ -496,15 +498,21 @@ def assemble(spec_path: str | Path, heads: dict[str, str | Path], out: str | Pat
             f"## Shared labels\n\n{', '.join(spec.labels)}; each head's classes map onto them:\n\n{mapping}\n\n"
             "The combined probability of a segment is the mean of the mapped probabilities of the heads that "
             f"read it. Speech is transcribed with {spec.transcriber}.\n")
-    for name, folder in (cross_corpus or {}).items():
-        table = Path(folder) / "results.md"
-        if not table.is_file():
-            raise ConfigError("no results.md: give the folder `emo cross-corpus` wrote", path=table)
-        card += (f"\n## The {name} head across corpora\n\nUnweighted average recall on each corpus left out of "
-                 "training (open: over every class the head knows; shared: over the classes the corpus and the "
-                 "training corpora share), and within it (its own speaker folds), for the head's recipe and the "
-                 f"linear floor on the same features (`emo cross-corpus`, {folder}):\n\n"
-                 + table.read_text(encoding="utf-8"))
+    card += "\n## Training data\n\nEach head learnt from these datasets (its training split), under their terms:\n\n"
+    card += "\n".join(sources) + "\n"
+    for name, folders in (cross_corpus or {}).items():
+        for folder in folders:
+            table = Path(folder) / "results.md"
+            if not table.is_file():
+                raise ConfigError("no results.md: give the folder `emo cross-corpus` wrote", path=table)
+            report = read_json(Path(folder) / "results.json", dict, error=ConfigError)
+            card += (f"\n## The {name} head's recipe across corpora ({Path(folder).name})\n\nUnweighted average recall "
+                     "on each corpus left out of training (open: over every class the head knows; shared: over the "
+                     "classes the corpus and the training corpora share), and on its speakers left out, for the head's "
+                     "recipe (`linear`, the learner of its run) and the linear floor on the same features "
+                     f"(`emo cross-corpus`, protocols {', '.join(report.get('protocols', []))}"
+                     + (f", {', '.join(report['evaluate_only'])} never trained on" if report.get("evaluate_only") else "")
+                     + "):\n\n" + table.read_text(encoding="utf-8"))
     if spec.calibration:
         card += calibration_section(spec)
     for title, text in (("Reproduce", spec.reproduce), ("Licence", spec.licence)):
@@ -512,6 +520,23 @@ def assemble(spec_path: str | Path, heads: dict[str, str | Path], out: str | Pat
             card += f"\n## {title}\n\n{text}\n"
     write_text(staging / "README.md", card)
     return replace_folder(staging, out)
+
+
+def training_sources(unit: Path, dataset: str) -> str:
+    """The datasets a unit trained on, each with its licence: the corpora of its training split's samples (a
+    `corpora` store prefixes their ids with the corpus), or its one dataset."""
+    from emocli.datasets import ADAPTERS, adapter_class
+    from emocli.runs import layout
+
+    ids = layout.read_json(unit / layout.SPLITS, dict).get("train", [])
+    names = sorted({str(i).split("/", 1)[0] for i in ids}) if dataset == "corpora" else [dataset]
+    described = []
+    for name in names:
+        licence = adapter_class(name).licence if name in ADAPTERS else None
+        terms = f"{licence.name}: {licence.meaning}" if licence is not None else "your own data"
+        count = sum(str(i).startswith(f"{name}/") for i in ids) if dataset == "corpora" else len(ids)
+        described.append(f"{name} ({count} samples; {terms})")
+    return "; ".join(described)
 
 
 def calibrated(spec: BundleSpec, held_out: dict[str, Path], where: Path) -> BundleSpec:
